@@ -1,0 +1,73 @@
+import Logging
+
+/// The settings every service has: where it listens, its database, CORS, logging.
+package struct ChassisSettings: Sendable {
+    package var serviceName: String
+    package var host: String
+    package var port: Int
+    package var corsOrigins: [String]
+    package var logLevel: Logger.Level
+    package var logFormat: String
+    package var isProduction: Bool
+    package var database: DatabaseURL
+    package var databasePoolSize: Int
+
+    package init(
+        serviceName: String, host: String = "127.0.0.1", port: Int, corsOrigins: [String] = [],
+        logLevel: Logger.Level = .info, logFormat: String = "text", isProduction: Bool = false,
+        database: DatabaseURL, databasePoolSize: Int = 20
+    ) {
+        self.serviceName = serviceName
+        self.host = host
+        self.port = port
+        self.corsOrigins = corsOrigins
+        self.logLevel = logLevel
+        self.logFormat = logFormat
+        self.isProduction = isProduction
+        self.database = database
+        self.databasePoolSize = databasePoolSize
+    }
+
+    /// The documented variables behind these settings, with a service's own defaults.
+    package static func variables(defaultPort: Int, defaultDatabase: String) -> [EnvironmentVariable] {
+        [
+            EnvironmentVariable("MANA_ENV", default: "development", help: "development or production; production refuses development defaults"),
+            EnvironmentVariable("HOST", default: "0.0.0.0", help: "address to listen on"),
+            EnvironmentVariable("PORT", default: String(defaultPort), help: "port to listen on"),
+            EnvironmentVariable(
+                "DATABASE_URL", default: "postgresql://mana:devpassword@localhost:5432/\(defaultDatabase)",
+                help: "PostgreSQL URL (postgres:// or postgresql://, optional ?sslmode=disable|prefer|require|verify-ca|verify-full)",
+                refusedInProduction: true),
+            EnvironmentVariable("DATABASE_POOL_SIZE", default: "20", help: "maximum PostgreSQL connections of this process"),
+            EnvironmentVariable("CORS_ORIGINS", default: "", help: "comma-separated origins allowed by CORS (* allows any)"),
+            EnvironmentVariable("LOG_LEVEL", default: "info", help: "trace, debug, info, notice, warning, error or critical"),
+            EnvironmentVariable("LOG_FORMAT", default: "text", help: "text or json (one JSON object per line)"),
+        ]
+    }
+
+    /// Reads the settings, recording each problem in `reader`.
+    package init(reading reader: inout ConfigReader, serviceName: String, defaultPort: Int, defaultDatabase: String) {
+        let variables = Dictionary(
+            uniqueKeysWithValues: Self.variables(defaultPort: defaultPort, defaultDatabase: defaultDatabase).map { ($0.name, $0) })
+        _ = reader.choice(variables["MANA_ENV"]!, from: ["development", "production", "test"])
+        let host = reader.string(variables["HOST"]!)
+        let port = reader.int(variables["PORT"]!, in: 0...65535)
+        let poolSize = reader.int(variables["DATABASE_POOL_SIZE"]!, in: 1...500)
+        let origins = reader.list(variables["CORS_ORIGINS"]!)
+        let levelText = reader.choice(
+            variables["LOG_LEVEL"]!, from: ["info", "trace", "debug", "notice", "warning", "error", "critical"])
+        let format = reader.choice(variables["LOG_FORMAT"]!, from: ["text", "json"])
+        let databaseText = reader.string(variables["DATABASE_URL"]!)
+        var database: DatabaseURL
+        do {
+            database = try DatabaseURL(databaseText)
+        } catch {
+            reader.report("\(error)")
+            database = try! DatabaseURL("postgresql://invalid@localhost/invalid")
+        }
+        self.init(
+            serviceName: serviceName, host: host, port: port, corsOrigins: origins,
+            logLevel: Logger.Level(rawValue: levelText) ?? .info, logFormat: format, isProduction: reader.isProduction,
+            database: database, databasePoolSize: poolSize)
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+import NIOSSL
+import PostgresNIO
+
+/// A parsed `DATABASE_URL`: `postgres://user:password@host:port/database?sslmode=...`.
+///
+/// `PostgresClient.Configuration` has no URL initialiser, so this is the one place that
+/// reads the URL. `sslmode` follows libpq: `disable`, `prefer` (the default), `require`,
+/// `verify-ca`, `verify-full`.
+package struct DatabaseURL: Sendable, Equatable {
+    package var host: String
+    package var port: Int
+    package var username: String
+    package var password: String?
+    package var database: String
+    package var sslMode: String
+
+    /// Parses the URL; the error never repeats the password.
+    package init(_ text: String) throws {
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased(),
+            scheme == "postgres" || scheme == "postgresql"
+        else {
+            throw DatabaseURLError("must be a postgres:// or postgresql:// URL")
+        }
+        guard let host = components.host, !host.isEmpty else { throw DatabaseURLError("has no host") }
+        guard let user = components.user, !user.isEmpty else { throw DatabaseURLError("has no user name") }
+        let database = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        guard !database.isEmpty, !database.contains("/") else { throw DatabaseURLError("has no database name in its path") }
+        if let port = components.port, !(1...65535).contains(port) { throw DatabaseURLError("has an invalid port") }
+        let sslMode = components.queryItems?.first(where: { $0.name == "sslmode" })?.value?.lowercased() ?? "prefer"
+        let known = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+        guard known.contains(sslMode) else {
+            throw DatabaseURLError("has sslmode '\(sslMode)'; use one of \(known.joined(separator: ", "))")
+        }
+        self.host = host
+        self.port = components.port ?? 5432
+        self.username = user.removingPercentEncoding ?? user
+        self.password = components.password.map { $0.removingPercentEncoding ?? $0 }
+        self.database = database.removingPercentEncoding ?? database
+        self.sslMode = sslMode
+    }
+
+    /// The client configuration for this URL, with `maximumConnections` in the pool.
+    package func clientConfiguration(maximumConnections: Int = 20) -> PostgresClient.Configuration {
+        var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+        let tls: PostgresClient.Configuration.TLS
+        switch sslMode {
+        case "disable":
+            tls = .disable
+        case "verify-ca":
+            tlsConfiguration.certificateVerification = .noHostnameVerification
+            tls = .require(tlsConfiguration)
+        case "verify-full":
+            tls = .require(tlsConfiguration)
+        case "require":
+            tlsConfiguration.certificateVerification = .none
+            tls = .require(tlsConfiguration)
+        default:  // allow, prefer: encrypt when offered, without verification (libpq's behaviour)
+            tlsConfiguration.certificateVerification = .none
+            tls = .prefer(tlsConfiguration)
+        }
+        var configuration = PostgresClient.Configuration(
+            host: host, port: port, username: username, password: password, database: database, tls: tls)
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.connectTimeout = .seconds(5)
+        return configuration
+    }
+
+    /// The URL with the password masked, for logs.
+    package var redacted: String {
+        "postgresql://\(username)\(password == nil ? "" : ":***")@\(host):\(port)/\(database)?sslmode=\(sslMode)"
+    }
+}
+
+/// What is wrong with a `DATABASE_URL` (without its password).
+package struct DatabaseURLError: Error, CustomStringConvertible {
+    package let description: String
+    init(_ problem: String) { self.description = "DATABASE_URL \(problem)" }
+}

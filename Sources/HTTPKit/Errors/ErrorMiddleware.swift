@@ -1,0 +1,61 @@
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+
+/// Turns every error a handler throws into a JSON answer in the service's envelope.
+///
+/// `APIError` is rendered as is; Hummingbird's own errors (404 from the router, 413 from a
+/// body over its limit) keep their status; a `PostgresTransactionError` is unwrapped first;
+/// anything else is a 500 with a generic message, its cause logged but never sent.
+package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let envelope: ErrorEnvelope
+
+    package init(envelope: ErrorEnvelope) {
+        self.envelope = envelope
+    }
+
+    package func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let apiError = Self.apiError(for: error, logger: context.logger)
+            return envelope.response(for: apiError)
+        }
+    }
+
+    /// Maps any error to the `APIError` the client sees.
+    package static func apiError(for error: any Error, logger: Logger) -> APIError {
+        switch error {
+        case let error as APIError:
+            return error
+        case let error as PostgresTransactionError:
+            if let inner = error.closureError { return apiError(for: inner, logger: logger) }
+            return internalError(error, logger: logger)
+        case let error as HTTPError:
+            let message = error.body ?? defaultMessage(for: error.status)
+            return APIError(error.status, message: message, headers: error.headers)
+        case let error as DecodingError:
+            return RequestBody.apiError(for: error)
+        case is CancellationError:
+            return APIError(.serviceUnavailable, message: "the request was cancelled")
+        default:
+            return internalError(error, logger: logger)
+        }
+    }
+
+    private static func internalError(_ error: any Error, logger: Logger) -> APIError {
+        logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
+        return APIError(.internalServerError, message: "internal server error")
+    }
+
+    private static func defaultMessage(for status: HTTPResponse.Status) -> String {
+        switch status.code {
+        case 404: "no such route"
+        case 413: "request body too large"
+        default: status.reasonPhrase.lowercased()
+        }
+    }
+}

@@ -1,0 +1,21 @@
+import Foundation
+import Hummingbird
+
+/// A JSON response with a chosen status, encoded with sorted keys and ISO 8601 dates.
+package struct JSONResponse: ResponseGenerator {
+    let status: HTTPResponse.Status
+    let data: Data
+    let headers: HTTPFields
+
+    package init(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws {
+        self.status = status
+        self.data = try JSONEncoder.sortedKeys.encode(value)
+        self.headers = headers
+    }
+
+    package func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers = self.headers
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

@@ -1,0 +1,95 @@
+import Foundation
+import Hummingbird
+
+/// Reads request bodies with a size limit and decodes JSON with errors that name the field.
+///
+/// ```swift
+/// let body = RequestBody(limit: 1 << 20)
+/// let input = try await body.decode(UseCredits.self, from: request, context: context)
+/// ```
+package struct RequestBody: Sendable {
+    /// The largest body accepted, in bytes; larger ones answer 413.
+    package let limit: Int
+
+    package init(limit: Int) {
+        self.limit = limit
+    }
+
+    /// Collects the raw body, refusing one over the limit with 413.
+    package func collect(_ request: Request) async throws -> ByteBuffer {
+        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > limit {
+            throw APIError.tooLarge("request body is larger than \(limit) bytes")
+        }
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError.tooLarge("request body is larger than \(limit) bytes")
+        }
+    }
+
+    /// Decodes a JSON body into `T`; malformed JSON, missing fields and wrong types answer 400.
+    package func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
+        let buffer = try await collect(request)
+        return try Self.decode(type, from: Data(buffer: buffer))
+    }
+
+    /// Decodes JSON bytes into `T`, mapping decoding failures to 400 errors naming the field.
+    package static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+        guard !data.isEmpty else { throw APIError.badRequest("request body is empty; a JSON object is expected") }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let error as DecodingError {
+            throw apiError(for: error)
+        }
+    }
+
+    /// A 400 error describing what was wrong with the JSON and where.
+    package static func apiError(for error: DecodingError) -> APIError {
+        switch error {
+        case .keyNotFound(let key, let context):
+            let field = fieldPath(context.codingPath + [key])
+            return .badRequest("\(field) is required", field: field)
+        case .valueNotFound(let type, let context):
+            let field = fieldPath(context.codingPath)
+            return .badRequest("\(field) must be \(typeName(type)), not null", field: field)
+        case .typeMismatch(let type, let context):
+            let field = fieldPath(context.codingPath)
+            if context.codingPath.isEmpty { return .badRequest("request body must be \(typeName(type))") }
+            return .badRequest("\(field) must be \(typeName(type))", field: field)
+        case .dataCorrupted(let context):
+            if context.codingPath.isEmpty {
+                return .badRequest("request body is not valid JSON")
+            }
+            let field = fieldPath(context.codingPath)
+            return .badRequest("\(field) is invalid: \(context.debugDescription)", field: field)
+        @unknown default:
+            return .badRequest("request body is invalid")
+        }
+    }
+
+    /// `changes[3].op` style path for a coding path.
+    package static func fieldPath(_ path: [any CodingKey]) -> String {
+        var text = ""
+        for key in path {
+            if let index = key.intValue {
+                text += "[\(index)]"
+            } else {
+                text += text.isEmpty ? key.stringValue : ".\(key.stringValue)"
+            }
+        }
+        return text.isEmpty ? "body" : text
+    }
+
+    private static func typeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "a string"
+        case is Int.Type, is Int64.Type, is Int32.Type: "a whole number"
+        case is Double.Type, is Float.Type: "a number"
+        case is Bool.Type: "a boolean"
+        case is [Any].Type: "an array"
+        case is [String: Any].Type, is [String: JSONValue].Type: "a JSON object"
+        default:
+            "\(type)".hasPrefix("Array") ? "an array" : "a JSON object"
+        }
+    }
+}

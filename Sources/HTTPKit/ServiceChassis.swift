@@ -1,0 +1,84 @@
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import PostgresNIO
+import ServiceLifecycle
+
+/// What both services stand on: a router with the shared middleware (request id and log,
+/// metrics, CORS, JSON errors), `/health`, `/ready`, `/metrics`, the PostgreSQL client run
+/// as a service, migrations before the server starts, and graceful shutdown.
+///
+/// ```swift
+/// var chassis = ServiceChassis<AppRequestContext>(settings: settings, envelope: .errorMessage, bodyLimit: 10 << 20)
+/// SyncController(...).addRoutes(to: chassis.router.group("sync"))
+/// let app = chassis.makeApplication(migrations: migrations)
+/// try await app.runService()
+/// ```
+package struct ServiceChassis<Context: RequestContext> where Context: InitializableFromSource<ApplicationRequestContextSource> {
+    package let settings: ChassisSettings
+    package let router: ServiceRouter<Context>
+    package let metrics: ServiceMetrics
+    package let database: PostgresClient
+    package let logger: Logger
+    package let body: RequestBody
+    package private(set) var services: [any Service] = []
+
+    /// Sets up the router and its middleware. Routes added to `router` afterwards get them all.
+    package init(
+        settings: ChassisSettings,
+        envelope: ErrorEnvelope,
+        bodyLimit: Int,
+        logger: Logger? = nil,
+        metrics: ServiceMetrics = ServiceMetrics(),
+        healthDetails: @escaping @Sendable () -> [String: JSONValue] = { [:] }
+    ) {
+        var logger = logger ?? Logger(label: settings.serviceName)
+        logger.logLevel = settings.logLevel
+        self.settings = settings
+        self.logger = logger
+        self.metrics = metrics
+        self.body = RequestBody(limit: bodyLimit)
+        self.database = PostgresClient(
+            configuration: settings.database.clientConfiguration(maximumConnections: settings.databasePoolSize),
+            backgroundLogger: logger)
+        let router = ServiceRouter<Context>()
+        router.add(middleware: RequestLogMiddleware())
+        router.add(middleware: PrometheusMetricsMiddleware(registry: metrics.registry))
+        router.add(middleware: CORSAllowListMiddleware(origins: settings.corsOrigins))
+        router.add(middleware: ErrorMiddleware(envelope: envelope))
+        HealthController<Context>(
+            serviceName: settings.serviceName, database: database, metrics: metrics, healthDetails: healthDetails
+        ).addRoutes(to: router)
+        self.router = router
+    }
+
+    /// Adds a background service that runs and shuts down with the application.
+    package mutating func addService(_ service: any Service) {
+        services.append(service)
+    }
+
+    /// Builds the application: migrations run before the server accepts connections.
+    /// `onServerRunning` receives the bound channel (its local address has the real port).
+    package func makeApplication(
+        migrations: [Migration],
+        server: HTTPServerBuilder = .http1(),
+        beforeServerStarts: [@Sendable () async throws -> Void] = [],
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        var app = Application(
+            router: router,
+            server: server,
+            configuration: .init(
+                address: .hostname(settings.host, port: settings.port),
+                serverName: settings.serviceName),
+            services: [database] + services,
+            onServerRunning: onServerRunning,
+            logger: logger)
+        let runner = MigrationRunner(
+            client: database, migrations: migrations, lockName: "\(settings.serviceName)-migrations", logger: logger)
+        app.beforeServerStarts { try await runner.run() }
+        for process in beforeServerStarts { app.beforeServerStarts(perform: process) }
+        return app
+    }
+}

@@ -1,0 +1,40 @@
+import Prometheus
+
+/// The Prometheus registry of one running service, served at `GET /metrics`.
+///
+/// Each application owns one, so tests can build many applications in one process;
+/// `serve` also installs it as the process-wide swift-metrics backend.
+package struct ServiceMetrics: Sendable {
+    package let registry: PrometheusCollectorRegistry
+
+    /// Latency buckets from 1 ms to 10 s.
+    package static let latencyBuckets: [Duration] = [
+        .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+        .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+    ]
+
+    package init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+    }
+
+    /// Adds `by` to a counter.
+    package func count(_ name: String, _ labels: [(String, String)] = [], by amount: Int = 1) {
+        registry.makeCounter(name: name, labels: labels).increment(by: Int64(amount))
+    }
+
+    /// Sets a gauge.
+    package func set(_ name: String, _ labels: [(String, String)] = [], to value: Double) {
+        registry.makeGauge(name: name, labels: labels).set(value)
+    }
+
+    /// Records a duration in a histogram with the standard latency buckets.
+    package func record(_ name: String, _ labels: [(String, String)] = [], duration: Duration) {
+        registry.makeDurationHistogram(name: name, labels: labels, buckets: Self.latencyBuckets).record(duration)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    package func exposition() -> String {
+        registry.emitToString()
+    }
+}

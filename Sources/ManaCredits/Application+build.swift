@@ -1,0 +1,28 @@
+import Foundation
+import HTTPKit
+import Hummingbird
+import Logging
+import NIOCore
+
+/// mana-credits's migrations, shipped as resources of this module.
+enum CreditsMigrations {
+    static func all() throws -> [Migration] {
+        guard let directory = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
+            throw MigrationError("the Migrations resource folder is missing from the mana-credits bundle")
+        }
+        return try Migration.load(from: directory)
+    }
+}
+
+/// Builds mana-credits: the chassis, its routes and background services.
+func buildApplication(
+    _ configuration: CreditsConfiguration,
+    metrics: ServiceMetrics = ServiceMetrics(),
+    logger: Logger? = nil,
+    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+) async throws -> some ApplicationProtocol {
+    let chassis = ServiceChassis<BasicRequestContext>(
+        settings: configuration.chassis, envelope: .statusCodeMessage, bodyLimit: 1024 * 1024,
+        logger: logger, metrics: metrics)
+    return chassis.makeApplication(migrations: try CreditsMigrations.all(), onServerRunning: onServerRunning)
+}

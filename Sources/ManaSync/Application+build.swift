@@ -1,0 +1,28 @@
+import Foundation
+import HTTPKit
+import Hummingbird
+import Logging
+import NIOCore
+
+/// mana-sync's migrations, shipped as resources of this module.
+enum SyncMigrations {
+    static func all() throws -> [Migration] {
+        guard let directory = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
+            throw MigrationError("the Migrations resource folder is missing from the mana-sync bundle")
+        }
+        return try Migration.load(from: directory)
+    }
+}
+
+/// Builds mana-sync: the chassis, its routes and background services.
+func buildApplication(
+    _ configuration: SyncConfiguration,
+    metrics: ServiceMetrics = ServiceMetrics(),
+    logger: Logger? = nil,
+    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+) async throws -> some ApplicationProtocol {
+    let chassis = ServiceChassis<BasicRequestContext>(
+        settings: configuration.chassis, envelope: .errorMessage, bodyLimit: 10 * 1024 * 1024,
+        logger: logger, metrics: metrics)
+    return chassis.makeApplication(migrations: try SyncMigrations.all(), onServerRunning: onServerRunning)
+}

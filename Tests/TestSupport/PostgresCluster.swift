@@ -1,0 +1,216 @@
+import Foundation
+import HTTPKit
+import Logging
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One throwaway PostgreSQL cluster for the whole test process.
+///
+/// The first test that asks for a database starts it with the installed server binaries
+/// (`pg_config --bindir`, else `PATH`) in a temporary folder, on a free port bound to
+/// 127.0.0.1, with `fsync=off`. As root it runs them as the `postgres` user. Each caller
+/// gets a fresh database, so tests run in parallel without seeing each other. The cluster
+/// stops when the process exits (a watchdog also stops it if the process is killed).
+///
+/// ```swift
+/// let url = try await PostgresCluster.shared.createDatabase()
+/// ```
+package actor PostgresCluster {
+    package static let shared = PostgresCluster()
+
+    private var started: Started?
+    private var startError: (any Error)?
+
+    private struct Started {
+        let port: Int
+        let directory: String
+        let binDirectory: String
+    }
+
+    /// The port the cluster listens on, starting it if needed.
+    package func port() throws -> Int {
+        try start().port
+    }
+
+    /// Creates an empty database and returns its URL.
+    package func createDatabase(prefix: String = "test") throws -> DatabaseURL {
+        let cluster = try start()
+        let name = "\(prefix)_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
+        try Self.run(
+            cluster.binDirectory + "/createdb", ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", "mana", name],
+            asPostgres: false)
+        return try DatabaseURL("postgresql://mana@127.0.0.1:\(cluster.port)/\(name)?sslmode=disable")
+    }
+
+    /// The folder holding the PostgreSQL binaries (initdb, pg_ctl, psql, pgbench).
+    package func binDirectory() throws -> String {
+        try start().binDirectory
+    }
+
+    /// Stops the server (for tests of what happens while the database is down).
+    package func stopServer() throws {
+        guard let cluster = started else { return }
+        try Self.run(cluster.binDirectory + "/pg_ctl", ["stop", "-D", cluster.directory + "/data", "-m", "fast", "-w"], asPostgres: true)
+    }
+
+    /// Starts the server again after ``stopServer()``, on the same port.
+    package func restartServer() throws {
+        guard let cluster = started else { return }
+        try Self.pgCtlStart(cluster.binDirectory, directory: cluster.directory, port: cluster.port)
+    }
+
+    private func start() throws -> Started {
+        if let started { return started }
+        if let startError { throw startError }
+        do {
+            let cluster = try Self.startCluster()
+            started = cluster
+            return cluster
+        } catch {
+            startError = error
+            throw error
+        }
+    }
+
+    // MARK: Starting and stopping
+
+    private static let runAsPostgres = getuid() == 0
+
+    private static func startCluster() throws -> Started {
+        let binDirectory = try findBinDirectory()
+        var template = Array("\(NSTemporaryDirectory())/mana-test-pg-XXXXXX".utf8CString)
+        guard let pointer = mkdtemp(&template) else { throw ClusterError("cannot create a temporary folder") }
+        let directory = String(cString: pointer)
+        if runAsPostgres {
+            try run("/bin/chown", ["postgres:postgres", directory], asPostgres: false)
+        }
+        try run(
+            binDirectory + "/initdb",
+            ["-D", directory + "/data", "-U", "mana", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"],
+            asPostgres: true)
+        var lastError: (any Error)?
+        for _ in 0..<5 {
+            let port = try freePort()
+            do {
+                try pgCtlStart(binDirectory, directory: directory, port: port)
+                registerCleanup(binDirectory: binDirectory, directory: directory)
+                return Started(port: port, directory: directory, binDirectory: binDirectory)
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError ?? ClusterError("could not start PostgreSQL")
+    }
+
+    fileprivate static func pgCtlStart(_ binDirectory: String, directory: String, port: Int) throws {
+        let options = [
+            "-p \(port)", "-c listen_addresses=127.0.0.1", "-c unix_socket_directories=\(directory)",
+            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
+            "-c max_connections=400", "-c shared_buffers=256MB", "-c log_min_messages=warning",
+        ].joined(separator: " ")
+        try run(
+            binDirectory + "/pg_ctl",
+            ["start", "-D", directory + "/data", "-w", "-t", "60", "-l", directory + "/server.log", "-o", options],
+            asPostgres: true)
+    }
+
+    private static func findBinDirectory() throws -> String {
+        var candidates: [String] = []
+        if let output = try? capture("/bin/sh", ["-c", "pg_config --bindir 2>/dev/null"]) {
+            candidates.append(output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        candidates += (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        candidates += (12...18).reversed().map { "/usr/lib/postgresql/\($0)/bin" }
+        for candidate in candidates where !candidate.isEmpty {
+            let manager = FileManager.default
+            if manager.isExecutableFile(atPath: candidate + "/initdb"), manager.isExecutableFile(atPath: candidate + "/pg_ctl"),
+                manager.isExecutableFile(atPath: candidate + "/postgres")
+            {
+                return candidate
+            }
+        }
+        throw ClusterError(
+            "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found via `pg_config --bindir` or PATH. "
+                + "Install them, e.g. `apt-get install postgresql postgresql-contrib` on Debian/Ubuntu "
+                + "(PostgreSQL 15 or newer), then run the tests again.")
+    }
+
+    private static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClusterError("cannot open a socket to find a free port") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard bound == 0 else { throw ClusterError("cannot bind a socket to find a free port") }
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard named == 0 else { throw ClusterError("cannot read the bound port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Stops the cluster when this process exits, normally (atexit) or not (a watchdog).
+    private static func registerCleanup(binDirectory: String, directory: String) {
+        let stop = "\(binDirectory)/pg_ctl stop -D \(directory)/data -m immediate >/dev/null 2>&1; rm -rf \(directory)"
+        let command = runAsPostgres ? "runuser -u postgres -- sh -c '\(stop)'; rm -rf \(directory)" : stop
+        cleanupCommand.withLockedValue { $0 = command }
+        atexit {
+            if let command = cleanupCommand.withLockedValue({ $0 }) {
+                _ = try? PostgresCluster.run("/bin/sh", ["-c", command], asPostgres: false)
+            }
+        }
+        let watchdog = "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(command)"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", watchdog]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try? process.run()
+    }
+
+    // MARK: Processes
+
+    @discardableResult
+    fileprivate static func run(_ executable: String, _ arguments: [String], asPostgres: Bool) throws -> String {
+        if asPostgres, runAsPostgres {
+            return try capture("/usr/sbin/runuser", ["-u", "postgres", "--", executable] + arguments)
+        }
+        return try capture(executable, arguments)
+    }
+
+    private static func capture(_ executable: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: "/")
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw ClusterError("\((executable as NSString).lastPathComponent) \(arguments.first ?? "") failed (\(process.terminationStatus)): \(text)")
+        }
+        return text
+    }
+}
+
+private let cleanupCommand = NIOLockedValueBox<String?>(nil)
+
+/// Why the test cluster could not be started or used.
+package struct ClusterError: Error, CustomStringConvertible {
+    package let description: String
+    init(_ description: String) { self.description = description }
+}
