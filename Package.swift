@@ -93,6 +93,7 @@ let package = Package(
             dependencies: [
                 "HTTPKit", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
     ]

@@ -44,7 +44,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
             backgroundLogger: logger)
         let router = ServiceRouter<Context>()
         router.add(middleware: RequestLogMiddleware())
-        router.add(middleware: PrometheusMetricsMiddleware(registry: metrics.registry))
+        router.add(middleware: PrometheusMetricsMiddleware(metrics: metrics))
         router.add(middleware: CORSAllowListMiddleware(origins: settings.corsOrigins))
         router.add(middleware: ErrorMiddleware(envelope: envelope))
         HealthController<Context>(

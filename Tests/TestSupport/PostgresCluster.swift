@@ -169,12 +169,7 @@ package actor PostgresCluster {
             }
         }
         let watchdog = "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(command)"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", watchdog]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try? process.run()
+        _ = try? spawn("/bin/sh", ["-c", watchdog], outputPath: "/dev/null")
     }
 
     // MARK: Processes
@@ -187,23 +182,38 @@ package actor PostgresCluster {
         return try capture(executable, arguments)
     }
 
+    /// Runs a program to completion with posix_spawn and waitpid, output to a file.
+    /// (Foundation's `Process` was seen to miss the exit of `runuser` and hang.)
     private static func capture(_ executable: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: "/")
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw ClusterError("\((executable as NSString).lastPathComponent) \(arguments.first ?? "") failed (\(process.terminationStatus)): \(text)")
+        let outputPath = NSTemporaryDirectory() + "/mana-test-cmd-\(UUID().uuidString).log"
+        defer { unlink(outputPath) }
+        let pid = try spawn(executable, arguments, outputPath: outputPath)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 {
+            guard errno == EINTR else { throw ClusterError("waiting for \(executable) failed: errno \(errno)") }
+        }
+        let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+        let exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        guard exitCode == 0 else {
+            throw ClusterError("\((executable as NSString).lastPathComponent) \(arguments.first ?? "") failed (\(exitCode)): \(text)")
         }
         return text
+    }
+
+    /// Starts a program with stdin from /dev/null and stdout/stderr to `outputPath`.
+    fileprivate static func spawn(_ executable: String, _ arguments: [String], outputPath: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        guard result == 0 else { throw ClusterError("cannot start \(executable): error \(result)") }
+        return pid
     }
 }
 

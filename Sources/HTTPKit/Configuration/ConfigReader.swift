@@ -124,6 +124,7 @@ package struct ConfigReader {
 
 /// A configuration that cannot be used; the message names every bad variable.
 package struct ConfigurationError: Error, CustomStringConvertible {
+    package init(problems: [String]) { self.problems = problems }
     package let problems: [String]
 
     package var description: String {

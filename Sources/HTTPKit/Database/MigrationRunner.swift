@@ -64,7 +64,7 @@ package struct MigrationRunner: Sendable {
     /// - Parameter lockName: names the advisory lock; one per database schema owner.
     package init(client: PostgresClient, migrations: [Migration], lockName: String, logger: Logger) {
         self.client = client
-        self.migrations = migrations
+        self.migrations = migrations.sorted { $0.version < $1.version }
         self.lockName = lockName
         self.logger = logger
     }
@@ -75,7 +75,15 @@ package struct MigrationRunner: Sendable {
         let migrations = self.migrations
         let lockName = self.lockName
         let logger = self.logger
-        return try await client.withTransaction(logger: logger) { connection in
+        do {
+            return try await apply(migrations: migrations, lockName: lockName, logger: logger)
+        } catch let error as PostgresTransactionError {
+            throw error.closureError ?? error.commitError ?? error.beginError ?? error
+        }
+    }
+
+    private func apply(migrations: [Migration], lockName: String, logger: Logger) async throws -> [Int] {
+        try await client.withTransaction(logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(lockName)))", logger: logger)
             try await connection.query(
                 """

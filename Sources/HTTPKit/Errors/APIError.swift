@@ -90,3 +90,8 @@ package struct APIError: Error, Sendable {
 extension APIError: CustomStringConvertible {
     package var description: String { "\(status.code) \(code): \(message)" }
 }
+
+extension HTTPResponse.Status {
+    /// 402 Payment Required: not enough credits, or Cloud Sync inactive.
+    package static var paymentRequired: Self { .init(code: 402, reasonPhrase: "Payment Required") }
+}

@@ -1,13 +1,12 @@
 import Hummingbird
-import Prometheus
 
 /// Counts requests and records their latency per route, method and status in the
 /// service's Prometheus registry (`http_requests_total`, `http_request_duration_seconds`).
 package struct PrometheusMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
-    let registry: PrometheusCollectorRegistry
+    let metrics: ServiceMetrics
 
-    package init(registry: PrometheusCollectorRegistry) {
-        self.registry = registry
+    package init(metrics: ServiceMetrics) {
+        self.metrics = metrics
     }
 
     package func handle(
@@ -17,12 +16,8 @@ package struct PrometheusMetricsMiddleware<Context: RequestContext>: RouterMiddl
         let response = try await next(request, context)
         let route = context.endpointPath ?? "NotFound"
         let method = request.method.rawValue
-        let labels = [("method", method), ("route", route), ("status", String(response.status.code))]
-        registry.makeCounter(name: "http_requests_total", labels: labels).increment()
-        registry.makeDurationHistogram(
-            name: "http_request_duration_seconds", labels: [("method", method), ("route", route)],
-            buckets: ServiceMetrics.latencyBuckets
-        ).record(ContinuousClock.now - start)
+        metrics.count("http_requests_total", [("method", method), ("route", route), ("status", String(response.status.code))])
+        metrics.record("http_request_duration_seconds", [("method", method), ("route", route)], duration: ContinuousClock.now - start)
         return response
     }
 }

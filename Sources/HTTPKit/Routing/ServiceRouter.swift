@@ -11,7 +11,7 @@ package final class ServiceRouter<Context: RequestContext>: RouterMethods, HTTPR
     private let routes = NIOLockedValueBox<[String: (path: RouterPath, methods: Set<HTTPRequest.Method>)]>([:])
 
     package init(context: Context.Type = Context.self) {
-        self.router = Router(context: context)
+        self.router = Router(context: context, options: .autoGenerateHeadEndpoints)
     }
 
     @discardableResult

@@ -20,17 +20,17 @@ package struct ServiceMetrics: Sendable {
 
     /// Adds `by` to a counter.
     package func count(_ name: String, _ labels: [(String, String)] = [], by amount: Int = 1) {
-        registry.makeCounter(name: name, labels: labels).increment(by: Int64(amount))
+        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels).increment(by: Int64(amount))
     }
 
     /// Sets a gauge.
     package func set(_ name: String, _ labels: [(String, String)] = [], to value: Double) {
-        registry.makeGauge(name: name, labels: labels).set(value)
+        registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels).set(value)
     }
 
     /// Records a duration in a histogram with the standard latency buckets.
     package func record(_ name: String, _ labels: [(String, String)] = [], duration: Duration) {
-        registry.makeDurationHistogram(name: name, labels: labels, buckets: Self.latencyBuckets).record(duration)
+        registry.makeDurationHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels, buckets: Self.latencyBuckets).record(duration)
     }
 
     /// The Prometheus text exposition of every metric.

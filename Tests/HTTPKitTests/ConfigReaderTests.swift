@@ -1,0 +1,111 @@
+import HTTPKit
+import Testing
+
+@Suite struct ConfigReaderTests {
+    static let variables = ChassisSettings.variables(defaultPort: 3050, defaultDatabase: "mana_sync")
+
+    @Test func defaultsApplyWhenNothingIsSet() throws {
+        var reader = ConfigReader(environment: [:])
+        let settings = ChassisSettings(reading: &reader, serviceName: "s", defaultPort: 3050, defaultDatabase: "mana_sync")
+        try reader.finish()
+        #expect(settings.port == 3050)
+        #expect(settings.database.database == "mana_sync")
+        #expect(settings.database.username == "mana")
+        #expect(settings.corsOrigins.isEmpty)
+    }
+
+    @Test func everyBadVariableIsReportedTogether() {
+        var reader = ConfigReader(environment: [
+            "PORT": "abc", "LOG_LEVEL": "loud", "DATABASE_URL": "mysql://x/y", "DATABASE_POOL_SIZE": "0",
+        ])
+        _ = ChassisSettings(reading: &reader, serviceName: "s", defaultPort: 3050, defaultDatabase: "mana_sync")
+        #expect(throws: ConfigurationError.self) { try reader.finish() }
+        let message = (try? reader.finish()).map { _ in "" } ?? ConfigurationError(problems: reader.problems).description
+        for name in ["PORT", "LOG_LEVEL", "DATABASE_URL", "DATABASE_POOL_SIZE"] {
+            #expect(message.contains(name), "\(name) missing from: \(message)")
+        }
+        #expect(reader.problems.count == 4)
+    }
+
+    @Test func productionRefusesDevelopmentDefaults() {
+        let key = EnvironmentVariable("MANA_SERVICE_KEY", default: "dev-service-key", help: "", refusedInProduction: true)
+        var unset = ConfigReader(environment: ["MANA_ENV": "production"])
+        _ = unset.list(key)
+        #expect(unset.problems.count == 1)
+        var rotated = ConfigReader(environment: ["MANA_ENV": "production", "MANA_SERVICE_KEY": "real,dev-service-key"])
+        _ = rotated.list(key)
+        #expect(rotated.problems.count == 1)
+        var real = ConfigReader(environment: ["MANA_ENV": "production", "MANA_SERVICE_KEY": "s3cret-key"])
+        #expect(real.list(key) == ["s3cret-key"])
+        #expect(real.problems.isEmpty)
+        var development = ConfigReader(environment: [:])
+        _ = development.list(key)
+        #expect(development.problems.isEmpty)
+    }
+
+    @Test func productionRefusesTheDefaultDatabaseURL() {
+        var reader = ConfigReader(environment: ["MANA_ENV": "production"])
+        _ = ChassisSettings(reading: &reader, serviceName: "s", defaultPort: 3050, defaultDatabase: "mana_sync")
+        #expect(reader.problems.contains { $0.hasPrefix("DATABASE_URL") })
+    }
+
+    @Test func typedReadersValidate() {
+        let seconds = EnvironmentVariable("TIMEOUT", default: "2", help: "")
+        var reader = ConfigReader(environment: ["TIMEOUT": "0.5"])
+        #expect(reader.seconds(seconds, in: 0.1...10) == .milliseconds(500))
+        var bad = ConfigReader(environment: ["TIMEOUT": "soon"])
+        _ = bad.seconds(seconds, in: 0.1...10)
+        #expect(bad.problems.first?.contains("TIMEOUT") == true)
+        let url = EnvironmentVariable("UPSTREAM", default: "http://localhost:3061/", help: "")
+        var urls = ConfigReader(environment: [:])
+        #expect(urls.url(url) == "http://localhost:3061")
+        var badURL = ConfigReader(environment: ["UPSTREAM": "localhost:3061"])
+        _ = badURL.url(url)
+        #expect(badURL.problems.count == 1)
+    }
+
+    @Test func helpTextNamesEveryVariableAndDefault() {
+        let text = EnvironmentVariable.helpText(Self.variables)
+        for variable in Self.variables {
+            #expect(text.contains(variable.name))
+        }
+        #expect(text.contains("3050"))
+    }
+}
+
+@Suite struct DatabaseURLTests {
+    @Test func parsesEveryPart() throws {
+        let url = try DatabaseURL("postgres://user:p%40ss@db.internal:6543/mana_credits?sslmode=require")
+        #expect(url.host == "db.internal")
+        #expect(url.port == 6543)
+        #expect(url.username == "user")
+        #expect(url.password == "p@ss")
+        #expect(url.database == "mana_credits")
+        #expect(url.sslMode == "require")
+        #expect(!url.redacted.contains("p@ss"))
+    }
+
+    @Test func defaultsPortAndSSLMode() throws {
+        let url = try DatabaseURL("postgresql://mana@localhost/mana_sync")
+        #expect(url.port == 5432)
+        #expect(url.sslMode == "prefer")
+        #expect(url.password == nil)
+    }
+
+    @Test(arguments: [
+        "mysql://u@h/d", "postgres://h/d", "postgres://u@/d", "postgres://u@h", "postgres://u@h/d?sslmode=maybe",
+        "not a url",
+    ])
+    func rejectsBadURLsWithoutEchoingPasswords(text: String) {
+        #expect(throws: DatabaseURLError.self) { try DatabaseURL(text) }
+    }
+
+    @Test func errorNeverContainsThePassword() {
+        do {
+            _ = try DatabaseURL("postgres://u:supersecret@h/d?sslmode=bogus")
+            Issue.record("expected an error")
+        } catch {
+            #expect(!"\(error)".contains("supersecret"))
+        }
+    }
+}
