@@ -3,6 +3,7 @@ import HTTPKit
 import Hummingbird
 import Logging
 import NIOCore
+import SharedAuth
 
 /// mana-sync's migrations, shipped as resources of this module.
 enum SyncMigrations {
@@ -21,8 +22,10 @@ func buildApplication(
     logger: Logger? = nil,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
-    let chassis = ServiceChassis<BasicRequestContext>(
+    var chassis = ServiceChassis<AppRequestContext>(
         settings: configuration.chassis, envelope: .errorMessage, bodyLimit: 10 * 1024 * 1024,
         logger: logger, metrics: metrics)
+    let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger)
+    chassis.addService(auth.refreshService)
     return chassis.makeApplication(migrations: try SyncMigrations.all(), onServerRunning: onServerRunning)
 }

@@ -1,34 +1,39 @@
 import HTTPKit
+import SharedAuth
 
 /// Everything mana-sync reads from the environment.
 struct SyncConfiguration: Sendable {
     var chassis: ChassisSettings
-    var serviceKeys: [String]
+    var auth: AuthSettings
 
     static let serviceName = "mana-sync"
 
     /// Every variable mana-sync reads, for `--help` and the README.
     static var variables: [EnvironmentVariable] {
         ChassisSettings.variables(defaultPort: 3050, defaultDatabase: "mana_sync") + [
-            Variables.serviceKey
+            Variables.jwksURL, Variables.issuer, Variables.audience,
+            AuthSettings.Variables.refresh, AuthSettings.Variables.leeway, AuthSettings.Variables.serviceKey,
         ]
     }
 
     enum Variables {
-        static let serviceKey = EnvironmentVariable(
-            "MANA_SERVICE_KEY", default: "dev-service-key",
-            help: "service key(s) for internal calls, comma-separated for rotation; the first is sent to mana-credits",
-            refusedInProduction: true)
+        static let jwksURL = EnvironmentVariable(
+            "JWKS_URL", default: "http://localhost:3001/api/auth/jwks",
+            help: "mana-auth's JWKS document (http://, https:// or file://)")
+        static let issuer = EnvironmentVariable("JWT_ISSUER", default: "", help: "required token issuer (checked only when set)")
+        static let audience = EnvironmentVariable("JWT_AUDIENCE", default: "", help: "required token audience (checked only when set)")
     }
 
-    init(chassis: ChassisSettings, serviceKeys: [String] = ["dev-service-key"]) {
+    init(chassis: ChassisSettings, auth: AuthSettings) {
         self.chassis = chassis
-        self.serviceKeys = serviceKeys
+        self.auth = auth
     }
 
     init(reading reader: inout ConfigReader) {
         chassis = ChassisSettings(reading: &reader, serviceName: Self.serviceName, defaultPort: 3050, defaultDatabase: "mana_sync")
-        serviceKeys = reader.list(Variables.serviceKey)
-        if serviceKeys.isEmpty { reader.report("MANA_SERVICE_KEY: at least one key is required") }
+        let jwksURL = reader.url(Variables.jwksURL, schemes: ["http", "https", "file"])
+        auth = AuthSettings(
+            reading: &reader, jwksURL: jwksURL, issuer: reader.optionalString(Variables.issuer),
+            audience: reader.optionalString(Variables.audience))
     }
 }

@@ -1,0 +1,27 @@
+import Hummingbird
+
+/// A request context that can carry the authenticated user and the calling service.
+package protocol AuthRequestContext: RequestContext {
+    var user: AuthenticatedUser? { get set }
+    /// `X-App-Id` of a service-key call (`unknown` when absent).
+    var callerAppID: String? { get set }
+}
+
+extension AuthRequestContext {
+    /// The authenticated user; 401 if the route was not behind ``JWTAuthMiddleware``.
+    package func requireUser() throws -> AuthenticatedUser {
+        guard let user else { throw AuthError.missingHeader.apiError }
+        return user
+    }
+}
+
+/// The request context both services use.
+package struct AppRequestContext: AuthRequestContext {
+    package var coreContext: CoreRequestContextStorage
+    package var user: AuthenticatedUser?
+    package var callerAppID: String?
+
+    package init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+    }
+}

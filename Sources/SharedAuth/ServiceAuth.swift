@@ -1,0 +1,33 @@
+import Logging
+
+/// Everything a service needs to authenticate requests: the JWKS keys and their refresh
+/// service, the token verifier, and the middleware for user and service-key routes.
+///
+/// ```swift
+/// let auth = ServiceAuth(settings: configuration.auth, logger: logger)
+/// chassis.addService(auth.refreshService)
+/// let user = chassis.router.group("api/v1/credits").add(middleware: auth.userMiddleware())
+/// ```
+package struct ServiceAuth: Sendable {
+    package let keys: JWKSKeyStore
+    package let verifier: TokenVerifier
+    package let serviceKeys: ServiceKeys
+    package let refreshService: JWKSRefreshService
+
+    package init(settings: AuthSettings, logger: Logger) {
+        keys = JWKSKeyStore(url: settings.jwksURL, logger: logger)
+        verifier = TokenVerifier(keys: keys, options: settings.verifier)
+        serviceKeys = ServiceKeys(settings.serviceKeys)
+        refreshService = JWKSRefreshService(keys: keys, interval: settings.refreshInterval)
+    }
+
+    /// Middleware requiring a valid bearer token.
+    package func userMiddleware<Context: AuthRequestContext>() -> JWTAuthMiddleware<Context> {
+        JWTAuthMiddleware(verifier: verifier)
+    }
+
+    /// Middleware requiring a valid `X-Service-Key`.
+    package func serviceKeyMiddleware<Context: AuthRequestContext>() -> ServiceKeyMiddleware<Context> {
+        ServiceKeyMiddleware(keys: serviceKeys)
+    }
+}
