@@ -93,7 +93,7 @@ package actor PostgresCluster {
             asPostgres: true)
         var lastError: (any Error)?
         for _ in 0..<5 {
-            let port = try freePort()
+            let port = try FreePort.find()
             do {
                 try pgCtlStart(binDirectory, directory: directory, port: port)
                 registerCleanup(binDirectory: binDirectory, directory: directory)
@@ -138,7 +138,7 @@ package actor PostgresCluster {
                 + "(PostgreSQL 15 or newer), then run the tests again.")
     }
 
-    private static func freePort() throws -> Int {
+    fileprivate static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClusterError("cannot open a socket to find a free port") }
         defer { close(fd) }
@@ -223,4 +223,9 @@ private let cleanupCommand = NIOLockedValueBox<String?>(nil)
 package struct ClusterError: Error, CustomStringConvertible {
     package let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, read and released; a race with another process is possible but rare).
+package enum FreePort {
+    package static func find() throws -> Int { try PostgresCluster.freePort() }
 }

@@ -12,10 +12,12 @@ package enum TestDatabase {
     }
 
     /// Chassis settings for a service under test: loopback, a free port, the given database.
-    package static func settings(serviceName: String = "test-service", database: DatabaseURL, corsOrigins: [String] = []) -> ChassisSettings {
+    package static func settings(
+        serviceName: String = "test-service", database: DatabaseURL, corsOrigins: [String] = [], logLevel: Logger.Level = .warning
+    ) -> ChassisSettings {
         ChassisSettings(
             serviceName: serviceName, host: "127.0.0.1", port: 0, corsOrigins: corsOrigins,
-            logLevel: .warning, database: database, databasePoolSize: 8)
+            logLevel: logLevel, database: database, databasePoolSize: 8)
     }
 
     /// A database URL that nothing listens on, for tests of an unreachable database.
