@@ -21,7 +21,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
     package let metrics: ServiceMetrics
     package let database: PostgresClient
     package let logger: Logger
-    package let body: RequestBody
+    package let body: BodyDecoder
     package private(set) var services: [any Service] = []
 
     /// Sets up the router and its middleware. Routes added to `router` afterwards get them all.
@@ -38,7 +38,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         self.settings = settings
         self.logger = logger
         self.metrics = metrics
-        self.body = RequestBody(limit: bodyLimit)
+        self.body = BodyDecoder(limit: bodyLimit)
         self.database = PostgresClient(
             configuration: settings.database.clientConfiguration(maximumConnections: settings.databasePoolSize),
             backgroundLogger: logger)

@@ -27,5 +27,11 @@ func buildApplication(
         logger: logger, metrics: metrics)
     let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger)
     chassis.addService(auth.refreshService)
+    let ledger = LedgerRepository(client: chassis.database, logger: chassis.logger)
+    let packages = PackageRepository(client: chassis.database, logger: chassis.logger)
+    LedgerController(ledger: ledger, packages: packages, body: chassis.body)
+        .addRoutes(to: chassis.router.group("api/v1/credits").add(middleware: auth.userMiddleware()))
+    InternalLedgerController(ledger: ledger, body: chassis.body)
+        .addRoutes(to: chassis.router.group("api/v1/internal/credits").add(middleware: auth.serviceKeyMiddleware()))
     return chassis.makeApplication(migrations: try CreditsMigrations.all(), onServerRunning: onServerRunning)
 }

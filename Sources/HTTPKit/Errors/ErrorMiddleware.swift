@@ -38,7 +38,7 @@ package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             let message = error.body ?? defaultMessage(for: error.status)
             return APIError(error.status, message: message, headers: error.headers)
         case let error as DecodingError:
-            return RequestBody.apiError(for: error)
+            return BodyDecoder.apiError(for: error)
         case is CancellationError:
             return APIError(.serviceUnavailable, message: "the request was cancelled")
         default:

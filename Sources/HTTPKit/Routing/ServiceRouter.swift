@@ -20,7 +20,7 @@ package final class ServiceRouter<Context: RequestContext>: RouterMethods, HTTPR
     ) -> Self where Responder.Context == Context {
         router.on(path, method: method, responder: responder)
         routes.withLockedValue { routes in
-            routes[path.description, default: (path, [])].methods.insert(method)
+            _ = routes[path.description, default: (path, [])].methods.insert(method)
         }
         return self
     }

@@ -4,10 +4,10 @@ import Hummingbird
 /// Reads request bodies with a size limit and decodes JSON with errors that name the field.
 ///
 /// ```swift
-/// let body = RequestBody(limit: 1 << 20)
+/// let body = BodyDecoder(limit: 1 << 20)
 /// let input = try await body.decode(UseCredits.self, from: request, context: context)
 /// ```
-package struct RequestBody: Sendable {
+package struct BodyDecoder: Sendable {
     /// The largest body accepted, in bytes; larger ones answer 413.
     package let limit: Int
 

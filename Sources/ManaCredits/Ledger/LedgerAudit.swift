@@ -1,0 +1,64 @@
+import Logging
+import PostgresNIO
+
+/// Checks every ledger invariant of the spec over the whole database and reports each
+/// violation as a line of text (user and numbers; never anything secret).
+struct LedgerAudit: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    /// Each check: a name and a query returning (user_id, detail) for every violation.
+    static let checks: [(name: String, sql: String)] = [
+        ("balance below zero", "SELECT user_id, balance::text FROM credits.balances WHERE balance < 0"),
+        (
+            "total_earned - total_spent differs from balance",
+            "SELECT user_id, format('%s - %s <> %s', total_earned, total_spent, balance) FROM credits.balances WHERE total_earned - total_spent <> balance"
+        ),
+        (
+            "balance differs from the sum of completed transactions",
+            """
+            SELECT coalesce(b.user_id, t.user_id), format('balance %s, transactions sum to %s', coalesce(b.balance, 0), coalesce(t.total, 0))
+            FROM credits.balances b
+            FULL JOIN (SELECT user_id, sum(amount) AS total FROM credits.transactions WHERE status = 'completed' GROUP BY user_id) t
+                ON t.user_id = b.user_id
+            WHERE coalesce(b.balance, 0) <> coalesce(t.total, 0)
+            """
+        ),
+        (
+            "total_earned/total_spent differ from the transactions",
+            """
+            SELECT b.user_id, format('earned %s vs %s, spent %s vs %s', b.total_earned, coalesce(t.earned, 0), b.total_spent, coalesce(t.spent, 0))
+            FROM credits.balances b
+            LEFT JOIN (SELECT user_id, sum(amount) FILTER (WHERE amount > 0) AS earned, -sum(amount) FILTER (WHERE amount < 0) AS spent
+                       FROM credits.transactions WHERE status = 'completed' GROUP BY user_id) t ON t.user_id = b.user_id
+            WHERE b.total_earned <> coalesce(t.earned, 0) OR b.total_spent <> coalesce(t.spent, 0)
+            """
+        ),
+        (
+            "balance_after - balance_before differs from amount",
+            "SELECT user_id, id::text FROM credits.transactions WHERE balance_after - balance_before <> amount"
+        ),
+        (
+            "transaction chain broken (balance_before differs from the previous balance_after)",
+            """
+            SELECT user_id, id::text FROM (
+                SELECT user_id, id, balance_before,
+                    lag(balance_after, 1, 0::bigint) OVER (PARTITION BY user_id ORDER BY seq) AS previous
+                FROM credits.transactions WHERE status = 'completed') chain
+            WHERE balance_before <> previous
+            """
+        ),
+    ]
+
+    /// Every violation found, as "check: user: detail".
+    func run() async throws -> [String] {
+        var violations: [String] = []
+        for check in Self.checks {
+            let rows = try await client.query(PostgresQuery(unsafeSQL: check.sql), logger: logger)
+            for try await (user, detail) in rows.decode((String, String).self) {
+                violations.append("\(check.name): user \(user): \(detail)")
+            }
+        }
+        return violations
+    }
+}

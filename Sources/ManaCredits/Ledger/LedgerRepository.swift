@@ -1,0 +1,188 @@
+import Foundation
+import HTTPKit
+import Logging
+import PostgresNIO
+
+/// The ledger's operations, each one PostgreSQL transaction. Changes of one user serialise
+/// on the user's balance row (`SELECT … FOR UPDATE`), so concurrent debits never overdraw
+/// and never fail with a serialisation error.
+struct LedgerRepository: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    /// What a debit returns: the transaction and whether it was a repeat of an earlier one.
+    struct Debit: Sendable {
+        let transaction: LedgerTransaction
+        let balance: Balance
+        let repeated: Bool
+    }
+
+    struct DebitRequest: Sendable {
+        let userID: String
+        let amount: Int64
+        let appID: String
+        let description: String
+        let idempotencyKey: String?
+        let metadata: JSONValue?
+    }
+
+    // MARK: Reading
+
+    /// The balance, creating a zero row when the user has none.
+    func balance(userID: String) async throws -> Balance {
+        try await client.withTransaction(logger: logger) { connection in
+            try await Self.ensureBalanceRow(userID, on: connection, logger: logger)
+            return try await Self.readBalance(userID, on: connection, logger: logger, lock: false)
+        }
+    }
+
+    /// The user's transactions, newest first.
+    func transactions(userID: String, limit: Int, offset: Int) async throws -> [LedgerTransaction] {
+        let rows = try await client.query(
+            """
+            SELECT \(unescaped: LedgerTransaction.columns) FROM credits.transactions
+            WHERE user_id = \(userID) ORDER BY seq DESC LIMIT \(limit) OFFSET \(offset)
+            """, logger: logger)
+        var result: [LedgerTransaction] = []
+        for try await row in rows { result.append(try LedgerTransaction(row: row)) }
+        return result
+    }
+
+    // MARK: Changing
+
+    /// Debits `amount` ("use"). 402 when the balance is short; with an idempotency key, a
+    /// repeat returns the first transaction and a different amount is 409.
+    func debit(_ request: DebitRequest) async throws -> Debit {
+        try await client.withTransaction(logger: logger) { connection in
+            // Lock first, then look for the key: a concurrent request with the same key
+            // waits here and then finds the first one's transaction.
+            let locked = try await Self.lockedBalance(request.userID, on: connection, logger: logger)
+            if let key = request.idempotencyKey,
+                let earlier = try await Self.transaction(userID: request.userID, idempotencyKey: key, on: connection, logger: logger)
+            {
+                guard earlier.type == "usage", earlier.amount == -request.amount else {
+                    throw APIError.conflict(
+                        "idempotencyKey was already used for a different transaction",
+                        details: ["field": "idempotencyKey", "amount": .number(Double(-earlier.amount))])
+                }
+                let balance = try await Self.readBalance(request.userID, on: connection, logger: logger, lock: false)
+                return Debit(transaction: earlier, balance: balance, repeated: true)
+            }
+            let available = locked?.balance ?? 0
+            guard locked != nil, available >= request.amount else {
+                throw APIError(
+                    .paymentRequired, code: "insufficient_credits", message: "insufficient credits",
+                    details: ["required": .number(Double(request.amount)), "available": .number(Double(available))])
+            }
+            try await connection.query(
+                """
+                UPDATE credits.balances SET balance = balance - \(request.amount), total_spent = total_spent + \(request.amount),
+                    updated_at = now() WHERE user_id = \(request.userID)
+                """, logger: logger)
+            let transaction = try await Self.insert(
+                userID: request.userID, type: "usage", amount: -request.amount, before: available, appID: request.appID,
+                description: request.description, metadata: request.metadata, idempotencyKey: request.idempotencyKey,
+                on: connection, logger: logger)
+            try await connection.query(
+                """
+                INSERT INTO credits.usage_stats (user_id, app_id, day, credits_used, transactions)
+                VALUES (\(request.userID), \(request.appID), (now() AT TIME ZONE 'UTC')::date, \(request.amount), 1)
+                ON CONFLICT (user_id, app_id, day) DO UPDATE SET
+                    credits_used = credits.usage_stats.credits_used + EXCLUDED.credits_used,
+                    transactions = credits.usage_stats.transactions + 1
+                """, logger: logger)
+            let balance = try await Self.readBalance(request.userID, on: connection, logger: logger, lock: false)
+            return Debit(transaction: transaction, balance: balance, repeated: false)
+        }
+    }
+
+    /// Credits `amount` (refund, purchase, gift), creating the balance row if needed.
+    func credit(
+        userID: String, amount: Int64, kind: CreditKind, appID: String, description: String, metadata: JSONValue?
+    ) async throws -> (LedgerTransaction, Balance) {
+        try await client.withTransaction(logger: logger) { connection in
+            try await Self.credit(
+                userID: userID, amount: amount, kind: kind, appID: appID, description: description, metadata: metadata,
+                on: connection, logger: logger)
+        }
+    }
+
+    /// Credits inside a caller's transaction (purchases and gifts reuse this).
+    static func credit(
+        userID: String, amount: Int64, kind: CreditKind, appID: String, description: String, metadata: JSONValue?,
+        on connection: PostgresConnection, logger: Logger
+    ) async throws -> (LedgerTransaction, Balance) {
+        try await ensureBalanceRow(userID, on: connection, logger: logger)
+        let before = try await readBalance(userID, on: connection, logger: logger, lock: true).balance
+        try await connection.query(
+            """
+            UPDATE credits.balances SET balance = balance + \(amount), total_earned = total_earned + \(amount),
+                updated_at = now() WHERE user_id = \(userID)
+            """, logger: logger)
+        let transaction = try await insert(
+            userID: userID, type: kind.rawValue, amount: amount, before: before, appID: appID, description: description,
+            metadata: metadata, idempotencyKey: nil, on: connection, logger: logger)
+        return (transaction, try await readBalance(userID, on: connection, logger: logger, lock: false))
+    }
+
+    /// Creates the zero balance row if missing (idempotent) and returns the balance.
+    func initialize(userID: String) async throws -> Balance {
+        try await balance(userID: userID)
+    }
+
+    // MARK: SQL pieces
+
+    static func ensureBalanceRow(_ userID: String, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            "INSERT INTO credits.balances (user_id) VALUES (\(userID)) ON CONFLICT (user_id) DO NOTHING", logger: logger)
+    }
+
+    static func lockedBalance(_ userID: String, on connection: PostgresConnection, logger: Logger) async throws -> Balance? {
+        let rows = try await connection.query(
+            "SELECT balance, total_earned, total_spent FROM credits.balances WHERE user_id = \(userID) FOR UPDATE",
+            logger: logger)
+        for try await (balance, earned, spent) in rows.decode((Int64, Int64, Int64).self) {
+            return Balance(balance: balance, totalEarned: earned, totalSpent: spent)
+        }
+        return nil
+    }
+
+    static func readBalance(_ userID: String, on connection: PostgresConnection, logger: Logger, lock: Bool) async throws -> Balance {
+        if lock, let balance = try await lockedBalance(userID, on: connection, logger: logger) { return balance }
+        let rows = try await connection.query(
+            "SELECT balance, total_earned, total_spent FROM credits.balances WHERE user_id = \(userID)", logger: logger)
+        for try await (balance, earned, spent) in rows.decode((Int64, Int64, Int64).self) {
+            return Balance(balance: balance, totalEarned: earned, totalSpent: spent)
+        }
+        return Balance(balance: 0, totalEarned: 0, totalSpent: 0)
+    }
+
+    static func transaction(
+        userID: String, idempotencyKey: String, on connection: PostgresConnection, logger: Logger
+    ) async throws -> LedgerTransaction? {
+        let rows = try await connection.query(
+            """
+            SELECT \(unescaped: LedgerTransaction.columns) FROM credits.transactions
+            WHERE user_id = \(userID) AND idempotency_key = \(idempotencyKey)
+            """, logger: logger)
+        for try await row in rows { return try LedgerTransaction(row: row) }
+        return nil
+    }
+
+    static func insert(
+        userID: String, type: String, amount: Int64, before: Int64, appID: String, description: String,
+        metadata: JSONValue?, idempotencyKey: String?, on connection: PostgresConnection, logger: Logger
+    ) async throws -> LedgerTransaction {
+        let metadataText = try metadata.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        let rows = try await connection.query(
+            """
+            INSERT INTO credits.transactions (user_id, type, status, amount, balance_before, balance_after, app_id,
+                description, metadata, idempotency_key, completed_at)
+            VALUES (\(userID), \(type), 'completed', \(amount), \(before), \(before + amount), \(appID), \(description),
+                \(metadataText)::jsonb, \(idempotencyKey), clock_timestamp())
+            RETURNING \(unescaped: LedgerTransaction.columns)
+            """, logger: logger)
+        for try await row in rows { return try LedgerTransaction(row: row) }
+        throw APIError(.internalServerError, message: "internal server error")
+    }
+}

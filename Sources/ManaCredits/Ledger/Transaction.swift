@@ -1,0 +1,56 @@
+import Foundation
+import HTTPKit
+import PostgresNIO
+
+/// One immutable ledger row, as the API shows it (camelCase).
+struct LedgerTransaction: Codable, Sendable, Equatable {
+    let id: UUID
+    let userId: String
+    let type: String
+    let status: String
+    let amount: Int64
+    let balanceBefore: Int64
+    let balanceAfter: Int64
+    let appId: String
+    let description: String
+    let metadata: JSONValue?
+    let idempotencyKey: String?
+    let createdAt: Date
+    let completedAt: Date?
+
+    /// The columns, in the order ``init(row:)`` reads them.
+    static let columns = """
+        id, user_id, type, status, amount, balance_before, balance_after, app_id, description, metadata::text, \
+        idempotency_key, created_at, completed_at
+        """
+
+    init(row: PostgresRow) throws {
+        let (id, userId, type, status, amount, before, after, appId, description, metadata, key, created, completed) =
+            try row.decode((UUID, String, String, String, Int64, Int64, Int64, String, String, String?, String?, Date, Date?).self)
+        self.id = id
+        self.userId = userId
+        self.type = type
+        self.status = status
+        self.amount = amount
+        self.balanceBefore = before
+        self.balanceAfter = after
+        self.appId = appId
+        self.description = description
+        self.metadata = try metadata.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        self.idempotencyKey = key
+        self.createdAt = created
+        self.completedAt = completed
+    }
+}
+
+/// A user's balance row.
+struct Balance: Codable, Sendable, Equatable {
+    let balance: Int64
+    let totalEarned: Int64
+    let totalSpent: Int64
+}
+
+/// The kinds of credit (money in) the ledger records.
+enum CreditKind: String, Sendable {
+    case purchase, refund, gift
+}

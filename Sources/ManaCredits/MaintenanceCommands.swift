@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import HTTPKit
+import Logging
+import PostgresNIO
+
+extension ManaCreditsCommand {
+    /// Runs `body` with a running database client for a maintenance command.
+    static func withDatabase<T: Sendable>(_ body: @Sendable (PostgresClient, Logger) async throws -> T) async throws -> T {
+        let configuration = ServiceRuntime.loadConfiguration(CreditsConfiguration.init(reading:))
+        var logger = Logger(label: CreditsConfiguration.serviceName)
+        logger.logLevel = .warning
+        let client = PostgresClient(
+            configuration: configuration.chassis.database.clientConfiguration(maximumConnections: 2), backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            return try await body(client, logger)
+        }
+    }
+
+    /// `mana-credits audit`: checks every ledger invariant; exit status 1 on any violation.
+    struct Audit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check every ledger invariant over the whole database; exit 1 on any violation.")
+
+        func run() async throws {
+            let violations = try await ManaCreditsCommand.withDatabase { client, logger in
+                try await LedgerAudit(client: client, logger: logger).run()
+            }
+            if violations.isEmpty {
+                print("ledger audit: no violations")
+            } else {
+                violations.forEach { print($0) }
+                print("ledger audit: \(violations.count) violation(s)")
+                throw ExitCode(1)
+            }
+        }
+    }
+
+    /// `mana-credits packages list|add|deactivate|install-defaults`.
+    struct Packages: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List, add and deactivate credit packages.",
+            subcommands: [List.self, Add.self, Deactivate.self, InstallDefaults.self], defaultSubcommand: List.self)
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "List every package.")
+            func run() async throws {
+                let packages = try await ManaCreditsCommand.withDatabase { client, logger in
+                    try await PackageRepository(client: client, logger: logger).list(activeOnly: false)
+                }
+                for package in packages {
+                    print("\(package.name)\t\(package.credits) credits\t\(package.priceCents) cents\t\(package.active ? "active" : "inactive")\t\(package.id)")
+                }
+            }
+        }
+
+        struct Add: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Add a package, or update and reactivate one of that name.")
+            @Option var name: String
+            @Option var credits: Int64
+            @Option(help: "Price in euro cents.") var price: Int64
+            @Option var description: String = ""
+            @Option var sortOrder: Int = 0
+
+            func validate() throws {
+                guard credits > 0, price > 0 else { throw ValidationError("credits and price must be positive") }
+            }
+
+            func run() async throws {
+                try await ManaCreditsCommand.withDatabase { client, logger in
+                    try await PackageRepository(client: client, logger: logger).upsert(
+                        name: name, description: description, credits: credits, priceCents: price, sortOrder: sortOrder)
+                }
+                print("package \(name) saved")
+            }
+        }
+
+        struct Deactivate: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Stop selling a package (purchases keep it).")
+            @Option var name: String
+
+            func run() async throws {
+                let found = try await ManaCreditsCommand.withDatabase { client, logger in
+                    try await PackageRepository(client: client, logger: logger).deactivate(name: name)
+                }
+                guard found else { throw ValidationError("no package named \(name)") }
+                print("package \(name) deactivated")
+            }
+        }
+
+        struct InstallDefaults: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                commandName: "install-defaults", abstract: "Install (or refresh) the documented default packages.")
+
+            func run() async throws {
+                try await ManaCreditsCommand.withDatabase { client, logger in
+                    let repository = PackageRepository(client: client, logger: logger)
+                    for (index, package) in PackageRepository.defaults.enumerated() {
+                        try await repository.upsert(
+                            name: package.name, description: package.description, credits: package.credits,
+                            priceCents: package.priceCents, sortOrder: index)
+                    }
+                }
+                print("installed \(PackageRepository.defaults.count) default packages")
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import HTTPKit
+import Hummingbird
+import HummingbirdTesting
+import PostgresNIO
+import SharedAuth
+import TestSupport
+
+@testable import ManaCredits
+
+/// mana-credits on loopback against its own database, with a JWKS stand-in and a key to
+/// mint tokens.
+struct CreditsHarness: Sendable {
+    let client: any TestClientProtocol
+    let database: DatabaseURL
+    let key: DevelopmentSigningKey
+    static let serviceKey = "test-service-key"
+    static let issuer = "http://auth.test"
+
+    static func run(_ test: @Sendable (CreditsHarness) async throws -> Void) async throws {
+        let key = try DevelopmentSigningKey(kid: "credits-test")
+        let jwks = try JWKSServer()
+        jwks.serve(try key.jwksDocument())
+        try await jwks.start()
+        let database = try await PostgresCluster.shared.createDatabase(prefix: "credits")
+        let configuration = CreditsConfiguration(
+            chassis: TestDatabase.settings(serviceName: "mana-credits", database: database),
+            auth: AuthSettings(
+                jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), serviceKeys: [serviceKey, "old-key"]))
+        do {
+            let app = try await buildApplication(configuration, logger: TestDatabase.logger)
+            try await app.test(.live) { client in
+                try await test(CreditsHarness(client: client, database: database, key: key))
+            }
+        } catch {
+            await jwks.stop()
+            throw error
+        }
+        await jwks.stop()
+    }
+
+    func token(_ user: String, role: String = "user", email: String? = nil) async throws -> String {
+        try await key.mint(userID: user, email: email ?? "\(user)@example.com", role: role, issuer: Self.issuer)
+    }
+
+    /// Sends a request as `user` (bearer token) or as a service (service key) and decodes the JSON answer.
+    @discardableResult
+    func call(
+        _ method: HTTPRequest.Method, _ uri: String, as user: String? = nil, service: Bool = false, json: String? = nil
+    ) async throws -> (status: HTTPResponse.Status, body: JSONValue) {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let user { headers[.authorization] = "Bearer \(try await token(user))" }
+        if service { headers[.serviceKey] = Self.serviceKey }
+        let response = try await client.execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
+        let data = Data(buffer: response.body)
+        let body = data.isEmpty ? JSONValue.null : try JSONDecoder().decode(JSONValue.self, from: data)
+        return (response.status, body)
+    }
+
+    /// Runs `body` with a client on this harness's database.
+    func withDatabase<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
+        try await TestDatabase.withClient(database, body)
+    }
+
+    /// The ledger audit's violations.
+    func audit() async throws -> [String] {
+        try await withDatabase { try await LedgerAudit(client: $0, logger: TestDatabase.logger).run() }
+    }
+
+    /// Grants `amount` credits through the internal refund route.
+    func fund(_ user: String, _ amount: Int) async throws {
+        let result = try await call(.post, "/api/v1/internal/credits/refund", service: true,
+                                    json: #"{"userId": "\#(user)", "amount": \#(amount), "description": "test funding"}"#)
+        precondition(result.status == .ok, "funding failed: \(result.body)")
+    }
+}
+
+extension JSONValue {
+    subscript(key: String) -> JSONValue? { objectValue?[key] }
+    var int: Int? { if case .number(let value) = self { return Int(value) } else { return nil } }
+    var array: [JSONValue]? { if case .array(let values) = self { return values } else { return nil } }
+}
