@@ -29,6 +29,7 @@ import TestSupport
             #expect(transaction["userId"] == "alice")
             #expect(transaction["metadata"] == ["model": "x"])
             for key in ["id", "description", "createdAt", "completedAt"] { #expect(transaction[key] != nil, "\(key)") }
+            #expect(transaction["id"]?.stringValue == transaction["id"]?.stringValue?.lowercased())
             let balance = try await h.call(.get, "/api/v1/credits/balance", as: "alice")
             #expect(balance.body == ["balance": 70, "totalEarned": 100, "totalSpent": 30])
             #expect(try await h.audit().isEmpty)

@@ -4,7 +4,8 @@ import PostgresNIO
 
 /// One immutable ledger row, as the API shows it (camelCase).
 struct LedgerTransaction: Codable, Sendable, Equatable {
-    let id: UUID
+    /// Lowercase UUID, as clients compare it.
+    let id: String
     let userId: String
     let type: String
     let status: String
@@ -27,7 +28,7 @@ struct LedgerTransaction: Codable, Sendable, Equatable {
     init(row: PostgresRow) throws {
         let (id, userId, type, status, amount, before, after, appId, description, metadata, key, created, completed) =
             try row.decode((UUID, String, String, String, Int64, Int64, Int64, String, String, String?, String?, Date, Date?).self)
-        self.id = id
+        self.id = id.uuidString.lowercased()
         self.userId = userId
         self.type = type
         self.status = status

@@ -5,7 +5,8 @@ import PostgresNIO
 
 /// A credit package on sale.
 struct CreditPackage: Codable, Sendable, Equatable {
-    let id: UUID
+    /// Lowercase UUID.
+    let id: String
     let name: String
     let description: String
     let credits: Int64
@@ -17,9 +18,10 @@ struct CreditPackage: Codable, Sendable, Equatable {
 
 /// A purchase of a package, as the API shows it.
 struct Purchase: Codable, Sendable, Equatable {
-    let id: UUID
+    /// Lowercase UUIDs.
+    let id: String
     let userId: String
-    let packageId: UUID
+    let packageId: String
     let credits: Int64
     let amount: Int64
     let currency: String
@@ -58,7 +60,7 @@ struct PackageRepository: Sendable {
         for try await (id, name, description, credits, price, currency, active, sort) in rows.decode(
             (UUID, String, String, Int64, Int64, String, Bool, Int).self)
         {
-            result.append(.init(id: id, name: name, description: description, credits: credits, priceCents: price,
+            result.append(.init(id: id.uuidString.lowercased(), name: name, description: description, credits: credits, priceCents: price,
                                 currency: currency, active: active, sortOrder: sort))
         }
         return result
@@ -95,7 +97,7 @@ struct PackageRepository: Sendable {
         for try await (id, user, package, credits, amount, currency, status, intent, created, completed) in rows.decode(
             (UUID, String, UUID, Int64, Int64, String, String, String?, Date, Date?).self)
         {
-            result.append(.init(id: id, userId: user, packageId: package, credits: credits, amount: amount, currency: currency,
+            result.append(.init(id: id.uuidString.lowercased(), userId: user, packageId: package.uuidString.lowercased(), credits: credits, amount: amount, currency: currency,
                                 status: status, stripePaymentIntentId: intent, createdAt: created, completedAt: completed))
         }
         return result
