@@ -118,5 +118,14 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
+        .testTarget(
+            name: "SystemTests",
+            dependencies: [
+                // The executables: the tests run the built products as separate processes.
+                "ManaSync", "ManaCredits", "HTTPKit", "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
     ]
 )

@@ -222,7 +222,7 @@ private let cleanupCommand = NIOLockedValueBox<String?>(nil)
 /// Why the test cluster could not be started or used.
 package struct ClusterError: Error, CustomStringConvertible {
     package let description: String
-    init(_ description: String) { self.description = description }
+    package init(_ description: String) { self.description = description }
 }
 
 /// A free TCP port on 127.0.0.1 (bound, read and released; a race with another process is possible but rare).

@@ -1,0 +1,67 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPKit
+import PostgresNIO
+import Testing
+import TestSupport
+
+/// The real executables as separate processes.
+@Suite struct ServiceProcessTests {
+    @Test(arguments: ["mana-sync", "mana-credits"])
+    func aBadConfigurationStopsAtStartupNamingEveryVariable(executable: String) async throws {
+        let process = try ChildProcess(
+            executable, ["serve"], environment: ["PORT": "abc", "LOG_LEVEL": "loud", "DATABASE_URL": "mysql://x/y"])
+        let status = try await process.waitForExit(timeout: .seconds(20))
+        #expect(status == 78)
+        for name in ["PORT", "LOG_LEVEL", "DATABASE_URL"] {
+            #expect(process.output.contains(name), "\(name) not in: \(process.output)")
+        }
+    }
+
+    @Test func productionRefusesTheDevelopmentServiceKey() async throws {
+        let process = try ChildProcess(
+            "mana-credits", ["serve"],
+            environment: ["MANA_ENV": "production", "MANA_SERVICE_KEY": "dev-service-key", "DATABASE_URL": "postgresql://u:p@db/x"])
+        #expect(try await process.waitForExit(timeout: .seconds(20)) == 78)
+        #expect(process.output.contains("MANA_SERVICE_KEY"))
+    }
+
+    @Test func twoReplicasStartTogetherMigrateOnceAndStopOnSIGTERM() async throws {
+        let database = try await PostgresCluster.shared.createDatabase(prefix: "replicas")
+        let ports = [try FreePort.find(), try FreePort.find()]
+        let replicas = try ports.map { port in
+            try ChildProcess(
+                "mana-credits", ["serve"],
+                environment: [
+                    "PORT": String(port), "HOST": "127.0.0.1", "LOG_LEVEL": "warning",
+                    "DATABASE_URL": "postgresql://mana@127.0.0.1:\(database.port)/\(database.database)?sslmode=disable",
+                ])
+        }
+        for port in ports {
+            #expect(try await Self.waitUntilReady(port: port), "replica on \(port) never became ready")
+        }
+        let migrations = try await TestDatabase.withClient(database) { client in
+            try await client.query("SELECT count(*) FROM schema_migrations").decode(Int.self).reduce(0, +)
+        }
+        #expect(migrations >= 2)
+        let start = ContinuousClock.now
+        replicas.forEach { $0.signal(SIGTERM) }
+        for replica in replicas {
+            let status = try await replica.waitForExit(timeout: .seconds(10))
+            #expect(status == 0, "exit \(String(describing: status)): \(replica.output)")
+        }
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    static func waitUntilReady(port: Int) async throws -> Bool {
+        for _ in 0..<200 {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/ready")
+            request.method = .GET
+            if let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(1)), response.status == .ok {
+                return true
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+}

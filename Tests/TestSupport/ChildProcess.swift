@@ -1,0 +1,76 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A program started by a test (one of our executables), with its output in a file.
+package final class ChildProcess: Sendable {
+    package let pid: pid_t
+    package let outputPath: String
+
+    /// The folder holding the built executables (next to the test bundle).
+    package static var productsDirectory: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+    }
+
+    /// Starts `executable` (a product name or a path) with `environment` added to this process's.
+    package init(_ executable: String, _ arguments: [String] = [], environment: [String: String]) throws {
+        let path = executable.hasPrefix("/") ? executable : Self.productsDirectory + "/" + executable
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw ClusterError("\(path) is missing: build the products first (swift build)")
+        }
+        outputPath = NSTemporaryDirectory() + "/mana-child-\(UUID().uuidString).log"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        let merged = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let env = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer {
+            env.forEach { free($0) }
+            argv.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, path, &actions, nil, argv, env)
+        guard result == 0 else { throw ClusterError("cannot start \(path): error \(result)") }
+        self.pid = pid
+    }
+
+    /// Everything the program printed so far.
+    package var output: String {
+        (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+    }
+
+    /// Sends a signal (SIGTERM by default).
+    package func signal(_ signal: Int32 = SIGTERM) {
+        kill(pid, signal)
+    }
+
+    /// Waits up to `timeout` for the program to exit; returns its exit status, or nil if it
+    /// is still running.
+    package func waitForExit(timeout: Duration) async throws -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid {
+                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return nil
+    }
+
+    deinit {
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == 0 {
+            kill(pid, SIGKILL)
+            waitpid(pid, &status, 0)
+        }
+        unlink(outputPath)
+    }
+}
