@@ -19,6 +19,7 @@ enum SyncMigrations {
 func buildApplication(
     _ configuration: SyncConfiguration,
     metrics: ServiceMetrics = ServiceMetrics(),
+    hooks: SyncHooks = SyncHooks(),
     logger: Logger? = nil,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
@@ -27,5 +28,8 @@ func buildApplication(
         logger: logger, metrics: metrics)
     let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger)
     chassis.addService(auth.refreshService)
+    let changeLog = ChangeLogRepository(client: chassis.database, logger: chassis.logger)
+    SyncController(changeLog: changeLog, body: chassis.body, hooks: hooks, metrics: metrics)
+        .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
     return chassis.makeApplication(migrations: try SyncMigrations.all(), onServerRunning: onServerRunning)
 }

@@ -51,10 +51,7 @@ struct CreditsHarness: Sendable {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let user { headers[.authorization] = "Bearer \(try await token(user))" }
         if service { headers[.serviceKey] = Self.serviceKey }
-        let response = try await client.execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
-        let data = Data(buffer: response.body)
-        let body = data.isEmpty ? JSONValue.null : try JSONDecoder().decode(JSONValue.self, from: data)
-        return (response.status, body)
+        return try await HTTPCaller(port: client.port!).send(method, uri, headers: headers, body: json)
     }
 
     /// Runs `body` with a client on this harness's database.

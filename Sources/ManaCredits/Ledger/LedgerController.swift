@@ -18,8 +18,8 @@ struct LedgerController: Sendable {
             return try JSONResponse(UseCreditsResponse(debit))
         }
         group.get("transactions") { request, context in
-            let limit = try Self.integer(request, "limit", default: 50, in: 1...100)
-            let offset = try Self.integer(request, "offset", default: 0, in: 0...Int(Int32.max))
+            let limit = try QueryParameter.integer(request, "limit", default: 50, in: 1...100)
+            let offset = try QueryParameter.integer(request, "offset", default: 0, in: 0...Int(Int32.max))
             return try JSONResponse(try await ledger.transactions(userID: try context.requireUser().id, limit: limit, offset: offset))
         }
         group.get("purchases") { _, context in
@@ -28,15 +28,6 @@ struct LedgerController: Sendable {
         group.get("packages") { _, _ in
             try JSONResponse(try await packages.active())
         }
-    }
-
-    /// A whole-number query parameter within `range`, 400 naming it otherwise.
-    static func integer(_ request: Request, _ name: String, default fallback: Int, in range: ClosedRange<Int>) throws -> Int {
-        guard let text = request.uri.queryParameters[name[...]] else { return fallback }
-        guard let value = Int(String(text)), range.contains(value) else {
-            throw APIError.badRequest("\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound)", field: name)
-        }
-        return value
     }
 }
 

@@ -1,0 +1,138 @@
+import Foundation
+import HTTPKit
+import Logging
+import PostgresNIO
+
+/// The change log in PostgreSQL: storing pushes and reading pages of changes.
+///
+/// Every transaction first sets `mana.user_id` (and, where the migration made it, switches
+/// to the `mana_sync_rls` role), so row-level security confines it to that user's rows.
+struct ChangeLogRepository: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+
+    /// Changes after a cursor, and the cursor the client has now seen everything up to.
+    struct Page: Sendable {
+        let changes: [Change]
+        let syncedUntil: Int64
+        let hasMore: Bool
+    }
+
+    /// Stores a push's changes in one transaction and returns what other clients stored
+    /// after `since` (all tables). A push whose idempotency key was seen stores nothing.
+    func push(
+        userID: String, appID: String, clientID: String, changes: [Change], since: Int64, idempotencyKey: String?,
+        limit: Int
+    ) async throws -> (page: Page, stored: Int) {
+        try await withUserTransaction(userID) { connection in
+            var stored = 0
+            var isRetry = false
+            if let idempotencyKey {
+                let rows = try await connection.query(
+                    """
+                    INSERT INTO sync.push_receipts (user_id, app_id, client_id, idempotency_key)
+                    VALUES (\(userID), \(appID), \(clientID), \(idempotencyKey)) ON CONFLICT DO NOTHING RETURNING 1
+                    """, logger: logger)
+                isRetry = try await rows.decode(Int.self).reduce(0, +) == 0
+            }
+            if !isRetry, !changes.isEmpty {
+                try await connection.query(
+                    "INSERT INTO sync.heads (user_id, app_id) VALUES (\(userID), \(appID)) ON CONFLICT DO NOTHING", logger: logger)
+                // Lock the head and take the first cursor: after the last one, and not before now.
+                let base = try await connection.query(
+                    """
+                    SELECT greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, last_cursor + 1)
+                    FROM sync.heads WHERE user_id = \(userID) AND app_id = \(appID) FOR UPDATE
+                    """, logger: logger
+                ).decode(Int64.self).reduce(0) { $1 }
+                let batch = String(decoding: try JSONEncoder().encode(JSONValue.array(changes.map(\.json))), as: UTF8.self)
+                try await connection.query(
+                    """
+                    INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id)
+                    SELECT \(userID), \(appID), \(base) + e.ordinality - 1, e.value->>'table', e.value->>'id', e.value->>'op',
+                        e.value->'data', e.value->'fields', e.value->>'deletedAt', \(clientID)
+                    FROM jsonb_array_elements(\(batch)::jsonb) WITH ORDINALITY AS e
+                    """, logger: logger)
+                try await connection.query(
+                    """
+                    UPDATE sync.heads SET last_cursor = \(base + Int64(changes.count) - 1)
+                    WHERE user_id = \(userID) AND app_id = \(appID)
+                    """, logger: logger)
+                stored = changes.count
+            }
+            let page = try await Self.page(
+                connection, userID: userID, appID: appID, table: nil, since: since, excludingClient: clientID, limit: limit,
+                logger: logger)
+            return (page, stored)
+        }
+    }
+
+    /// One page of a table's changes after `since`, optionally without one client's own.
+    func pull(userID: String, appID: String, table: String?, since: Int64, excludingClient: String?, limit: Int) async throws -> Page {
+        try await withUserTransaction(userID) { connection in
+            try await Self.page(
+                connection, userID: userID, appID: appID, table: table, since: since, excludingClient: excludingClient,
+                limit: limit, logger: logger)
+        }
+    }
+
+    /// Reads the page and the head cursor in one statement, so both come from one snapshot:
+    /// `syncedUntil` never passes a change that was not yet visible.
+    static func page(
+        _ connection: PostgresConnection, userID: String, appID: String, table: String?, since: Int64,
+        excludingClient: String?, limit: Int, logger: Logger
+    ) async throws -> Page {
+        let rows = try await connection.query(
+            """
+            WITH head AS (
+                SELECT coalesce((SELECT last_cursor FROM sync.heads WHERE user_id = \(userID) AND app_id = \(appID)), 0) AS cursor
+            )
+            SELECT head.cursor, c.cursor, c.table_name, c.record_id, c.op, c.data::text, c.fields::text, c.deleted_at
+            FROM head LEFT JOIN LATERAL (
+                SELECT cursor, table_name, record_id, op, data, fields, deleted_at FROM sync.changes
+                WHERE user_id = \(userID) AND app_id = \(appID) AND cursor > \(since)
+                    AND (\(table)::text IS NULL OR table_name = \(table))
+                    AND (\(excludingClient)::text IS NULL OR client_id <> \(excludingClient))
+                ORDER BY cursor LIMIT \(limit + 1)
+            ) c ON true
+            ORDER BY c.cursor
+            """, logger: logger)
+        var head: Int64 = 0
+        var changes: [(Int64, Change)] = []
+        let decoder = JSONDecoder()
+        for try await (headCursor, cursor, table, id, op, data, fields, deletedAt) in rows.decode(
+            (Int64, Int64?, String?, String?, String?, String?, String?, String?).self)
+        {
+            head = headCursor
+            guard let cursor, let table, let id, let op = op.flatMap(Change.Operation.init(rawValue:)) else { continue }
+            changes.append((cursor, Change(
+                table: table, id: id, op: op,
+                data: try data.map { try decoder.decode(JSONValue.self, from: Data($0.utf8)) },
+                fields: try fields.map { try decoder.decode(JSONValue.self, from: Data($0.utf8)) },
+                deletedAt: deletedAt)))
+        }
+        if changes.count > limit {
+            let page = changes.prefix(limit)
+            return Page(changes: page.map(\.1), syncedUntil: page.last!.0, hasMore: true)
+        }
+        return Page(changes: changes.map(\.1), syncedUntil: head, hasMore: false)
+    }
+
+    /// Runs `body` in a transaction confined to `userID` by row-level security.
+    func withUserTransaction<T: Sendable>(_ userID: String, _ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await client.withTransaction(logger: logger) { connection in
+                try await connection.query(
+                    """
+                    SELECT set_config('mana.user_id', \(userID), true),
+                        (SELECT set_config('role', 'mana_sync_rls', true) WHERE CASE
+                            WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_sync_rls')
+                            THEN pg_has_role('mana_sync_rls', 'MEMBER') ELSE false END)
+                    """, logger: logger)
+                return try await body(connection)
+            }
+        } catch let error as PostgresTransactionError {
+            throw error.closureError ?? error
+        }
+    }
+}

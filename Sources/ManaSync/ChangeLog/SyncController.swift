@@ -1,0 +1,131 @@
+import Foundation
+import HTTPKit
+import HTTPTypes
+import Hummingbird
+import SharedAuth
+
+/// What other parts plug in around push, pull and stream: the billing gate (before) and
+/// the real-time notifier (after a push commits). Both do nothing until their issues exist.
+struct SyncHooks: Sendable {
+    /// A stored push: who, which app, which tables, from which client.
+    struct PushEvent: Sendable {
+        let userID: String
+        let appID: String
+        let tables: [String]
+        let clientID: String
+    }
+
+    var gate: @Sendable (AuthenticatedUser) async throws -> Void = { _ in }
+    var afterPush: @Sendable (PushEvent) async -> Void = { _ in }
+}
+
+/// `POST /sync/{appId}` and `GET /sync/{appId}/pull`.
+struct SyncController: Sendable {
+    let changeLog: ChangeLogRepository
+    let body: BodyDecoder
+    let hooks: SyncHooks
+    let metrics: ServiceMetrics
+
+    static let maximumChanges = 5_000
+    static let pushPageSize = 1_000
+
+    func addRoutes(to group: RouterGroup<AppRequestContext>) {
+        group.post(":appId") { request, context in try await push(request, context) }
+        group.get(":appId/pull") { request, context in try await pull(request, context) }
+    }
+
+    private func push(_ request: Request, _ context: AppRequestContext) async throws -> JSONResponse {
+        let user = try context.requireUser()
+        let appID = try Self.appID(context)
+        try await hooks.gate(user)
+        let buffer = try await body.collect(request)
+        let json = try BodyDecoder.decode(JSONValue.self, from: Data(buffer: buffer))
+        guard let object = json.objectValue else { throw APIError.badRequest("request body must be a JSON object") }
+        let clientID = try Self.clientID(header: request.headers[.clientID], body: object["clientId"])
+        guard case .array(let rawChanges)? = object["changes"] else {
+            throw APIError.badRequest("changes must be an array", field: "changes")
+        }
+        guard rawChanges.count <= Self.maximumChanges else {
+            throw APIError.tooLarge("a push carries at most \(Self.maximumChanges) changes, not \(rawChanges.count)")
+        }
+        let changes = try rawChanges.enumerated().map { try Change(validating: $1, index: $0) }
+        let since = try Self.cursor(object["since"]?.stringValue, present: object["since"] != nil && object["since"] != .null)
+        let key = request.headers[.idempotencyKey]
+        if let key, key.isEmpty || key.count > 200 {
+            throw APIError.badRequest("Idempotency-Key must be 1 to 200 characters", field: "Idempotency-Key")
+        }
+        let (page, stored) = try await changeLog.push(
+            userID: user.id, appID: appID, clientID: clientID, changes: changes, since: since, idempotencyKey: key,
+            limit: Self.pushPageSize)
+        if stored > 0 {
+            metrics.count("sync_changes_stored_total", by: stored)
+            let tables = Array(Set(changes.map(\.table))).sorted()
+            await hooks.afterPush(.init(userID: user.id, appID: appID, tables: tables, clientID: clientID))
+        }
+        metrics.count("sync_changes_returned_total", by: page.changes.count)
+        return try Self.response(page)
+    }
+
+    private func pull(_ request: Request, _ context: AppRequestContext) async throws -> JSONResponse {
+        let user = try context.requireUser()
+        let appID = try Self.appID(context)
+        try await hooks.gate(user)
+        let query = request.uri.queryParameters
+        guard let collection = query["collection"].map(String.init), !collection.isEmpty else {
+            throw APIError.badRequest("collection is required", field: "collection")
+        }
+        guard let sinceText = query["since"].map(String.init) else { throw APIError.badRequest("since is required", field: "since") }
+        let since = try Self.cursor(sinceText, present: true)
+        let limit = try QueryParameter.integer(request, "limit", default: 1_000, in: 1...5_000)
+        let clientID = request.headers[.clientID].flatMap { $0.isEmpty ? nil : $0 }
+        let page = try await changeLog.pull(
+            userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit)
+        metrics.count("sync_changes_returned_total", by: page.changes.count)
+        return try Self.response(page)
+    }
+
+    // MARK: Input
+
+    static func response(_ page: ChangeLogRepository.Page) throws -> JSONResponse {
+        let body: JSONValue = [
+            "serverChanges": .array(page.changes.map(\.json)), "conflicts": [],
+            "syncedUntil": .string(Timestamp.format(microseconds: page.syncedUntil)), "hasMore": .bool(page.hasMore),
+        ]
+        return try JSONResponse(body)
+    }
+
+    /// 1–64 characters of `A–Z a–z 0–9 _ . -`, starting with a letter or digit.
+    static func appID(_ context: AppRequestContext) throws -> String {
+        let appID = context.parameters.get("appId") ?? ""
+        let bytes = Array(appID.utf8)
+        func alnum(_ b: UInt8) -> Bool { (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b) }
+        guard (1...64).contains(bytes.count), alnum(bytes[0]), bytes.allSatisfy({ alnum($0) || $0 == 95 || $0 == 46 || $0 == 45 }) else {
+            throw APIError.badRequest("appId must be 1-64 characters of A-Z a-z 0-9 _ . - starting with a letter or digit", field: "appId")
+        }
+        return appID
+    }
+
+    /// The client id from `X-Client-Id`, else the body's `clientId`; required, ≤ 200 characters.
+    static func clientID(header: String?, body: JSONValue?) throws -> String {
+        let value = header.flatMap { $0.isEmpty ? nil : $0 } ?? body?.stringValue
+        guard let value, !value.isEmpty else {
+            throw APIError.badRequest("a client id is required (X-Client-Id header or clientId)", field: "clientId")
+        }
+        guard value.count <= 200 else { throw APIError.badRequest("clientId must be at most 200 characters", field: "clientId") }
+        return value
+    }
+
+    /// A `since` cursor: any RFC 3339 timestamp; absent means the epoch.
+    static func cursor(_ text: String?, present: Bool) throws -> Int64 {
+        guard present else { return 0 }
+        guard let text, let micros = Timestamp.parseMicroseconds(text) else {
+            throw APIError.badRequest("since must be an RFC 3339 timestamp", field: "since")
+        }
+        return micros
+    }
+}
+
+extension HTTPField.Name {
+    static var clientID: Self { .init("X-Client-Id")! }
+    static var idempotencyKey: Self { .init("Idempotency-Key")! }
+}

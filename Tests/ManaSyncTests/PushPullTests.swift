@@ -1,0 +1,216 @@
+import Foundation
+import HTTPKit
+import PostgresNIO
+import Testing
+import TestSupport
+
+@testable import ManaSync
+
+@Suite struct PushPullTests {
+    static let epoch = "1970-01-01T00:00:00.000000Z"
+
+    @Test func roundTripAsAClientDoesIt() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            let changes: [JSONValue] = [
+                Changes.insert("todos", "t1", ["title": "Buy milk", "done": false]),
+                Changes.update("todos", "t1", "title", "Buy oat milk"),
+                Changes.delete("notes", "n1", at: "2024-01-01T10:07:00Z"),
+                Changes.delete("notes", "n2"),
+            ]
+            let pushed = try await h.push("todo", as: "alice", client: "A", changes: changes)
+            #expect(pushed.status == .ok)
+            #expect(pushed.body["serverChanges"] == [])
+            #expect(pushed.body["conflicts"] == [])
+            #expect(pushed.body["hasMore"] == false)
+            let cursor = try #require(pushed.body["syncedUntil"]?.stringValue)
+            #expect(cursor.count == 27 && cursor.hasSuffix("Z"))
+
+            let todos = try await h.pull("todo", as: "alice", collection: "todos", since: Self.epoch, client: "B")
+            #expect(todos.body["serverChanges"] == .array(Array(changes.prefix(2))))
+            let notes = try await h.pull("todo", as: "alice", collection: "notes", since: Self.epoch, client: "B")
+            #expect(notes.body["serverChanges"] == .array(Array(changes.suffix(2))))
+            #expect(notes.body["syncedUntil"]?.stringValue == cursor)
+            let own = try await h.pull("todo", as: "alice", collection: "todos", since: Self.epoch, client: "A")
+            #expect(own.body["serverChanges"] == [])
+
+            let fromB = Changes.update("todos", "t1", "done", true, at: "2024-01-01T10:09:00Z")
+            let pushedB = try await h.push("todo", as: "alice", client: "B", since: cursor, changes: [fromB])
+            #expect(pushedB.body["serverChanges"] == [])
+            let next = try await h.push("todo", as: "alice", client: "A", since: cursor, changes: [])
+            #expect(next.body["serverChanges"] == [fromB])
+        }
+    }
+
+    @Test func emptyHistoryAnswersTheEpoch() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            let pulled = try await h.pull("todo", as: "nobody", collection: "todos", since: "2024-01-01T00:00:00+02:00")
+            #expect(pulled.status == .ok)
+            #expect(pulled.body["syncedUntil"] == .string(Self.epoch))
+        }
+    }
+
+    @Test func pullPagesWithHasMore() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            let changes = (0..<7).map { Changes.insert("items", "i\($0)", ["n": .number(Double($0))]) }
+            try await h.push("app", as: "pager", client: "A", changes: changes)
+            var since = Self.epoch
+            var seen: [String] = []
+            var pages = 0
+            while true {
+                let page = try await h.pull("app", as: "pager", collection: "items", since: since, limit: 3)
+                seen += page.body["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } ?? []
+                since = page.body["syncedUntil"]?.stringValue ?? since
+                pages += 1
+                if page.body["hasMore"] != true { break }
+            }
+            #expect(seen == (0..<7).map { "i\($0)" })
+            #expect(pages == 3)
+        }
+    }
+
+    @Test func noChangeIsEverMissed() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            // Large batches keep each writer's transaction open a while after its cursors are
+            // taken: a wall-clock syncedUntil loses changes in that window.
+            let writers = 4, pushesPerWriter = 30, batch = 40
+            let expected = Set((0..<writers).flatMap { w in (0..<pushesPerWriter).flatMap { p in (0..<batch).map { "w\(w)-p\(p)-\($0)" } } })
+            let done = Flag()
+            try await withThrowingTaskGroup(of: Set<String>?.self) { group in
+                for writer in 0..<writers {
+                    group.addTask {
+                        for push in 0..<pushesPerWriter {
+                            let changes = (0..<batch).map { Changes.insert("rows", "w\(writer)-p\(push)-\($0)", ["w": .number(Double(writer))]) }
+                            let result = try await h.push("race", as: "racer", client: "writer-\(writer)", changes: changes)
+                            #expect(result.status == .ok)
+                        }
+                        return nil
+                    }
+                }
+                for reader in 0..<3 {
+                    group.addTask {
+                        var since = Self.epoch
+                        var seen = Set<String>()
+                        while true {
+                            let finished = await done.isSet
+                            let page = try await h.pull("race", as: "racer", collection: "rows", since: since, client: "reader-\(reader)", limit: 1000)
+                            for change in page.body["serverChanges"]?.array ?? [] {
+                                if let id = change["id"]?.stringValue { seen.insert(id) }
+                            }
+                            since = page.body["syncedUntil"]?.stringValue ?? since
+                            if finished, page.body["hasMore"] != true { return seen }
+                        }
+                    }
+                }
+                var writersLeft = writers
+                while let result = try await group.next() {
+                    if let seen = result {
+                        #expect(seen == expected, "a reader missed \(expected.subtracting(seen).count) changes")
+                    } else {
+                        writersLeft -= 1
+                        if writersLeft == 0 { await done.set() }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func anInvalidChangeStoresNothingAndNamesItsIndex() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            let changes: [JSONValue] = [
+                Changes.insert("todos", "ok-1", ["a": 1]),
+                ["table": "todos", "id": "bad", "op": "upsert"],
+                Changes.insert("todos", "ok-2", ["a": 2]),
+            ]
+            let result = try await h.push("todo", as: "val", client: "A", changes: changes)
+            #expect(result.status == .badRequest)
+            #expect(result.body["error"] == "bad_request")
+            #expect(result.body["details"]?["index"] == 1)
+            #expect(result.body["details"]?["field"] == "op")
+            let pulled = try await h.pull("todo", as: "val", collection: "todos", since: Self.epoch)
+            #expect(pulled.body["serverChanges"] == [])
+        }
+    }
+
+    @Test(arguments: [
+        (["table": "t", "id": "x", "op": "insert"] as JSONValue, "data"),
+        (["table": "t", "id": "x", "op": "update", "fields": [:]] as JSONValue, "fields"),
+        (["table": "t", "id": "x", "op": "update", "fields": ["f": ["value": 1, "updatedAt": "yesterday"]]] as JSONValue, "fields.f.updatedAt"),
+        (["id": "x", "op": "delete"] as JSONValue, "table"),
+        (["table": "t", "op": "delete"] as JSONValue, "id"),
+        (["table": "t", "id": "x", "op": "delete", "deletedAt": "soon"] as JSONValue, "deletedAt"),
+        (["table": "", "id": "x", "op": "delete"] as JSONValue, "table"),
+    ])
+    func eachKindOfBadChangeIs400NamingTheField(change: JSONValue, field: String) async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            let result = try await h.push("todo", as: "val", client: "A", changes: [Changes.insert("t", "fine", [:]), change])
+            #expect(result.status == .badRequest)
+            #expect(result.body["details"]?["index"] == 1)
+            #expect(result.body["details"]?["field"] == .string(field), "\(result.body)")
+            #expect(result.body["message"]?.stringValue?.contains("changes[1]") == true)
+        }
+    }
+
+    @Test func badRequestsAre400Or413() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            #expect(try await h.call(.post, "/sync/todo", as: "u", body: "{not json").status == .badRequest)
+            #expect(try await h.call(.post, "/sync/todo", as: "u", body: #"{"changes": []}"#).body["details"]?["field"] == "clientId")
+            #expect(try await h.call(.post, "/sync/-bad", as: "u", body: #"{"clientId": "A", "changes": []}"#).status == .badRequest)
+            #expect(try await h.call(.post, "/sync/\(String(repeating: "a", count: 65))", as: "u", body: #"{"clientId": "A", "changes": []}"#).status == .badRequest)
+            let badSince = try await h.push("todo", as: "u", client: "A", since: "not-a-time", changes: [])
+            #expect(badSince.body["details"]?["field"] == "since")
+            #expect(try await h.pull("todo", as: "u", collection: "t", since: "garbage").status == .badRequest)
+            #expect(try await h.call(.get, "/sync/todo/pull?since=\(Self.epoch)", as: "u").body["details"]?["field"] == "collection")
+            #expect(try await h.call(.get, "/sync/todo/pull?collection=t", as: "u").body["details"]?["field"] == "since")
+            #expect(try await h.call(.get, "/sync/todo/pull?collection=t&since=\(Self.epoch)", as: nil).status == .unauthorized)
+
+            let many = (0...5_000).map { Changes.delete("t", "r\($0)") }
+            #expect(try await h.push("todo", as: "u", client: "A", changes: many).status == .contentTooLarge)
+            let huge = #"{"clientId": "A", "changes": [{"table": "t", "id": "x", "op": "insert", "data": {"blob": ""# + String(repeating: "x", count: 10 * 1024 * 1024) + #""}}]}"#
+            #expect(try await h.call(.post, "/sync/todo", as: "u", body: huge).status == .contentTooLarge)
+        }
+    }
+
+    @Test func usersNeverSeeEachOthersChanges() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            try await h.push("todo", as: "alice", client: "A", changes: [Changes.insert("todos", "secret", ["x": 1])])
+            let asBob = try await h.pull("todo", as: "bob", collection: "todos", since: Self.epoch)
+            #expect(asBob.body["serverChanges"] == [])
+            #expect(asBob.body["syncedUntil"] == .string(Self.epoch))
+            let bobPush = try await h.push("todo", as: "bob", client: "B", changes: [])
+            #expect(bobPush.body["serverChanges"] == [])
+            // Row-level security: a query without a user filter, in a transaction set to bob.
+            let rows = try await h.withDatabase { client in
+                try await ChangeLogRepository(client: client, logger: TestDatabase.logger).withUserTransaction("bob") { connection in
+                    try await connection.query("SELECT record_id FROM sync.changes", logger: TestDatabase.logger)
+                        .decode(String.self).reduce(into: [String]()) { $0.append($1) }
+                }
+            }
+            #expect(rows.isEmpty)
+            let alices = try await h.withDatabase { client in
+                try await ChangeLogRepository(client: client, logger: TestDatabase.logger).withUserTransaction("alice") { connection in
+                    try await connection.query("SELECT record_id FROM sync.changes", logger: TestDatabase.logger)
+                        .decode(String.self).reduce(into: [String]()) { $0.append($1) }
+                }
+            }
+            #expect(alices == ["secret"])
+        }
+    }
+
+    @Test func aRepeatedIdempotencyKeyStoresOnce() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            let change = [Changes.insert("todos", "once", ["x": 1])]
+            let first = try await h.push("todo", as: "idem", client: "A", changes: change, key: "push-1")
+            let second = try await h.push("todo", as: "idem", client: "A", changes: change, key: "push-1")
+            #expect(first.status == .ok && second.status == .ok)
+            #expect(first.body["syncedUntil"] == second.body["syncedUntil"])
+            let pulled = try await h.pull("todo", as: "idem", collection: "todos", since: Self.epoch)
+            #expect(pulled.body["serverChanges"]?.array?.count == 1)
+        }
+    }
+}
+
+/// A one-way flag shared between tasks.
+actor Flag {
+    private(set) var isSet = false
+    func set() { isSet = true }
+}
