@@ -7,12 +7,7 @@ import SharedAuth
 
 /// mana-credits's migrations, shipped as resources of this module.
 enum CreditsMigrations {
-    static func all() throws -> [Migration] {
-        guard let directory = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
-            throw MigrationError("the Migrations resource folder is missing from the mana-credits bundle")
-        }
-        return try Migration.load(from: directory)
-    }
+    static func all() throws -> [Migration] { try Migration.load(bundle: .module, service: "mana-credits") }
 }
 
 /// Builds mana-credits: the chassis, its routes and background services.

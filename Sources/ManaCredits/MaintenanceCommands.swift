@@ -8,14 +8,11 @@ extension ManaCreditsCommand {
     /// Runs `body` with a running database client for a maintenance command.
     static func withDatabase<T: Sendable>(_ body: @Sendable (PostgresClient, Logger) async throws -> T) async throws -> T {
         let configuration = ServiceRuntime.loadConfiguration(CreditsConfiguration.init(reading:))
-        var logger = Logger(label: CreditsConfiguration.serviceName)
-        logger.logLevel = .warning
-        let client = PostgresClient(
-            configuration: configuration.chassis.database.clientConfiguration(maximumConnections: 2), backgroundLogger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            return try await body(client, logger)
+        var quiet = Logger(label: CreditsConfiguration.serviceName)
+        quiet.logLevel = .warning
+        let logger = quiet
+        return try await ServiceRuntime.withDatabase(configuration.chassis.database, logger: logger) { client in
+            try await body(client, logger)
         }
     }
 

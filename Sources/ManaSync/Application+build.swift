@@ -7,12 +7,7 @@ import SharedAuth
 
 /// mana-sync's migrations, shipped as resources of this module.
 enum SyncMigrations {
-    static func all() throws -> [Migration] {
-        guard let directory = Bundle.module.url(forResource: "Migrations", withExtension: nil) else {
-            throw MigrationError("the Migrations resource folder is missing from the mana-sync bundle")
-        }
-        return try Migration.load(from: directory)
-    }
+    static func all() throws -> [Migration] { try Migration.load(bundle: .module, service: "mana-sync") }
 }
 
 /// Builds mana-sync: the chassis, its routes and background services.

@@ -38,6 +38,11 @@ import TestSupport
             #expect(pushedB.body["serverChanges"] == [])
             let next = try await h.push("todo", as: "alice", client: "A", since: cursor, changes: [])
             #expect(next.body["serverChanges"] == [fromB])
+
+            let metrics = try await h.client.execute(uri: "/metrics", method: .get)
+            let text = String(buffer: metrics.body)
+            #expect(text.contains("sync_changes_stored_total 5"), "\(text)")
+            #expect(text.contains(#"http_request_duration_seconds_count{method="POST",route="/sync/{appId}"} 3"#))
         }
     }
 
@@ -158,6 +163,8 @@ import TestSupport
             #expect(try await h.call(.post, "/sync/\(String(repeating: "a", count: 65))", as: "u", body: #"{"clientId": "A", "changes": []}"#).status == .badRequest)
             let badSince = try await h.push("todo", as: "u", client: "A", since: "not-a-time", changes: [])
             #expect(badSince.body["details"]?["field"] == "since")
+            let numericSince = try await h.call(.post, "/sync/todo", as: "u", body: #"{"clientId": "A", "since": 17, "changes": []}"#)
+            #expect(numericSince.body["details"]?["field"] == "since")
             #expect(try await h.pull("todo", as: "u", collection: "t", since: "garbage").status == .badRequest)
             #expect(try await h.call(.get, "/sync/todo/pull?since=\(Self.epoch)", as: "u").body["details"]?["field"] == "collection")
             #expect(try await h.call(.get, "/sync/todo/pull?collection=t", as: "u").body["details"]?["field"] == "since")

@@ -29,12 +29,7 @@ package enum TestDatabase {
     package static func withClient<T: Sendable>(
         _ url: DatabaseURL, _ body: @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
-        let client = PostgresClient(configuration: url.clientConfiguration(maximumConnections: 10), backgroundLogger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            return try await body(client)
-        }
+        try await ServiceRuntime.withDatabase(url, maximumConnections: 10, logger: logger, body)
     }
 
     /// Creates a fresh database and runs `body` with a client connected to it.

@@ -41,17 +41,25 @@ package enum ServiceRuntime {
 
     /// Runs pending migrations against the database and returns the versions applied.
     package static func migrate(settings: ChassisSettings, migrations: [Migration], logger: Logger) async throws -> [Int] {
-        let client = PostgresClient(configuration: settings.database.clientConfiguration(maximumConnections: 2), backgroundLogger: logger)
-        return try await withThrowingTaskGroup(of: [Int]?.self) { group in
-            group.addTask {
-                await client.run()
-                return nil
-            }
-            let runner = MigrationRunner(
-                client: client, migrations: migrations, lockName: "\(settings.serviceName)-migrations", logger: logger)
-            let applied = try await runner.run()
-            group.cancelAll()
-            return applied
+        try await withDatabase(settings.database, logger: logger) { client in
+            try await MigrationRunner(
+                client: client, migrations: migrations, lockName: "\(settings.serviceName)-migrations", logger: logger
+            ).run()
+        }
+    }
+
+    /// Runs `body` with a running client for `database` (commands and tests; the server
+    /// runs its client as a service instead).
+    package static func withDatabase<T: Sendable>(
+        _ database: DatabaseURL, maximumConnections: Int = 4, logger: Logger,
+        _ body: @Sendable (PostgresClient) async throws -> T
+    ) async throws -> T {
+        let client = PostgresClient(
+            configuration: database.clientConfiguration(maximumConnections: maximumConnections), backgroundLogger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            return try await body(client)
         }
     }
 }

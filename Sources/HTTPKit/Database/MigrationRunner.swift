@@ -24,6 +24,14 @@ package struct Migration: Sendable, Equatable {
         return String(hash, radix: 16)
     }
 
+    /// Loads the `Migrations` resource folder of a module's bundle.
+    package static func load(bundle: Bundle, service: String) throws -> [Migration] {
+        guard let directory = bundle.url(forResource: "Migrations", withExtension: nil) else {
+            throw MigrationError("the Migrations resource folder is missing from the \(service) bundle")
+        }
+        return try load(from: directory)
+    }
+
     /// Loads every `NNNN_name.sql` file of a folder, ordered by version.
     package static func load(from directory: URL) throws -> [Migration] {
         let files = try FileManager.default.contentsOfDirectory(at: directory, includingPropertiesForKeys: nil)

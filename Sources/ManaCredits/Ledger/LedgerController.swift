@@ -78,7 +78,7 @@ struct InternalLedgerController: Sendable {
         }
         group.post("init") { request, context in
             let input = try await body.decode(InitBody.self, from: request, context: context)
-            return try JSONResponse(try await ledger.initialize(userID: try LedgerInput.text(input.userId, field: "userId", limit: 200)))
+            return try JSONResponse(try await ledger.balance(userID: try LedgerInput.text(input.userId, field: "userId", limit: 200)))
         }
     }
 }

@@ -32,7 +32,7 @@ struct LedgerRepository: Sendable {
     func balance(userID: String) async throws -> Balance {
         try await client.withTransaction(logger: logger) { connection in
             try await Self.ensureBalanceRow(userID, on: connection, logger: logger)
-            return try await Self.readBalance(userID, on: connection, logger: logger, lock: false)
+            return try await Self.balance(userID, on: connection, logger: logger)
         }
     }
 
@@ -56,7 +56,7 @@ struct LedgerRepository: Sendable {
         try await client.withTransaction(logger: logger) { connection in
             // Lock first, then look for the key: a concurrent request with the same key
             // waits here and then finds the first one's transaction.
-            let locked = try await Self.lockedBalance(request.userID, on: connection, logger: logger)
+            let locked = try await Self.balanceRow(request.userID, forUpdate: true, on: connection, logger: logger)
             if let key = request.idempotencyKey,
                 let earlier = try await Self.transaction(userID: request.userID, idempotencyKey: key, on: connection, logger: logger)
             {
@@ -65,7 +65,7 @@ struct LedgerRepository: Sendable {
                         "idempotencyKey was already used for a different transaction",
                         details: ["field": "idempotencyKey", "amount": .number(Double(-earlier.amount))])
                 }
-                let balance = try await Self.readBalance(request.userID, on: connection, logger: logger, lock: false)
+                let balance = try await Self.balance(request.userID, on: connection, logger: logger)
                 return Debit(transaction: earlier, balance: balance, repeated: true)
             }
             let available = locked?.balance ?? 0
@@ -91,7 +91,7 @@ struct LedgerRepository: Sendable {
                     credits_used = credits.usage_stats.credits_used + EXCLUDED.credits_used,
                     transactions = credits.usage_stats.transactions + 1
                 """, logger: logger)
-            let balance = try await Self.readBalance(request.userID, on: connection, logger: logger, lock: false)
+            let balance = try await Self.balance(request.userID, on: connection, logger: logger)
             return Debit(transaction: transaction, balance: balance, repeated: false)
         }
     }
@@ -113,7 +113,7 @@ struct LedgerRepository: Sendable {
         on connection: PostgresConnection, logger: Logger
     ) async throws -> (LedgerTransaction, Balance) {
         try await ensureBalanceRow(userID, on: connection, logger: logger)
-        let before = try await readBalance(userID, on: connection, logger: logger, lock: true).balance
+        let before = try await balanceRow(userID, forUpdate: true, on: connection, logger: logger)?.balance ?? 0
         try await connection.query(
             """
             UPDATE credits.balances SET balance = balance + \(amount), total_earned = total_earned + \(amount),
@@ -122,12 +122,7 @@ struct LedgerRepository: Sendable {
         let transaction = try await insert(
             userID: userID, type: kind.rawValue, amount: amount, before: before, appID: appID, description: description,
             metadata: metadata, idempotencyKey: nil, on: connection, logger: logger)
-        return (transaction, try await readBalance(userID, on: connection, logger: logger, lock: false))
-    }
-
-    /// Creates the zero balance row if missing (idempotent) and returns the balance.
-    func initialize(userID: String) async throws -> Balance {
-        try await balance(userID: userID)
+        return (transaction, try await balance(userID, on: connection, logger: logger))
     }
 
     // MARK: SQL pieces
@@ -137,9 +132,13 @@ struct LedgerRepository: Sendable {
             "INSERT INTO credits.balances (user_id) VALUES (\(userID)) ON CONFLICT (user_id) DO NOTHING", logger: logger)
     }
 
-    static func lockedBalance(_ userID: String, on connection: PostgresConnection, logger: Logger) async throws -> Balance? {
+    /// The user's balance row, locked when `forUpdate`; nil when the user has none.
+    static func balanceRow(
+        _ userID: String, forUpdate: Bool, on connection: PostgresConnection, logger: Logger
+    ) async throws -> Balance? {
+        let lock: PostgresQuery = forUpdate ? "FOR UPDATE" : ""
         let rows = try await connection.query(
-            "SELECT balance, total_earned, total_spent FROM credits.balances WHERE user_id = \(userID) FOR UPDATE",
+            "SELECT balance, total_earned, total_spent FROM credits.balances WHERE user_id = \(userID) \(unescaped: lock.sql)",
             logger: logger)
         for try await (balance, earned, spent) in rows.decode((Int64, Int64, Int64).self) {
             return Balance(balance: balance, totalEarned: earned, totalSpent: spent)
@@ -147,14 +146,10 @@ struct LedgerRepository: Sendable {
         return nil
     }
 
-    static func readBalance(_ userID: String, on connection: PostgresConnection, logger: Logger, lock: Bool) async throws -> Balance {
-        if lock, let balance = try await lockedBalance(userID, on: connection, logger: logger) { return balance }
-        let rows = try await connection.query(
-            "SELECT balance, total_earned, total_spent FROM credits.balances WHERE user_id = \(userID)", logger: logger)
-        for try await (balance, earned, spent) in rows.decode((Int64, Int64, Int64).self) {
-            return Balance(balance: balance, totalEarned: earned, totalSpent: spent)
-        }
-        return Balance(balance: 0, totalEarned: 0, totalSpent: 0)
+    /// The user's balance; zero when the user has no row.
+    static func balance(_ userID: String, on connection: PostgresConnection, logger: Logger) async throws -> Balance {
+        try await balanceRow(userID, forUpdate: false, on: connection, logger: logger)
+            ?? Balance(balance: 0, totalEarned: 0, totalSpent: 0)
     }
 
     static func transaction(

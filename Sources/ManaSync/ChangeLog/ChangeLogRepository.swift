@@ -120,19 +120,15 @@ struct ChangeLogRepository: Sendable {
 
     /// Runs `body` in a transaction confined to `userID` by row-level security.
     func withUserTransaction<T: Sendable>(_ userID: String, _ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        do {
-            return try await client.withTransaction(logger: logger) { connection in
-                try await connection.query(
-                    """
-                    SELECT set_config('mana.user_id', \(userID), true),
-                        (SELECT set_config('role', 'mana_sync_rls', true) WHERE CASE
-                            WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_sync_rls')
-                            THEN pg_has_role('mana_sync_rls', 'MEMBER') ELSE false END)
-                    """, logger: logger)
-                return try await body(connection)
-            }
-        } catch let error as PostgresTransactionError {
-            throw error.closureError ?? error
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query(
+                """
+                SELECT set_config('mana.user_id', \(userID), true),
+                    (SELECT set_config('role', 'mana_sync_rls', true) WHERE CASE
+                        WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_sync_rls')
+                        THEN pg_has_role('mana_sync_rls', 'MEMBER') ELSE false END)
+                """, logger: logger)
+            return try await body(connection)
         }
     }
 }

@@ -49,7 +49,7 @@ struct SyncController: Sendable {
             throw APIError.tooLarge("a push carries at most \(Self.maximumChanges) changes, not \(rawChanges.count)")
         }
         let changes = try rawChanges.enumerated().map { try Change(validating: $1, index: $0) }
-        let since = try Self.cursor(object["since"]?.stringValue, present: object["since"] != nil && object["since"] != .null)
+        let since = try Self.cursor(object["since"])
         let key = request.headers[.idempotencyKey]
         if let key, key.isEmpty || key.count > 200 {
             throw APIError.badRequest("Idempotency-Key must be 1 to 200 characters", field: "Idempotency-Key")
@@ -75,7 +75,7 @@ struct SyncController: Sendable {
             throw APIError.badRequest("collection is required", field: "collection")
         }
         guard let sinceText = query["since"].map(String.init) else { throw APIError.badRequest("since is required", field: "since") }
-        let since = try Self.cursor(sinceText, present: true)
+        let since = try Self.cursor(.string(sinceText))
         let limit = try QueryParameter.integer(request, "limit", default: 1_000, in: 1...5_000)
         let clientID = request.headers[.clientID].flatMap { $0.isEmpty ? nil : $0 }
         let page = try await changeLog.pull(
@@ -116,9 +116,9 @@ struct SyncController: Sendable {
     }
 
     /// A `since` cursor: any RFC 3339 timestamp; absent means the epoch.
-    static func cursor(_ text: String?, present: Bool) throws -> Int64 {
-        guard present else { return 0 }
-        guard let text, let micros = Timestamp.parseMicroseconds(text) else {
+    static func cursor(_ value: JSONValue?) throws -> Int64 {
+        if value == nil || value == .null { return 0 }
+        guard let text = value?.stringValue, let micros = Timestamp.parseMicroseconds(text) else {
             throw APIError.badRequest("since must be an RFC 3339 timestamp", field: "since")
         }
         return micros
