@@ -6,7 +6,7 @@ import Testing
 import TestSupport
 
 /// The chassis, served for real on loopback against the test cluster.
-@Suite struct ChassisTests {
+@Suite(.timeLimit(.minutes(3))) struct ChassisTests {
     struct Item: Decodable {
         let name: String
         let amount: Int

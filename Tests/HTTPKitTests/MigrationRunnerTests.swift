@@ -3,7 +3,7 @@ import PostgresNIO
 import Testing
 import TestSupport
 
-@Suite struct MigrationRunnerTests {
+@Suite(.timeLimit(.minutes(3))) struct MigrationRunnerTests {
     static let migrations = [
         Migration(version: 1, name: "items", sql: "CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items VALUES (1);"),
         Migration(version: 2, name: "more", sql: "ALTER TABLE items ADD COLUMN name text; INSERT INTO items VALUES (2, 'b');"),

@@ -11,7 +11,7 @@ import TestSupport
 /// mana-credits on loopback against its own database, with a JWKS stand-in and a key to
 /// mint tokens.
 struct CreditsHarness: Sendable {
-    let client: any TestClientProtocol
+    let caller: HTTPCaller
     let database: DatabaseURL
     let key: DevelopmentSigningKey
     static let serviceKey = "test-service-key"
@@ -28,9 +28,8 @@ struct CreditsHarness: Sendable {
             auth: AuthSettings(
                 jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), serviceKeys: [serviceKey, "old-key"]))
         do {
-            let app = try await buildApplication(configuration, logger: TestDatabase.logger)
-            try await app.test(.live) { client in
-                try await test(CreditsHarness(client: client, database: database, key: key))
+            try await LiveService.run(build: { try await buildApplication(configuration, logger: TestDatabase.logger, onServerRunning: $0) }) {
+                caller in try await test(CreditsHarness(caller: caller, database: database, key: key))
             }
         } catch {
             await jwks.stop()
@@ -51,10 +50,11 @@ struct CreditsHarness: Sendable {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let user { headers[.authorization] = "Bearer \(try await token(user))" }
         if service { headers[.serviceKey] = Self.serviceKey }
-        return try await HTTPCaller(port: client.port!).send(method, uri, headers: headers, body: json)
+        return try await caller.send(method, uri, headers: headers, body: json)
     }
 
     /// Runs `body` with a client on this harness's database.
+    @discardableResult
     func withDatabase<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
         try await TestDatabase.withClient(database, body)
     }

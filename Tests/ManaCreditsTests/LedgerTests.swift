@@ -6,7 +6,7 @@ import TestSupport
 
 @testable import ManaCredits
 
-@Suite struct LedgerTests {
+@Suite(.timeLimit(.minutes(3))) struct LedgerTests {
     @Test func balanceStartsAtZeroAndUseDebits() async throws {
         try await CreditsHarness.run { (h: CreditsHarness) async throws in
             let empty = try await h.call(.get, "/api/v1/credits/balance", as: "alice")

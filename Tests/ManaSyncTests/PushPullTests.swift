@@ -6,7 +6,7 @@ import TestSupport
 
 @testable import ManaSync
 
-@Suite struct PushPullTests {
+@Suite(.timeLimit(.minutes(3))) struct PushPullTests {
     static let epoch = "1970-01-01T00:00:00.000000Z"
 
     @Test func roundTripAsAClientDoesIt() async throws {
@@ -39,8 +39,7 @@ import TestSupport
             let next = try await h.push("todo", as: "alice", client: "A", since: cursor, changes: [])
             #expect(next.body["serverChanges"] == [fromB])
 
-            let metrics = try await h.client.execute(uri: "/metrics", method: .get)
-            let text = String(buffer: metrics.body)
+            let text = try await h.caller.sendText(.get, "/metrics").text
             #expect(text.contains("sync_changes_stored_total 5"), "\(text)")
             #expect(text.contains(#"http_request_duration_seconds_count{method="POST",route="/sync/{appId}"} 3"#))
         }
@@ -83,10 +82,12 @@ import TestSupport
             try await withThrowingTaskGroup(of: Set<String>?.self) { group in
                 for writer in 0..<writers {
                     group.addTask {
+                        var since = Self.epoch
                         for push in 0..<pushesPerWriter {
                             let changes = (0..<batch).map { Changes.insert("rows", "w\(writer)-p\(push)-\($0)", ["w": .number(Double(writer))]) }
-                            let result = try await h.push("race", as: "racer", client: "writer-\(writer)", changes: changes)
+                            let result = try await h.push("race", as: "racer", client: "writer-\(writer)", since: since, changes: changes)
                             #expect(result.status == .ok)
+                            since = result.body["syncedUntil"]?.stringValue ?? since
                         }
                         return nil
                     }
@@ -96,13 +97,18 @@ import TestSupport
                         var since = Self.epoch
                         var seen = Set<String>()
                         while true {
+                            try Task.checkCancellation()
                             let finished = await done.isSet
                             let page = try await h.pull("race", as: "racer", collection: "rows", since: since, client: "reader-\(reader)", limit: 1000)
-                            for change in page.body["serverChanges"]?.array ?? [] {
+                            #expect(page.status == .ok)
+                            let changes = page.body["serverChanges"]?.array ?? []
+                            for change in changes {
                                 if let id = change["id"]?.stringValue { seen.insert(id) }
                             }
                             since = page.body["syncedUntil"]?.stringValue ?? since
                             if finished, page.body["hasMore"] != true { return seen }
+                            // A reader that is caught up polls like a client does, not in a tight loop.
+                            if changes.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
                         }
                     }
                 }

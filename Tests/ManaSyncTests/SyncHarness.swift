@@ -10,7 +10,7 @@ import TestSupport
 
 /// mana-sync on loopback against its own database, with a JWKS stand-in.
 struct SyncHarness: Sendable {
-    let client: any TestClientProtocol
+    let caller: HTTPCaller
     let database: DatabaseURL
     let key: DevelopmentSigningKey
 
@@ -24,8 +24,9 @@ struct SyncHarness: Sendable {
             chassis: TestDatabase.settings(serviceName: "mana-sync", database: database),
             auth: AuthSettings(jwksURL: jwks.url, serviceKeys: ["sync-key"]))
         do {
-            let app = try await buildApplication(configuration, hooks: hooks, logger: TestDatabase.logger)
-            try await app.test(.live) { client in try await test(SyncHarness(client: client, database: database, key: key)) }
+            try await LiveService.run(
+                build: { try await buildApplication(configuration, hooks: hooks, logger: TestDatabase.logger, onServerRunning: $0) }
+            ) { caller in try await test(SyncHarness(caller: caller, database: database, key: key)) }
         } catch {
             await jwks.stop()
             throw error
@@ -43,9 +44,10 @@ struct SyncHarness: Sendable {
         headers[.contentType] = "application/json"
         if let user { headers[.authorization] = "Bearer \(try await key.mint(userID: user))" }
         if let clientID { headers[.clientID] = clientID }
-        return try await HTTPCaller(port: client.port!).send(method, uri, headers: headers, body: body)
+        return try await caller.send(method, uri, headers: headers, body: body)
     }
 
+    @discardableResult
     func push(_ app: String, as user: String, client: String, since: String? = nil, changes: [JSONValue], key: String? = nil)
         async throws -> (status: HTTPResponse.Status, body: JSONValue)
     {
@@ -66,6 +68,7 @@ struct SyncHarness: Sendable {
         return try await call(.get, uri, as: user, clientID: client)
     }
 
+    @discardableResult
     func withDatabase<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
         try await TestDatabase.withClient(database, body)
     }

@@ -8,7 +8,7 @@ import TestSupport
 
 /// The middleware on a real server: 401 JSON for each failure, user and app id for handlers,
 /// and nothing secret in the logs.
-@Suite struct AuthMiddlewareTests {
+@Suite(.timeLimit(.minutes(3))) struct AuthMiddlewareTests {
     let keys = TestKeys()
 
     func withApp(logs: LogCapture, _ test: @Sendable (any TestClientProtocol, JWKSServer) async throws -> Void) async throws {

@@ -4,7 +4,7 @@ import SharedAuth
 import Testing
 import TestSupport
 
-@Suite struct TokenVerifierTests {
+@Suite(.timeLimit(.minutes(3))) struct TokenVerifierTests {
     let keys = TestKeys()
 
     /// A started JWKS server and a verifier that reads it.

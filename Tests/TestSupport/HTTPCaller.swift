@@ -7,25 +7,44 @@ import NIOHTTP1
 
 /// Real, concurrent HTTP requests to a service under test. (HummingbirdTesting's live client
 /// sends every request over one connection, one at a time, so it cannot test concurrency.)
-package struct HTTPCaller: Sendable {
+///
+/// Each caller owns its connection pool: ``shutdown()`` closes every connection, so the
+/// server under test never waits on a keep-alive connection when it stops.
+package final class HTTPCaller: Sendable {
     package let baseURL: String
+    private let client: HTTPClient
 
     package init(port: Int) {
         self.baseURL = "http://127.0.0.1:\(port)"
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
-    /// Sends a request and decodes the JSON answer (`null` for an empty body).
-    package func send(_ method: HTTPRequest.Method, _ uri: String, headers: HTTPFields, body: String?) async throws
-        -> (status: HTTPResponse.Status, body: JSONValue)
+    /// Closes every connection this caller opened.
+    package func shutdown() async {
+        try? await client.shutdown()
+    }
+
+    /// Sends a request and returns the status, headers and body text.
+    package func sendText(_ method: HTTPRequest.Method, _ uri: String, headers: HTTPFields = [:], body: String? = nil)
+        async throws -> (status: HTTPResponse.Status, headers: HTTPHeaders, text: String)
     {
         var request = HTTPClientRequest(url: baseURL + uri)
         request.method = HTTPMethod(rawValue: method.rawValue)
         for field in headers { request.headers.add(name: field.name.rawName, value: field.value) }
         if let body { request.body = .bytes(ByteBuffer(string: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let response = try await client.execute(request, timeout: .seconds(60))
         let bytes = try await response.body.collect(upTo: 64 << 20)
-        let data = Data(buffer: bytes)
-        let json = data.isEmpty ? JSONValue.null : try JSONDecoder().decode(JSONValue.self, from: data)
-        return (HTTPResponse.Status(code: Int(response.status.code)), json)
+        return (HTTPResponse.Status(code: Int(response.status.code)), response.headers, String(buffer: bytes))
+    }
+
+    /// Sends a request and decodes the JSON answer (`null` for an empty body).
+    package func send(_ method: HTTPRequest.Method, _ uri: String, headers: HTTPFields = [:], body: String? = nil) async throws
+        -> (status: HTTPResponse.Status, body: JSONValue)
+    {
+        let (status, _, text) = try await sendText(method, uri, headers: headers, body: body)
+        let json = text.isEmpty ? JSONValue.null : try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        return (status, json)
     }
 }

@@ -52,7 +52,8 @@ package final class JWKSServer: Sendable {
             defer { task = nil }
             return task
         }
-        running?.cancel()
-        _ = await running?.result
+        guard let running else { return }
+        running.cancel()
+        _ = await LiveService.finishes(running, within: .seconds(5))
     }
 }

@@ -1,0 +1,69 @@
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Runs a service under test on a loopback port for the length of a test, and always stops it.
+///
+/// Stopping is bounded: the test's own connections close first, then the service gets a
+/// graceful shutdown of at most `shutdownLimit`, then it is cancelled. A test can fail, but
+/// it cannot hang in teardown.
+package enum LiveService {
+    package struct StoppedBeforeServing: Error, CustomStringConvertible {
+        package var description: String { "the service stopped before it began serving" }
+    }
+
+    /// Builds the application with the `onServerRunning` callback it is given, serves it, and
+    /// runs `body` with a caller for its port.
+    package static func run<App: ApplicationProtocol, T>(
+        shutdownLimit: Duration = .seconds(10),
+        build: (_ onServerRunning: @escaping @Sendable (any Channel) async -> Void) async throws -> App,
+        _ body: (HTTPCaller) async throws -> T
+    ) async throws -> T {
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let app = try await build { channel in continuation.yield(channel.localAddress?.port ?? 0) }
+        let group = ServiceGroup(configuration: .init(services: [app], logger: TestDatabase.logger))
+        let running = Task {
+            defer { continuation.finish() }
+            try await group.run()
+        }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else {
+            try await running.value
+            throw StoppedBeforeServing()
+        }
+        let caller = HTTPCaller(port: port)
+        let outcome: Result<T, any Error>
+        do {
+            outcome = .success(try await body(caller))
+        } catch {
+            outcome = .failure(error)
+        }
+        await caller.shutdown()
+        await group.triggerGracefulShutdown()
+        if await !finishes(running, within: shutdownLimit) {
+            TestDatabase.logger.warning("service under test did not stop within \(shutdownLimit); cancelling it")
+            running.cancel()
+            _ = await finishes(running, within: .seconds(5))
+        }
+        return try outcome.get()
+    }
+
+    /// Whether `task` ends within `limit`. Never waits longer than `limit`, even for a task
+    /// that ignores cancellation.
+    package static func finishes<Success: Sendable>(_ task: Task<Success, any Error>, within limit: Duration) async -> Bool {
+        let (results, continuation) = AsyncStream<Bool>.makeStream()
+        Task {
+            _ = await task.result
+            continuation.yield(true)
+        }
+        let timer = Task {
+            try? await Task.sleep(for: limit)
+            continuation.yield(false)
+        }
+        var iterator = results.makeAsyncIterator()
+        let finished = await iterator.next() ?? false
+        timer.cancel()
+        return finished
+    }
+}
