@@ -24,7 +24,11 @@ func buildApplication(
     let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger)
     chassis.addService(auth.refreshService)
     let changeLog = ChangeLogRepository(client: chassis.database, logger: chassis.logger)
-    SyncController(changeLog: changeLog, body: chassis.body, hooks: hooks, metrics: metrics)
+    let gate = BillingGate(
+        settings: configuration.billing, serviceKey: configuration.auth.serviceKeys[0], metrics: metrics, logger: chassis.logger)
+    SyncController(changeLog: changeLog, body: chassis.body, gate: gate, hooks: hooks, metrics: metrics)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
+    BillingController(gate: gate)
+        .addRoutes(to: chassis.router.group("internal/billing").add(middleware: auth.serviceKeyMiddleware()))
     return chassis.makeApplication(migrations: try SyncMigrations.all(), onServerRunning: onServerRunning)
 }

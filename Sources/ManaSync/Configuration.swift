@@ -5,6 +5,7 @@ import SharedAuth
 struct SyncConfiguration: Sendable {
     var chassis: ChassisSettings
     var auth: AuthSettings
+    var billing: BillingSettings
 
     static let serviceName = "mana-sync"
 
@@ -13,7 +14,7 @@ struct SyncConfiguration: Sendable {
         ChassisSettings.variables(defaultPort: 3050, defaultDatabase: "mana_sync") + [
             Variables.jwksURL, Variables.issuer, Variables.audience,
             AuthSettings.Variables.refresh, AuthSettings.Variables.leeway, AuthSettings.Variables.serviceKey,
-        ]
+        ] + BillingSettings.Variables.all
     }
 
     enum Variables {
@@ -24,9 +25,10 @@ struct SyncConfiguration: Sendable {
         static let audience = EnvironmentVariable("JWT_AUDIENCE", default: "", help: "required token audience (checked only when set)")
     }
 
-    init(chassis: ChassisSettings, auth: AuthSettings) {
+    init(chassis: ChassisSettings, auth: AuthSettings, billing: BillingSettings) {
         self.chassis = chassis
         self.auth = auth
+        self.billing = billing
     }
 
     init(reading reader: inout ConfigReader) {
@@ -35,5 +37,6 @@ struct SyncConfiguration: Sendable {
         auth = AuthSettings(
             reading: &reader, jwksURL: jwksURL, issuer: reader.optionalString(Variables.issuer),
             audience: reader.optionalString(Variables.audience))
+        billing = BillingSettings(reading: &reader)
     }
 }

@@ -3,35 +3,49 @@ import HTTPKit
 import Hummingbird
 import HummingbirdTesting
 import PostgresNIO
+import Synchronization
 import SharedAuth
 import TestSupport
 
 @testable import ManaSync
 
-/// mana-sync on loopback against its own database, with a JWKS stand-in.
+/// mana-sync on loopback against its own database, with stand-ins for mana-auth's JWKS and
+/// for mana-credits' subscription status.
 struct SyncHarness: Sendable {
     let caller: HTTPCaller
     let database: DatabaseURL
     let key: DevelopmentSigningKey
+    let credits: CreditsStandIn
+    static let serviceKey = "sync-key"
 
-    static func run(hooks: SyncHooks = SyncHooks(), _ test: @Sendable (SyncHarness) async throws -> Void) async throws {
+    static func run(
+        hooks: SyncHooks = SyncHooks(), billing: @Sendable (inout BillingSettings) -> Void = { _ in },
+        _ test: @Sendable (SyncHarness) async throws -> Void
+    ) async throws {
         let key = try DevelopmentSigningKey(kid: "sync-test")
         let jwks = try JWKSServer()
         jwks.serve(try key.jwksDocument())
         try await jwks.start()
+        let credits = try CreditsStandIn(serviceKey: serviceKey)
+        try await credits.server.start()
         let database = try await PostgresCluster.shared.createDatabase(prefix: "sync")
+        var billingSettings = BillingSettings(creditsURL: credits.server.baseURL)
+        billing(&billingSettings)
         let configuration = SyncConfiguration(
             chassis: TestDatabase.settings(serviceName: "mana-sync", database: database),
-            auth: AuthSettings(jwksURL: jwks.url, serviceKeys: ["sync-key"]))
+            auth: AuthSettings(jwksURL: jwks.url, serviceKeys: [serviceKey]), billing: billingSettings)
+        let outcome: Result<Void, any Error>
         do {
             try await LiveService.run(
                 build: { try await buildApplication(configuration, hooks: hooks, logger: TestDatabase.logger, onServerRunning: $0) }
-            ) { caller in try await test(SyncHarness(caller: caller, database: database, key: key)) }
+            ) { caller in try await test(SyncHarness(caller: caller, database: database, key: key, credits: credits)) }
+            outcome = .success(())
         } catch {
-            await jwks.stop()
-            throw error
+            outcome = .failure(error)
         }
+        await credits.server.stop()
         await jwks.stop()
+        try outcome.get()
     }
 
     /// Sends a request as `user` and decodes the JSON answer.
@@ -90,5 +104,62 @@ enum Changes {
         var change: [String: JSONValue] = ["table": .string(table), "id": .string(id), "op": "delete"]
         if let at { change["deletedAt"] = .string(at) }
         return .object(change)
+    }
+}
+
+/// A loopback stand-in for mana-credits' `GET /api/v1/internal/sync/status/{userId}`: every
+/// user is active unless the test says otherwise; it can also hang or answer errors.
+final class CreditsStandIn: Sendable {
+    enum Behaviour: Sendable {
+        case answer
+        case hang
+        case status(Int)
+        case garbage
+    }
+
+    private final class State: Sendable {
+        let value = Mutex<(inactive: Set<String>, behaviour: Behaviour)>(([], .answer))
+    }
+
+    let server: StandInServer
+    private let state = State()
+    static let statusPath = "/api/v1/internal/sync/status/"
+
+    init(serviceKey: String) throws {
+        let state = self.state
+        server = try StandInServer { router in
+            router.get("api/v1/internal/sync/status/:userId") { request, context -> Response in
+                guard request.headers[.serviceKey] == serviceKey else {
+                    return .json(#"{"statusCode":401,"message":"invalid service key"}"#, status: .unauthorized)
+                }
+                let user = context.parameters.get("userId") ?? ""
+                let (inactive, behaviour) = state.value.withLock { ($0.inactive.contains(user), $0.behaviour) }
+                switch behaviour {
+                case .hang:
+                    try await Task.sleep(for: .seconds(3600))
+                    return .json("{}")
+                case .status(let code):
+                    return .json(#"{"statusCode":\#(code),"message":"stand-in failure"}"#, status: .init(code: code))
+                case .garbage:
+                    return .json("<html>not json</html>")
+                case .answer:
+                    return .json(#"{"active":\#(!inactive),"interval":"monthly","nextChargeAt":null,"pausedAt":null,"gifted":false}"#)
+                }
+            }
+        }
+    }
+
+    /// Makes `user` active or inactive in mana-credits' eyes.
+    func setActive(_ user: String, _ active: Bool) {
+        state.value.withLock { if active { $0.inactive.remove(user) } else { $0.inactive.insert(user) } }
+    }
+
+    /// How the stand-in answers from now on.
+    func behave(_ behaviour: Behaviour) { state.value.withLock { $0.behaviour = behaviour } }
+
+    /// Status calls received, for one user or for everyone.
+    func statusCalls(for user: String? = nil) -> Int {
+        let prefix = Self.statusPath + (user ?? "")
+        return server.requests.filter { user == nil ? $0.path.hasPrefix(prefix) : $0.path == prefix }.count
     }
 }

@@ -27,6 +27,8 @@ package final class ChildProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        // Nothing else of this process (listening sockets of servers under test above all) leaks into the child.
+        closeInheritedDescriptors(&actions)
         let merged = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         let env = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
@@ -72,5 +74,21 @@ package final class ChildProcess: Sendable {
             waitpid(pid, &status, 0)
         }
         unlink(outputPath)
+    }
+}
+
+/// Makes a spawned child start with only descriptors 0–2: without this it inherits every
+/// socket of the test process (SwiftNIO does not open them close-on-exec), and a PostgreSQL
+/// started after a test server keeps that server's port listening after the server stops.
+func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    if let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
+        _ = unsafeBitCast(symbol, to: CloseFrom.self)(&actions, 3)
+        return
+    }
+    // Older C libraries: mark every open descriptor close-on-exec instead.
+    let open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    for fd in open.compactMap(Int32.init) where fd > 2 {
+        _ = fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC)
     }
 }

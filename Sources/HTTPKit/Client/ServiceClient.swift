@@ -18,7 +18,7 @@ package struct ServiceClient: Sendable {
     let extraHeaders: [(String, String)]
 
     package init(
-        baseURL: String, serviceKey: String?, timeout: Duration, httpClient: HTTPClient = .shared,
+        baseURL: String, serviceKey: String?, timeout: Duration, httpClient: HTTPClient = ServiceClient.sharedHTTPClient,
         headers: [(String, String)] = []
     ) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
@@ -27,6 +27,16 @@ package struct ServiceClient: Sendable {
         self.httpClient = httpClient
         self.extraHeaders = headers
     }
+
+    /// The process-wide client for calls to other services. Unlike `HTTPClient.shared` it does
+    /// not retry a refused connection until the deadline: a service that is down is reported
+    /// at once, so callers that fail open (the billing gate) lose no time on it.
+    package static let sharedHTTPClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
+        configuration.connectionPool.retryConnectionEstablishment = false
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+    }()
 
     /// GETs `path` and decodes a 2xx JSON answer.
     package func get<Output: Decodable>(_ path: String, as type: Output.Type = Output.self) async throws -> Output {

@@ -4,8 +4,7 @@ import HTTPTypes
 import Hummingbird
 import SharedAuth
 
-/// What other parts plug in around push, pull and stream: the billing gate (before) and
-/// the real-time notifier (after a push commits). Both do nothing until their issues exist.
+/// What plugs in after a push commits: the real-time notifier.
 struct SyncHooks: Sendable {
     /// A stored push: who, which app, which tables, from which client.
     struct PushEvent: Sendable {
@@ -15,7 +14,6 @@ struct SyncHooks: Sendable {
         let clientID: String
     }
 
-    var gate: @Sendable (AuthenticatedUser) async throws -> Void = { _ in }
     var afterPush: @Sendable (PushEvent) async -> Void = { _ in }
 }
 
@@ -23,6 +21,7 @@ struct SyncHooks: Sendable {
 struct SyncController: Sendable {
     let changeLog: ChangeLogRepository
     let body: BodyDecoder
+    let gate: BillingGate
     let hooks: SyncHooks
     let metrics: ServiceMetrics
 
@@ -37,7 +36,7 @@ struct SyncController: Sendable {
     private func push(_ request: Request, _ context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
         let appID = try Self.appID(context)
-        try await hooks.gate(user)
+        try await gate.check(userID: user.id)
         let buffer = try await body.collect(request)
         let json = try BodyDecoder.decode(JSONValue.self, from: Data(buffer: buffer))
         guard let object = json.objectValue else { throw APIError.badRequest("request body must be a JSON object") }
@@ -69,7 +68,7 @@ struct SyncController: Sendable {
     private func pull(_ request: Request, _ context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
         let appID = try Self.appID(context)
-        try await hooks.gate(user)
+        try await gate.check(userID: user.id)
         let query = request.uri.queryParameters
         guard let collection = query["collection"].map(String.init), !collection.isEmpty else {
             throw APIError.badRequest("collection is required", field: "collection")
