@@ -28,5 +28,26 @@ func buildApplication(
         .addRoutes(to: chassis.router.group("api/v1/credits").add(middleware: auth.userMiddleware()))
     InternalLedgerController(ledger: ledger, body: chassis.body)
         .addRoutes(to: chassis.router.group("api/v1/internal/credits").add(middleware: auth.serviceKeyMiddleware()))
+    let settings = configuration.subscriptions
+    let serviceKey = configuration.auth.serviceKeys[0]
+    let outboxSignal = OutboxSignal()
+    let subscriptions = SubscriptionRepository(
+        client: chassis.database,
+        notifier: SyncInvalidator(syncURL: settings.syncURL, serviceKey: serviceKey, metrics: metrics, logger: chassis.logger),
+        outbox: outboxSignal, resumeURL: settings.resumeURL, logger: chassis.logger)
+    let subscriptionRoutes = SubscriptionController(subscriptions: subscriptions, body: chassis.body, metrics: metrics)
+    subscriptionRoutes.addUserRoutes(to: chassis.router.group("api/v1/sync").add(middleware: auth.userMiddleware()))
+    subscriptionRoutes.addAdminRoutes(to: chassis.router.group("api/v1/admin/sync").add(middleware: auth.userMiddleware()))
+    subscriptionRoutes.addInternalRoutes(to: chassis.router.group("api/v1/internal/sync").add(middleware: auth.serviceKeyMiddleware()))
+    chassis.addService(
+        OutboxSender(
+            client: chassis.database,
+            settings: .init(
+                notifyURL: settings.notifyURL, pollInterval: settings.outboxPollInterval, retryBase: settings.outboxRetryBase,
+                retryMax: settings.outboxRetryMax),
+            serviceKey: serviceKey, signal: outboxSignal, metrics: metrics, logger: chassis.logger))
+    if let interval = settings.chargeInterval {
+        chassis.addService(RecurringChargeService(subscriptions: subscriptions, interval: interval, metrics: metrics, logger: chassis.logger))
+    }
     return chassis.makeApplication(migrations: try CreditsMigrations.all(), onServerRunning: onServerRunning)
 }

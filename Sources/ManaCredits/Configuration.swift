@@ -5,6 +5,7 @@ import SharedAuth
 struct CreditsConfiguration: Sendable {
     var chassis: ChassisSettings
     var auth: AuthSettings
+    var subscriptions = SubscriptionSettings()
 
     static let serviceName = "mana-credits"
 
@@ -13,7 +14,7 @@ struct CreditsConfiguration: Sendable {
         ChassisSettings.variables(defaultPort: 3061, defaultDatabase: "mana_credits") + [
             Variables.authURL, Variables.jwksURL, Variables.issuer, Variables.audience,
             AuthSettings.Variables.refresh, AuthSettings.Variables.leeway, AuthSettings.Variables.serviceKey,
-        ]
+        ] + SubscriptionSettings.Variables.all
     }
 
     enum Variables {
@@ -24,9 +25,10 @@ struct CreditsConfiguration: Sendable {
         static let audience = EnvironmentVariable("JWT_AUDIENCE", default: "mana", help: "required token audience")
     }
 
-    init(chassis: ChassisSettings, auth: AuthSettings) {
+    init(chassis: ChassisSettings, auth: AuthSettings, subscriptions: SubscriptionSettings = SubscriptionSettings()) {
         self.chassis = chassis
         self.auth = auth
+        self.subscriptions = subscriptions
     }
 
     init(reading reader: inout ConfigReader) {
@@ -39,5 +41,6 @@ struct CreditsConfiguration: Sendable {
         auth = AuthSettings(
             reading: &reader, jwksURL: jwksURL, issuer: reader.optionalString(Variables.issuer) ?? authURL,
             audience: reader.string(Variables.audience))
+        subscriptions = SubscriptionSettings(reading: &reader)
     }
 }

@@ -14,28 +14,65 @@ struct CreditsHarness: Sendable {
     let caller: HTTPCaller
     let database: DatabaseURL
     let key: DevelopmentSigningKey
+    /// Stand-in for mana-sync's `POST /internal/billing/invalidate/{userId}`.
+    let sync: StandInServer
+    /// Stand-in for mana-notify's `POST /api/v1/notifications/send`.
+    let notify: StandInServer
+    let configuration: CreditsConfiguration
     static let serviceKey = "test-service-key"
     static let issuer = "http://auth.test"
 
-    static func run(_ test: @Sendable (CreditsHarness) async throws -> Void) async throws {
+    static func run(
+        subscriptions adjust: @Sendable (inout SubscriptionSettings) -> Void = { _ in },
+        _ test: @Sendable (CreditsHarness) async throws -> Void
+    ) async throws {
         let key = try DevelopmentSigningKey(kid: "credits-test")
         let jwks = try JWKSServer()
         jwks.serve(try key.jwksDocument())
         try await jwks.start()
+        let sync = try StandInServer { router in
+            router.post("internal/billing/invalidate/:userId") { request, _ -> Response in
+                request.headers[.serviceKey] == serviceKey
+                    ? .json(#"{"invalidated":true}"#) : .json(#"{"error":"unauthorized"}"#, status: .unauthorized)
+            }
+        }
+        try await sync.start()
+        let notify = try StandInServer { router in
+            router.post("api/v1/notifications/send") { request, _ -> Response in
+                request.headers[.serviceKey] == serviceKey
+                    ? .json(#"{"success":true}"#) : .json(#"{"statusCode":401}"#, status: .unauthorized)
+            }
+        }
+        try await notify.start()
         let database = try await PostgresCluster.shared.createDatabase(prefix: "credits")
+        var settings = SubscriptionSettings()
+        settings.syncURL = sync.baseURL
+        settings.notifyURL = notify.baseURL
+        settings.chargeInterval = nil
+        settings.outboxPollInterval = .milliseconds(100)
+        settings.outboxRetryBase = .milliseconds(100)
+        settings.outboxRetryMax = .milliseconds(400)
+        adjust(&settings)
         let configuration = CreditsConfiguration(
             chassis: TestDatabase.settings(serviceName: "mana-credits", database: database),
             auth: AuthSettings(
-                jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), serviceKeys: [serviceKey, "old-key"]))
+                jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), serviceKeys: [serviceKey, "old-key"]),
+            subscriptions: settings)
+        let outcome: Result<Void, any Error>
         do {
             try await LiveService.run(build: { try await buildApplication(configuration, logger: TestDatabase.logger, onServerRunning: $0) }) {
-                caller in try await test(CreditsHarness(caller: caller, database: database, key: key))
+                caller in
+                try await test(
+                    CreditsHarness(caller: caller, database: database, key: key, sync: sync, notify: notify, configuration: configuration))
             }
+            outcome = .success(())
         } catch {
-            await jwks.stop()
-            throw error
+            outcome = .failure(error)
         }
+        await notify.stop()
+        await sync.stop()
         await jwks.stop()
+        try outcome.get()
     }
 
     func token(_ user: String, role: String = "user", email: String? = nil) async throws -> String {

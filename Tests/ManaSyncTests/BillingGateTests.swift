@@ -90,7 +90,7 @@ import TestSupport
     @Test func theBreakerProbesAfterItsCooldownAndCloses() async throws {
         try await SyncHarness.run(billing: {
             $0.breakerThreshold = 2
-            $0.breakerCooldown = .milliseconds(500)
+            $0.breakerCooldown = .seconds(4)
         }) { (h: SyncHarness) async throws in
             h.credits.setActive("probe", false)
             await h.credits.server.stop()
@@ -101,7 +101,7 @@ import TestSupport
             // Still open: no call reaches mana-credits, the request is let through.
             #expect(try await h.pull("todo", as: "probe", collection: "t", since: Self.epoch).status == .ok)
             #expect(h.credits.statusCalls() == 0)
-            try await Task.sleep(for: .milliseconds(600))
+            try await Task.sleep(for: .milliseconds(4200))
             // The probe goes through, the breaker closes, and the answer counts again.
             #expect(try await h.pull("todo", as: "probe", collection: "t", since: Self.epoch).status == .paymentRequired)
             #expect(h.credits.statusCalls() == 1)

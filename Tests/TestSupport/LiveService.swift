@@ -6,11 +6,16 @@ import ServiceLifecycle
 /// Runs a service under test on a loopback port for the length of a test, and always stops it.
 ///
 /// Stopping is bounded: the test's own connections close first, then the service gets a
-/// graceful shutdown of at most `shutdownLimit`, then it is cancelled. A test can fail, but
-/// it cannot hang in teardown.
+/// graceful shutdown of at most `shutdownLimit`, then it is cancelled and the test fails. A
+/// test can fail, but it cannot hang in teardown.
 package enum LiveService {
     package struct StoppedBeforeServing: Error, CustomStringConvertible {
         package var description: String { "the service stopped before it began serving" }
+    }
+
+    package struct ShutdownTimedOut: Error, CustomStringConvertible {
+        let limit: Duration
+        package var description: String { "the service did not stop within \(limit) of a graceful shutdown" }
     }
 
     /// Builds the application with the `onServerRunning` callback it is given, serves it, and
@@ -42,9 +47,11 @@ package enum LiveService {
         await caller.shutdown()
         await group.triggerGracefulShutdown()
         if await !finishes(running, within: shutdownLimit) {
-            TestDatabase.logger.warning("service under test did not stop within \(shutdownLimit); cancelling it")
             running.cancel()
             _ = await finishes(running, within: .seconds(5))
+            // A service that does not stop cleanly fails its test (after the test's own failure, if any).
+            _ = try outcome.get()
+            throw ShutdownTimedOut(limit: shutdownLimit)
         }
         return try outcome.get()
     }

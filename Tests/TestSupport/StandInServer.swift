@@ -15,15 +15,24 @@ package final class StandInServer: Sendable {
         package let body: String
     }
 
-    package let port: Int
+    private let boundPort: NIOLockedValueBox<Int?>
     private let configure: @Sendable (Router<BasicRequestContext>) -> Void
     private let received = NIOLockedValueBox<[Received]>([])
     private let task = NIOLockedValueBox<Task<Void, any Error>?>(nil)
 
-    /// Reserves a free port; call ``start()`` to serve `routes`.
-    package init(routes: @escaping @Sendable (Router<BasicRequestContext>) -> Void) throws {
-        self.port = try FreePort.find()
+    /// Call ``start()`` to serve `routes`. The first start binds a port the system picks (a
+    /// port reserved in advance could be taken by any connection in between); later starts
+    /// reuse it. `reservingPort` picks one now, for tests that need the address before the
+    /// server ever runs.
+    package init(reservingPort: Bool = false, routes: @escaping @Sendable (Router<BasicRequestContext>) -> Void) throws {
+        self.boundPort = NIOLockedValueBox(reservingPort ? try FreePort.find() : nil)
         self.configure = routes
+    }
+
+    /// The port; known once the server started (or was made `reservingPort`).
+    package var port: Int {
+        guard let port = boundPort.withLockedValue({ $0 }) else { preconditionFailure("the stand-in has no port before its first start") }
+        return port
     }
 
     package var baseURL: String { "http://127.0.0.1:\(port)" }
@@ -39,20 +48,21 @@ package final class StandInServer: Sendable {
         let router = Router()
         router.add(middleware: Recorder(received: received))
         configure(router)
-        let (stream, continuation) = AsyncStream<Void>.makeStream()
+        let (stream, continuation) = AsyncStream<Int>.makeStream()
         let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)),
-            onServerRunning: { _ in continuation.yield() }, logger: TestDatabase.logger)
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: boundPort.withLockedValue { $0 } ?? 0)),
+            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }, logger: TestDatabase.logger)
         let running = Task {
             defer { continuation.finish() }
             try await app.run()
         }
         task.withLockedValue { $0 = running }
         var iterator = stream.makeAsyncIterator()
-        guard await iterator.next() != nil else {
+        guard let port = await iterator.next() else {
             try await running.value
             throw LiveService.StoppedBeforeServing()
         }
+        boundPort.withLockedValue { $0 = port }
     }
 
     /// Stops serving (at most a few seconds, even with requests still hanging); the port

@@ -112,3 +112,12 @@ package enum ServiceClientError: Error, CustomStringConvertible {
         }
     }
 }
+
+extension CharacterSet {
+    /// Characters allowed unescaped in one path segment (user ids in internal paths).
+    package static let pathSegment: CharacterSet = {
+        var set = CharacterSet.urlPathAllowed
+        set.remove(charactersIn: "/")
+        return set
+    }()
+}

@@ -54,46 +54,52 @@ struct LedgerRepository: Sendable {
     /// repeat returns the first transaction and a different amount is 409.
     func debit(_ request: DebitRequest) async throws -> Debit {
         try await client.withTransaction(logger: logger) { connection in
-            // Lock first, then look for the key: a concurrent request with the same key
-            // waits here and then finds the first one's transaction.
-            let locked = try await Self.balanceRow(request.userID, forUpdate: true, on: connection, logger: logger)
-            if let key = request.idempotencyKey,
-                let earlier = try await Self.transaction(userID: request.userID, idempotencyKey: key, on: connection, logger: logger)
-            {
-                guard earlier.type == "usage", earlier.amount == -request.amount else {
-                    throw APIError.conflict(
-                        "idempotencyKey was already used for a different transaction",
-                        details: ["field": "idempotencyKey", "amount": .number(Double(-earlier.amount))])
-                }
-                let balance = try await Self.balance(request.userID, on: connection, logger: logger)
-                return Debit(transaction: earlier, balance: balance, repeated: true)
-            }
-            let available = locked?.balance ?? 0
-            guard locked != nil, available >= request.amount else {
-                throw APIError(
-                    .paymentRequired, code: "insufficient_credits", message: "insufficient credits",
-                    details: ["required": .number(Double(request.amount)), "available": .number(Double(available))])
-            }
-            try await connection.query(
-                """
-                UPDATE credits.balances SET balance = balance - \(request.amount), total_spent = total_spent + \(request.amount),
-                    updated_at = now() WHERE user_id = \(request.userID)
-                """, logger: logger)
-            let transaction = try await Self.insert(
-                userID: request.userID, type: "usage", amount: -request.amount, before: available, appID: request.appID,
-                description: request.description, metadata: request.metadata, idempotencyKey: request.idempotencyKey,
-                on: connection, logger: logger)
-            try await connection.query(
-                """
-                INSERT INTO credits.usage_stats (user_id, app_id, day, credits_used, transactions)
-                VALUES (\(request.userID), \(request.appID), (now() AT TIME ZONE 'UTC')::date, \(request.amount), 1)
-                ON CONFLICT (user_id, app_id, day) DO UPDATE SET
-                    credits_used = credits.usage_stats.credits_used + EXCLUDED.credits_used,
-                    transactions = credits.usage_stats.transactions + 1
-                """, logger: logger)
-            let balance = try await Self.balance(request.userID, on: connection, logger: logger)
-            return Debit(transaction: transaction, balance: balance, repeated: false)
+            try await Self.debit(request, on: connection, logger: logger)
         }
+    }
+
+    /// Debits inside a caller's transaction (the sync subscription reuses this). Throws the
+    /// 402 before writing anything, so the caller's transaction stays usable.
+    static func debit(_ request: DebitRequest, on connection: PostgresConnection, logger: Logger) async throws -> Debit {
+        // Lock first, then look for the key: a concurrent request with the same key
+        // waits here and then finds the first one's transaction.
+        let locked = try await Self.balanceRow(request.userID, forUpdate: true, on: connection, logger: logger)
+        if let key = request.idempotencyKey,
+            let earlier = try await Self.transaction(userID: request.userID, idempotencyKey: key, on: connection, logger: logger)
+        {
+            guard earlier.type == "usage", earlier.amount == -request.amount else {
+                throw APIError.conflict(
+                    "idempotencyKey was already used for a different transaction",
+                    details: ["field": "idempotencyKey", "amount": .number(Double(-earlier.amount))])
+            }
+            let balance = try await Self.balance(request.userID, on: connection, logger: logger)
+            return Debit(transaction: earlier, balance: balance, repeated: true)
+        }
+        let available = locked?.balance ?? 0
+        guard locked != nil, available >= request.amount else {
+            throw APIError(
+                .paymentRequired, code: "insufficient_credits", message: "insufficient credits",
+                details: ["required": .number(Double(request.amount)), "available": .number(Double(available))])
+        }
+        try await connection.query(
+            """
+            UPDATE credits.balances SET balance = balance - \(request.amount), total_spent = total_spent + \(request.amount),
+                updated_at = now() WHERE user_id = \(request.userID)
+            """, logger: logger)
+        let transaction = try await Self.insert(
+            userID: request.userID, type: "usage", amount: -request.amount, before: available, appID: request.appID,
+            description: request.description, metadata: request.metadata, idempotencyKey: request.idempotencyKey,
+            on: connection, logger: logger)
+        try await connection.query(
+            """
+            INSERT INTO credits.usage_stats (user_id, app_id, day, credits_used, transactions)
+            VALUES (\(request.userID), \(request.appID), (now() AT TIME ZONE 'UTC')::date, \(request.amount), 1)
+            ON CONFLICT (user_id, app_id, day) DO UPDATE SET
+                credits_used = credits.usage_stats.credits_used + EXCLUDED.credits_used,
+                transactions = credits.usage_stats.transactions + 1
+            """, logger: logger)
+        let balance = try await Self.balance(request.userID, on: connection, logger: logger)
+        return Debit(transaction: transaction, balance: balance, repeated: false)
     }
 
     /// Credits `amount` (refund, purchase, gift), creating the balance row if needed.

@@ -185,12 +185,3 @@ final class BillingGate: Sendable {
     /// How many users have a cached answer (for tests and metrics).
     var cachedUsers: Int { state.withLock { $0.cache.count } }
 }
-
-extension CharacterSet {
-    /// Characters allowed unescaped in one path segment.
-    static let pathSegment: CharacterSet = {
-        var set = CharacterSet.urlPathAllowed
-        set.remove(charactersIn: "/")
-        return set
-    }()
-}

@@ -1,0 +1,284 @@
+import Foundation
+import HTTPKit
+import Logging
+import PostgresNIO
+
+/// The Cloud Sync subscription in `credits.sync_subscriptions`: activation, the recurring
+/// charge, gifts. Every change is one transaction with its ledger entry (and its outbox
+/// message), and tells mana-sync to drop its cached answer after commit.
+struct SubscriptionRepository: Sendable {
+    let client: PostgresClient
+    let notifier: SyncInvalidator
+    let outbox: OutboxSignal
+    let resumeURL: String
+    let logger: Logger
+
+    /// What one recurring-charge run did.
+    struct ChargeSummary: Sendable, Equatable {
+        var charged = 0
+        var paused = 0
+        var errors = 0
+        var total: Int { charged + paused + errors }
+
+        var json: JSONValue {
+            ["charged": .number(Double(charged)), "paused": .number(Double(paused)), "errors": .number(Double(errors)),
+             "total": .number(Double(total))]
+        }
+    }
+
+    private static let columns = """
+        user_id, active, billing_interval, amount_charged, activated_at, next_charge_at, paused_at, is_gifted, gifted_by, gifted_at
+        """
+
+    // MARK: Reading
+
+    func subscription(userID: String) async throws -> Subscription {
+        try await client.withConnection { connection in
+            try await Self.row(userID, forUpdate: false, on: connection, logger: logger) ?? Subscription(userID: userID)
+        }
+    }
+
+    /// Whether a row exists (admin revoke answers 404 without one).
+    private static func row(_ userID: String, forUpdate: Bool, on connection: PostgresConnection, logger: Logger) async throws
+        -> Subscription?
+    {
+        let query: PostgresQuery =
+            forUpdate
+            ? "SELECT \(unescaped: columns) FROM credits.sync_subscriptions WHERE user_id = \(userID) FOR UPDATE"
+            : "SELECT \(unescaped: columns) FROM credits.sync_subscriptions WHERE user_id = \(userID)"
+        let rows = try await connection.query(query, logger: logger)
+        for try await row in rows.decode((String, Bool, String, Int64, Date?, Date?, Date?, Bool, String?, Date?).self) {
+            var subscription = Subscription(userID: row.0)
+            subscription.active = row.1
+            subscription.interval = BillingInterval(rawValue: row.2) ?? .monthly
+            subscription.amountCharged = row.3
+            subscription.activatedAt = row.4
+            subscription.nextChargeAt = row.5
+            subscription.pausedAt = row.6
+            subscription.isGifted = row.7
+            subscription.giftedBy = row.8
+            subscription.giftedAt = row.9
+            return subscription
+        }
+        return nil
+    }
+
+    /// Creates the user's row if missing and locks it for the rest of the transaction.
+    private static func lockedRow(_ userID: String, on connection: PostgresConnection, logger: Logger) async throws -> Subscription {
+        try await connection.query(
+            "INSERT INTO credits.sync_subscriptions (user_id) VALUES (\(userID)) ON CONFLICT DO NOTHING", logger: logger)
+        guard let row = try await row(userID, forUpdate: true, on: connection, logger: logger) else {
+            throw APIError(.internalServerError, message: "subscription row vanished")
+        }
+        return row
+    }
+
+    private static func save(_ s: Subscription, on connection: PostgresConnection, logger: Logger) async throws {
+        try await connection.query(
+            """
+            UPDATE credits.sync_subscriptions SET active = \(s.active), billing_interval = \(s.interval.rawValue),
+                amount_charged = \(s.amountCharged), activated_at = \(s.activatedAt), next_charge_at = \(s.nextChargeAt),
+                paused_at = \(s.pausedAt), is_gifted = \(s.isGifted), gifted_by = \(s.giftedBy), gifted_at = \(s.giftedAt),
+                updated_at = now()
+            WHERE user_id = \(s.userID)
+            """, logger: logger)
+    }
+
+    /// Runs `change` on the locked row in one transaction, then tells mana-sync.
+    private func change<T: Sendable>(_ userID: String, _ change: @Sendable (inout Subscription, PostgresConnection) async throws -> T)
+        async throws -> T
+    {
+        let result = try await client.withTransaction(logger: logger) { connection in
+            var subscription = try await Self.lockedRow(userID, on: connection, logger: logger)
+            let result = try await change(&subscription, connection)
+            try await Self.save(subscription, on: connection, logger: logger)
+            return result
+        }
+        notifier.invalidate(userID: userID)
+        return result
+    }
+
+    // MARK: The user's own routes
+
+    /// Debits the interval's price and activates, in one transaction. 400 when active or
+    /// gifted, 402 when short (nothing changes).
+    func activate(userID: String, interval: BillingInterval, now: Date = Date()) async throws -> Subscription {
+        try await change(userID) { subscription, connection in
+            guard !subscription.isGifted else { throw APIError.badRequest("Cloud Sync is a gift for this account; nothing to activate") }
+            guard !subscription.active else { throw APIError.badRequest("Cloud Sync is already active") }
+            _ = try await LedgerRepository.debit(
+                .init(
+                    userID: userID, amount: interval.price, appID: "sync", description: "Cloud Sync (\(interval.rawValue))",
+                    idempotencyKey: nil, metadata: ["type": "sync-activation", "interval": .string(interval.rawValue)]),
+                on: connection, logger: logger)
+            subscription.active = true
+            subscription.interval = interval
+            subscription.amountCharged = interval.price
+            subscription.activatedAt = now
+            subscription.nextChargeAt = BillingCalendar.adding(months: interval.months, to: now)
+            subscription.pausedAt = nil
+            return subscription
+        }
+    }
+
+    /// Stops renewals. 400 when not active or gifted.
+    func deactivate(userID: String) async throws {
+        try await change(userID) { subscription, _ in
+            guard !subscription.isGifted else { throw APIError.badRequest("Cloud Sync is a gift for this account; it cannot be deactivated") }
+            guard subscription.active else { throw APIError.badRequest("Cloud Sync is not active") }
+            subscription.active = false
+            subscription.nextChargeAt = nil
+        }
+    }
+
+    /// The new interval's price applies from the next charge. 400 when not active.
+    func changeInterval(userID: String, to interval: BillingInterval) async throws -> Subscription {
+        try await change(userID) { subscription, _ in
+            guard subscription.active, !subscription.isGifted else { throw APIError.badRequest("Cloud Sync is not active") }
+            subscription.interval = interval
+            return subscription
+        }
+    }
+
+    // MARK: Admin
+
+    /// Grants Cloud Sync as a gift (re-granting refreshes who and when).
+    func gift(userID: String, by admin: String, now: Date = Date()) async throws -> Subscription {
+        try await change(userID) { subscription, _ in
+            subscription.active = true
+            subscription.isGifted = true
+            subscription.giftedBy = admin
+            subscription.giftedAt = now
+            subscription.nextChargeAt = nil
+            subscription.pausedAt = nil
+            return subscription
+        }
+    }
+
+    /// Revokes a gift: 404 without a row, 400 when not gifted.
+    func revokeGift(userID: String) async throws -> Subscription {
+        let exists = try await client.withConnection { try await Self.row(userID, forUpdate: false, on: $0, logger: logger) } != nil
+        guard exists else { throw APIError.notFound("no Cloud Sync subscription for this user") }
+        return try await change(userID) { subscription, _ in
+            guard subscription.isGifted else { throw APIError.badRequest("Cloud Sync is not a gift for this user") }
+            subscription.active = false
+            subscription.isGifted = false
+            subscription.giftedBy = nil
+            subscription.giftedAt = nil
+            subscription.nextChargeAt = nil
+            return subscription
+        }
+    }
+
+    // MARK: The recurring charge
+
+    /// Charges every active, non-gifted subscription due at `now`, at most once per due date,
+    /// in batches; one user's failure does not stop the others. Safe to run concurrently on
+    /// one or several replicas: rows another run holds are skipped, and a renewal's ledger
+    /// entry carries the idempotency key `sync-renewal:<due date>`.
+    func chargeDue(now: Date = Date(), batchSize: Int = 100) async -> ChargeSummary {
+        var summary = ChargeSummary()
+        var after = ""
+        while true {
+            let batch: [String]
+            do {
+                batch = try await client.withConnection { connection in
+                    try await connection.query(
+                        """
+                        SELECT user_id FROM credits.sync_subscriptions
+                        WHERE active AND NOT is_gifted AND next_charge_at <= \(now) AND user_id > \(after)
+                        ORDER BY user_id LIMIT \(batchSize)
+                        """, logger: logger
+                    ).decode(String.self).reduce(into: []) { $0.append($1) }
+                }
+            } catch {
+                logger.error("recurring charge could not list due subscriptions", metadata: ["error": "\(String(reflecting: error))"])
+                summary.errors += 1
+                return summary
+            }
+            for userID in batch {
+                do {
+                    switch try await renew(userID: userID, now: now) {
+                    case .charged: summary.charged += 1
+                    case .paused: summary.paused += 1
+                    case .skipped: break
+                    }
+                } catch {
+                    summary.errors += 1
+                    logger.error("recurring charge failed for one user", metadata: ["user_id": "\(userID)", "error": "\(String(reflecting: error))"])
+                }
+            }
+            guard batch.count == batchSize, let last = batch.last else { return summary }
+            after = last
+        }
+    }
+
+    enum Renewal: Sendable { case charged, paused, skipped }
+
+    private func renew(userID: String, now: Date) async throws -> Renewal {
+        let outcome: Renewal = try await client.withTransaction(logger: logger) { connection in
+            let rows = try await connection.query(
+                """
+                SELECT \(unescaped: Self.columns) FROM credits.sync_subscriptions
+                WHERE user_id = \(userID) AND active AND NOT is_gifted AND next_charge_at <= \(now)
+                FOR UPDATE SKIP LOCKED
+                """, logger: logger)
+            var found: Subscription?
+            for try await row in rows.decode((String, Bool, String, Int64, Date?, Date?, Date?, Bool, String?, Date?).self) {
+                var s = Subscription(userID: row.0)
+                s.active = row.1
+                s.interval = BillingInterval(rawValue: row.2) ?? .monthly
+                s.activatedAt = row.4
+                s.nextChargeAt = row.5
+                found = s
+            }
+            // Charged (or being charged) by another run.
+            guard var subscription = found, let due = subscription.nextChargeAt else { return .skipped }
+            let interval = subscription.interval
+            do {
+                _ = try await LedgerRepository.debit(
+                    .init(
+                        userID: userID, amount: interval.price, appID: "sync", description: "Cloud Sync renewal (\(interval.rawValue))",
+                        idempotencyKey: "sync-renewal:\(Timestamp.format(microseconds: Int64((due.timeIntervalSince1970 * 1_000_000).rounded())))",
+                        metadata: ["type": "sync-renewal", "interval": .string(interval.rawValue), "dueAt": .string(Timestamp.iso8601(due))]),
+                    on: connection, logger: logger)
+            } catch let error as APIError where error.status == .paymentRequired {
+                try await connection.query(
+                    """
+                    UPDATE credits.sync_subscriptions SET active = false, paused_at = \(now), next_charge_at = NULL, updated_at = now()
+                    WHERE user_id = \(userID)
+                    """, logger: logger)
+                try await Outbox.enqueue(
+                    path: "/api/v1/notifications/send", payload: Self.pausedEmail(userID: userID, interval: interval, resumeURL: resumeURL),
+                    on: connection, logger: logger)
+                return .paused
+            }
+            let (next, anchor) = BillingCalendar.next(anchor: subscription.activatedAt ?? due, due: due, interval: interval, now: now)
+            subscription.nextChargeAt = next
+            try await connection.query(
+                """
+                UPDATE credits.sync_subscriptions SET next_charge_at = \(next), activated_at = \(anchor),
+                    amount_charged = \(interval.price), paused_at = NULL, updated_at = now()
+                WHERE user_id = \(userID)
+                """, logger: logger)
+            return .charged
+        }
+        if outcome == .paused {
+            outbox.wake()
+            notifier.invalidate(userID: userID)
+        }
+        return outcome
+    }
+
+    /// The "Cloud Sync pausiert" email for mana-notify.
+    static func pausedEmail(userID: String, interval: BillingInterval, resumeURL: String) -> JSONValue {
+        [
+            "channel": "email", "appId": "sync", "userId": .string(userID), "subject": "Cloud Sync pausiert",
+            "body": .string(
+                "Dein Cloud Sync wurde pausiert, weil dein Guthaben für die Verlängerung (\(interval.price) Credits) nicht ausreicht. "
+                    + "Deine Daten bleiben auf deinen Geräten erhalten. Lade Credits auf und aktiviere Cloud Sync in den Einstellungen wieder, "
+                    + "um weiter zu synchronisieren."),
+            "data": ["type": "sync-paused", "resumeUrl": .string(resumeURL)],
+        ]
+    }
+}

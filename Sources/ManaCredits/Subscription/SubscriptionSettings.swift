@@ -1,0 +1,45 @@
+import HTTPKit
+
+/// The Cloud Sync subscription's neighbours and schedules.
+struct SubscriptionSettings: Sendable {
+    var syncURL = "http://localhost:3050"
+    var notifyURL = "http://localhost:3040"
+    /// Time between in-process recurring-charge runs; nil switches the scheduler off.
+    var chargeInterval: Duration? = .seconds(3600)
+    var resumeURL = "https://mana.how/settings/sync"
+    var outboxPollInterval: Duration = .seconds(5)
+    var outboxRetryBase: Duration = .seconds(2)
+    var outboxRetryMax: Duration = .seconds(600)
+
+    enum Variables {
+        static let syncURL = EnvironmentVariable(
+            "MANA_SYNC_URL", default: "http://localhost:3050", help: "mana-sync, told when a subscription changes")
+        static let notifyURL = EnvironmentVariable(
+            "MANA_NOTIFY_URL", default: "http://localhost:3040", help: "mana-notify, which sends the 'Cloud Sync pausiert' email")
+        static let chargeInterval = EnvironmentVariable(
+            "SYNC_CHARGE_INTERVAL", default: "3600", help: "seconds between recurring Cloud Sync charges in this process; 0 switches it off")
+        static let resumeURL = EnvironmentVariable(
+            "SYNC_RESUME_URL", default: "https://mana.how/settings/sync", help: "link in the pause email where the user resumes sync")
+        static let outboxPoll = EnvironmentVariable(
+            "OUTBOX_POLL_INTERVAL", default: "5", help: "seconds between looks for undelivered notifications")
+        static let outboxRetryBase = EnvironmentVariable(
+            "OUTBOX_RETRY_BASE", default: "2", help: "seconds before the first retry of a notification; doubles per attempt")
+        static let outboxRetryMax = EnvironmentVariable(
+            "OUTBOX_RETRY_MAX", default: "600", help: "most seconds between retries of a notification")
+
+        static let all = [syncURL, notifyURL, chargeInterval, resumeURL, outboxPoll, outboxRetryBase, outboxRetryMax]
+    }
+
+    init() {}
+
+    init(reading reader: inout ConfigReader) {
+        syncURL = reader.url(Variables.syncURL)
+        notifyURL = reader.url(Variables.notifyURL)
+        let interval = reader.seconds(Variables.chargeInterval, in: 0...604_800)
+        chargeInterval = interval == .zero ? nil : interval
+        resumeURL = reader.url(Variables.resumeURL)
+        outboxPollInterval = reader.seconds(Variables.outboxPoll, in: 0.05...3_600)
+        outboxRetryBase = reader.seconds(Variables.outboxRetryBase, in: 0.01...3_600)
+        outboxRetryMax = reader.seconds(Variables.outboxRetryMax, in: 0.01...86_400)
+    }
+}
