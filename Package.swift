@@ -127,6 +127,7 @@ let package = Package(
             dependencies: [
                 "ManaSync", "SharedAuth", "HTTPKit", "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),

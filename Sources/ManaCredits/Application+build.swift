@@ -30,7 +30,7 @@ func buildApplication(
         .addRoutes(to: chassis.router.group("api/v1/internal/credits").add(middleware: auth.serviceKeyMiddleware()))
     let settings = configuration.subscriptions
     let serviceKey = configuration.auth.serviceKeys[0]
-    let outboxSignal = OutboxSignal()
+    let outboxSignal = WakeSignal()
     let subscriptions = SubscriptionRepository(
         client: chassis.database,
         notifier: SyncInvalidator(syncURL: settings.syncURL, serviceKey: serviceKey, metrics: metrics, logger: chassis.logger),

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPKit
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import NIOCore
 import SharedAuth
@@ -18,9 +19,14 @@ func buildApplication(
     logger: Logger? = nil,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
+    let hub = RealtimeHub(metrics: metrics, queueLimit: configuration.realtime.queueLimit)
     var chassis = ServiceChassis<AppRequestContext>(
         settings: configuration.chassis, envelope: .errorMessage, bodyLimit: 10 * 1024 * 1024,
-        logger: logger, metrics: metrics)
+        logger: logger, metrics: metrics,
+        healthDetails: {
+            let counts = hub.counts
+            return ["connections": .number(Double(counts.connections)), "users": .number(Double(counts.users))]
+        })
     let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger)
     chassis.addService(auth.refreshService)
     let changeLog = ChangeLogRepository(client: chassis.database, logger: chassis.logger)
@@ -28,7 +34,24 @@ func buildApplication(
         settings: configuration.billing, serviceKey: configuration.auth.serviceKeys[0], metrics: metrics, logger: chassis.logger)
     SyncController(changeLog: changeLog, body: chassis.body, gate: gate, hooks: hooks, metrics: metrics)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
-    BillingController(gate: gate)
+    StreamController(changeLog: changeLog, gate: gate, hub: hub, settings: configuration.realtime)
+        .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
+    let database = chassis.database
+    let log = chassis.logger
+    BillingController(gate: gate, broadcast: { await ChangeFeed.announceInvalidation(userID: $0, client: database, logger: log) })
         .addRoutes(to: chassis.router.group("internal/billing").add(middleware: auth.serviceKeyMiddleware()))
-    return chassis.makeApplication(migrations: try SyncMigrations.all(), onServerRunning: onServerRunning)
+    chassis.addService(
+        ChangeFeed(
+            client: chassis.database, hub: hub, gate: gate, changeLog: changeLog, retry: configuration.realtime.listenerRetry,
+            metrics: metrics, logger: chassis.logger))
+
+    let webSockets = Router(context: BasicWebSocketRequestContext.self)
+    WebSocketController(hub: hub, verifier: auth.verifier, settings: configuration.realtime, metrics: metrics)
+        .addRoutes(to: webSockets)
+    return chassis.makeApplication(
+        migrations: try SyncMigrations.all(),
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: webSockets,
+            configuration: .init(ws: .init(maxFrameSize: WebSocketController.maximumMessage, closeTimeout: .seconds(5)))),
+        onServerRunning: onServerRunning)
 }

@@ -6,6 +6,7 @@ struct SyncConfiguration: Sendable {
     var chassis: ChassisSettings
     var auth: AuthSettings
     var billing: BillingSettings
+    var realtime = RealtimeSettings()
 
     static let serviceName = "mana-sync"
 
@@ -14,7 +15,7 @@ struct SyncConfiguration: Sendable {
         ChassisSettings.variables(defaultPort: 3050, defaultDatabase: "mana_sync") + [
             Variables.jwksURL, Variables.issuer, Variables.audience,
             AuthSettings.Variables.refresh, AuthSettings.Variables.leeway, AuthSettings.Variables.serviceKey,
-        ] + BillingSettings.Variables.all
+        ] + BillingSettings.Variables.all + RealtimeSettings.Variables.all
     }
 
     enum Variables {
@@ -25,10 +26,11 @@ struct SyncConfiguration: Sendable {
         static let audience = EnvironmentVariable("JWT_AUDIENCE", default: "", help: "required token audience (checked only when set)")
     }
 
-    init(chassis: ChassisSettings, auth: AuthSettings, billing: BillingSettings) {
+    init(chassis: ChassisSettings, auth: AuthSettings, billing: BillingSettings, realtime: RealtimeSettings = RealtimeSettings()) {
         self.chassis = chassis
         self.auth = auth
         self.billing = billing
+        self.realtime = realtime
     }
 
     init(reading reader: inout ConfigReader) {
@@ -38,5 +40,6 @@ struct SyncConfiguration: Sendable {
             reading: &reader, jwksURL: jwksURL, issuer: reader.optionalString(Variables.issuer),
             audience: reader.optionalString(Variables.audience))
         billing = BillingSettings(reading: &reader)
+        realtime = RealtimeSettings(reading: &reader)
     }
 }

@@ -289,16 +289,6 @@ extension CreditsHarness {
         SubscriptionRepository(
             client: client,
             notifier: SyncInvalidator(syncURL: sync.baseURL, serviceKey: Self.serviceKey, metrics: ServiceMetrics(), logger: TestDatabase.logger),
-            outbox: OutboxSignal(), resumeURL: configuration.subscriptions.resumeURL, logger: TestDatabase.logger)
+            outbox: WakeSignal(), resumeURL: configuration.subscriptions.resumeURL, logger: TestDatabase.logger)
     }
-}
-
-/// Waits until `condition` holds, checking every 50 ms; fails after `within`.
-func eventually(within limit: Duration = .seconds(5), _ condition: @Sendable () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + limit
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    Issue.record("condition not met within \(limit)")
 }

@@ -20,6 +20,7 @@ struct SyncHarness: Sendable {
 
     static func run(
         hooks: SyncHooks = SyncHooks(), billing: @Sendable (inout BillingSettings) -> Void = { _ in },
+        realtime: @Sendable (inout RealtimeSettings) -> Void = { _ in },
         _ test: @Sendable (SyncHarness) async throws -> Void
     ) async throws {
         let key = try DevelopmentSigningKey(kid: "sync-test")
@@ -31,9 +32,11 @@ struct SyncHarness: Sendable {
         let database = try await PostgresCluster.shared.createDatabase(prefix: "sync")
         var billingSettings = BillingSettings(creditsURL: credits.server.baseURL)
         billing(&billingSettings)
+        var realtimeSettings = RealtimeSettings()
+        realtime(&realtimeSettings)
         let configuration = SyncConfiguration(
             chassis: TestDatabase.settings(serviceName: "mana-sync", database: database),
-            auth: AuthSettings(jwksURL: jwks.url, serviceKeys: [serviceKey]), billing: billingSettings)
+            auth: AuthSettings(jwksURL: jwks.url, serviceKeys: [serviceKey]), billing: billingSettings, realtime: realtimeSettings)
         let outcome: Result<Void, any Error>
         do {
             try await LiveService.run(
@@ -47,6 +50,11 @@ struct SyncHarness: Sendable {
         await jwks.stop()
         try outcome.get()
     }
+
+    /// `ws://` address of a WebSocket path.
+    func ws(_ path: String) -> String { caller.baseURL.replacingOccurrences(of: "http://", with: "ws://") + path }
+
+    func token(_ user: String) async throws -> String { try await key.mint(userID: user) }
 
     /// Sends a request as `user` and decodes the JSON answer.
     @discardableResult

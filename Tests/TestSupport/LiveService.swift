@@ -1,3 +1,4 @@
+import HTTPKit
 import Hummingbird
 import Logging
 import NIOCore
@@ -56,21 +57,8 @@ package enum LiveService {
         return try outcome.get()
     }
 
-    /// Whether `task` ends within `limit`. Never waits longer than `limit`, even for a task
-    /// that ignores cancellation.
+    /// Whether `task` ends within `limit` (HTTPKit's ``finishes(_:within:)``).
     package static func finishes<Success: Sendable>(_ task: Task<Success, any Error>, within limit: Duration) async -> Bool {
-        let (results, continuation) = AsyncStream<Bool>.makeStream()
-        Task {
-            _ = await task.result
-            continuation.yield(true)
-        }
-        let timer = Task {
-            try? await Task.sleep(for: limit)
-            continuation.yield(false)
-        }
-        var iterator = results.makeAsyncIterator()
-        let finished = await iterator.next() ?? false
-        timer.cancel()
-        return finished
+        await HTTPKit.finishes(task, within: limit)
     }
 }

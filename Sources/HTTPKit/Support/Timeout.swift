@@ -18,3 +18,21 @@ package func withTimeout<T: Sendable>(
         return result
     }
 }
+
+/// Whether `task` ends within `limit`. Never waits longer than `limit`, even for a task that
+/// ignores cancellation (unlike ``withTimeout(_:operation:)``, which must wait for its child).
+package func finishes<Success: Sendable>(_ task: Task<Success, any Error>, within limit: Duration) async -> Bool {
+    let (results, continuation) = AsyncStream<Bool>.makeStream()
+    Task {
+        _ = await task.result
+        continuation.yield(true)
+    }
+    let timer = Task {
+        try? await Task.sleep(for: limit)
+        continuation.yield(false)
+    }
+    var iterator = results.makeAsyncIterator()
+    let finished = await iterator.next() ?? false
+    timer.cancel()
+    return finished
+}

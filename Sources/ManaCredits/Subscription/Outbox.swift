@@ -15,46 +15,6 @@ enum Outbox {
     }
 }
 
-/// Wakes the sender when a message was just committed, so it goes out at once rather than
-/// at the next poll.
-final class OutboxSignal: Sendable {
-    private let state = Mutex<(pending: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
-
-    func wake() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard let waiter = state.waiter else {
-                state.pending = true
-                return nil
-            }
-            state.waiter = nil
-            return waiter
-        }
-        waiter?.resume()
-    }
-
-    /// Returns after `limit`, on a wake-up, or on cancellation, whichever comes first.
-    func wait(upTo limit: Duration) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                self.wake()
-            }
-            await withCheckedContinuation { continuation in
-                let now = state.withLock { state -> Bool in
-                    if state.pending {
-                        state.pending = false
-                        return true
-                    }
-                    state.waiter = continuation
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-            group.cancelAll()
-        }
-    }
-}
-
 /// Delivers the outbox to mana-notify: oldest first, each message in its own short
 /// transaction that locks it (`FOR UPDATE SKIP LOCKED`, so replicas never send one message
 /// at the same time), retrying failures with exponential backoff until delivered.
@@ -70,7 +30,7 @@ struct OutboxSender: Service {
     let client: PostgresClient
     let settings: Settings
     let serviceKey: String
-    let signal: OutboxSignal
+    let signal: WakeSignal
     let metrics: ServiceMetrics
     let logger: Logger
 

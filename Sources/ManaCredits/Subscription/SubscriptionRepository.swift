@@ -9,7 +9,7 @@ import PostgresNIO
 struct SubscriptionRepository: Sendable {
     let client: PostgresClient
     let notifier: SyncInvalidator
-    let outbox: OutboxSignal
+    let outbox: WakeSignal
     let resumeURL: String
     let logger: Logger
 

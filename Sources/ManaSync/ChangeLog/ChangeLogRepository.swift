@@ -53,11 +53,17 @@ struct ChangeLogRepository: Sendable {
                         e.value->'data', e.value->'fields', e.value->>'deletedAt', \(clientID)
                     FROM jsonb_array_elements(\(batch)::jsonb) WITH ORDINALITY AS e
                     """, logger: logger)
+                let last = base + Int64(changes.count) - 1
                 try await connection.query(
                     """
-                    UPDATE sync.heads SET last_cursor = \(base + Int64(changes.count) - 1)
+                    UPDATE sync.heads SET last_cursor = \(last)
                     WHERE user_id = \(userID) AND app_id = \(appID)
                     """, logger: logger)
+                // Delivered to every replica's listener when (and only if) this transaction commits.
+                let notice = ChangeFeed.pushPayload(
+                    userID: userID, appID: appID, clientID: clientID, tables: Array(Set(changes.map(\.table))).sorted(), first: base,
+                    last: last)
+                try await connection.query("SELECT pg_notify(\(ChangeFeed.channel), \(notice))", logger: logger)
                 stored = changes.count
             }
             let page = try await Self.page(
@@ -116,6 +122,28 @@ struct ChangeLogRepository: Sendable {
             return Page(changes: page.map(\.1), syncedUntil: page.last!.0, hasMore: true)
         }
         return Page(changes: changes.map(\.1), syncedUntil: head, hasMore: false)
+    }
+
+    /// The tables a user's app changed within a cursor range (for push notices too large to list them).
+    func tables(userID: String, appID: String, cursors: ClosedRange<Int64>) async throws -> [String] {
+        try await withUserTransaction(userID) { connection in
+            try await connection.query(
+                """
+                SELECT DISTINCT table_name FROM sync.changes
+                WHERE user_id = \(userID) AND app_id = \(appID) AND cursor BETWEEN \(cursors.lowerBound) AND \(cursors.upperBound)
+                ORDER BY table_name
+                """, logger: logger
+            ).decode(String.self).reduce(into: []) { $0.append($1) }
+        }
+    }
+
+    /// The apps a user has stored changes for.
+    func apps(userID: String) async throws -> [String] {
+        try await withUserTransaction(userID) { connection in
+            try await connection.query(
+                "SELECT app_id FROM sync.heads WHERE user_id = \(userID) ORDER BY app_id", logger: logger
+            ).decode(String.self).reduce(into: []) { $0.append($1) }
+        }
     }
 
     /// Runs `body` in a transaction confined to `userID` by row-level security.

@@ -95,7 +95,10 @@ struct SyncController: Sendable {
 
     /// 1–64 characters of `A–Z a–z 0–9 _ . -`, starting with a letter or digit.
     static func appID(_ context: AppRequestContext) throws -> String {
-        let appID = context.parameters.get("appId") ?? ""
+        try validAppID(context.parameters.get("appId") ?? "")
+    }
+
+    static func validAppID(_ appID: String) throws -> String {
         let bytes = Array(appID.utf8)
         func alnum(_ b: UInt8) -> Bool { (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b) }
         guard (1...64).contains(bytes.count), alnum(bytes[0]), bytes.allSatisfy({ alnum($0) || $0 == 95 || $0 == 46 || $0 == 45 }) else {

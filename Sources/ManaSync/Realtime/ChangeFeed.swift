@@ -1,0 +1,123 @@
+import Foundation
+import HTTPKit
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// Fan-out across replicas over PostgreSQL `LISTEN/NOTIFY`.
+///
+/// A push notifies the channel inside its own transaction (so only committed pushes are
+/// announced); billing invalidations are announced too. Every replica keeps one connection
+/// listening and hands what it hears to its hub and billing gate. When that connection
+/// drops, notifications sent meanwhile are lost: after listening again, the replica tells
+/// every client to pull.
+struct ChangeFeed: Service {
+    static let channel = "mana_sync_events"
+
+    let client: PostgresClient
+    let hub: RealtimeHub
+    let gate: BillingGate
+    let changeLog: ChangeLogRepository
+    let retry: Duration
+    let metrics: ServiceMetrics
+    let logger: Logger
+
+    // MARK: Payloads (well under PostgreSQL's 8,000-byte limit)
+
+    /// A push: user, app, client, tables (nil when too many to list) and the cursor range.
+    static func pushPayload(userID: String, appID: String, clientID: String, tables: [String], first: Int64, last: Int64) -> String {
+        var body: [String: JSONValue] = [
+            "k": "push", "u": .string(userID), "a": .string(appID), "c": .string(clientID),
+            "f": .string(String(first)), "l": .string(String(last)), "t": .array(tables.map(JSONValue.string)),
+        ]
+        if encode(body).utf8.count > 7_000 { body["t"] = .null }
+        return encode(body)
+    }
+
+    static func invalidationPayload(userID: String) -> String {
+        encode(["k": "billing", "u": .string(userID)])
+    }
+
+    private static func encode(_ body: [String: JSONValue]) -> String {
+        String(decoding: (try? JSONEncoder.sortedKeys.encode(body)) ?? Data(), as: UTF8.self)
+    }
+
+    /// Announces a billing invalidation to every replica.
+    static func announceInvalidation(userID: String, client: PostgresClient, logger: Logger) async {
+        do {
+            try await client.query("SELECT pg_notify(\(channel), \(invalidationPayload(userID: userID)))", logger: logger)
+        } catch {
+            logger.warning("could not announce a billing invalidation to the other replicas", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Listening
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await cancelWhenGracefulShutdown { await listen() }
+        } onGracefulShutdown: {
+            hub.shutdown()
+        }
+    }
+
+    private func listen() async {
+        var connectedBefore = false
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: Self.channel) { notifications in
+                        metrics.set("sync_listener_connected", to: 1)
+                        if connectedBefore {
+                            metrics.count("sync_listener_reconnects_total")
+                            logger.notice("listening for sync notifications again; telling every client to pull")
+                            await hub.catchUp(apps: apps(of:))
+                        }
+                        connectedBefore = true
+                        for try await notification in notifications {
+                            await handle(notification.payload)
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { break }
+                logger.warning("the sync notification listener lost its connection", metadata: ["error": "\(String(reflecting: error))"])
+            }
+            metrics.set("sync_listener_connected", to: 0)
+            try? await Task.sleep(for: retry)
+        }
+        metrics.set("sync_listener_connected", to: 0)
+    }
+
+    private func handle(_ payload: String) async {
+        guard let body = try? JSONDecoder().decode(JSONValue.self, from: Data(payload.utf8)), let user = body["u"]?.stringValue else {
+            logger.warning("ignoring an unreadable sync notification")
+            return
+        }
+        switch body["k"]?.stringValue {
+        case "billing":
+            gate.invalidate(userID: user)
+        case "push":
+            guard let app = body["a"]?.stringValue else { return }
+            var tables = body["t"]?.arrayValue?.compactMap(\.stringValue)
+            if tables == nil, let first = body["f"]?.stringValue.flatMap(Int64.init), let last = body["l"]?.stringValue.flatMap(Int64.init) {
+                tables = try? await changeLog.tables(userID: user, appID: app, cursors: first...last)
+            }
+            hub.publish(PushNotice(userID: user, appID: app, tables: tables ?? [], clientID: body["c"]?.stringValue))
+        default:
+            break
+        }
+    }
+
+    private func apps(of userID: String) async -> [String] {
+        (try? await changeLog.apps(userID: userID)) ?? []
+    }
+}
+
+extension JSONValue {
+    fileprivate subscript(key: String) -> JSONValue? { objectValue?[key] }
+    fileprivate var arrayValue: [JSONValue]? {
+        if case .array(let values) = self { return values }
+        return nil
+    }
+}

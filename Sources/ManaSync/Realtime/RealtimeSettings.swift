@@ -1,0 +1,32 @@
+import HTTPKit
+
+/// WebSocket and SSE limits.
+struct RealtimeSettings: Sendable {
+    /// Time a WebSocket has to send its auth message after the upgrade.
+    var authTimeout: Duration = .seconds(10)
+    /// Time between SSE heartbeats.
+    var heartbeat: Duration = .seconds(30)
+    /// Messages queued for one WebSocket before it counts as too slow and is dropped.
+    var queueLimit = 256
+    /// Longest a single WebSocket write may take before the connection is dropped.
+    var writeTimeout: Duration = .seconds(10)
+    /// Pause before the LISTEN connection is re-established after it dropped.
+    var listenerRetry: Duration = .seconds(1)
+
+    enum Variables {
+        static let authTimeout = EnvironmentVariable(
+            "SYNC_WS_AUTH_TIMEOUT", default: "10", help: "seconds a WebSocket has to authenticate before it is closed (1008)")
+        static let heartbeat = EnvironmentVariable("SYNC_SSE_HEARTBEAT", default: "30", help: "seconds between SSE heartbeats")
+        static let queueLimit = EnvironmentVariable(
+            "SYNC_WS_QUEUE_LIMIT", default: "256", help: "messages queued for one WebSocket before it is dropped as too slow")
+        static let all = [authTimeout, heartbeat, queueLimit]
+    }
+
+    init() {}
+
+    init(reading reader: inout ConfigReader) {
+        authTimeout = reader.seconds(Variables.authTimeout, in: 0.1...300)
+        heartbeat = reader.seconds(Variables.heartbeat, in: 0.1...3_600)
+        queueLimit = reader.int(Variables.queueLimit, in: 1...100_000)
+    }
+}

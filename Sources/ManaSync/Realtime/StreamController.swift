@@ -1,0 +1,98 @@
+import Foundation
+import HTTPKit
+import Hummingbird
+import ServiceLifecycle
+import SharedAuth
+
+/// `GET /sync/{appId}/stream?collections=a,b&since=<cursor>` (SSE): every change of the
+/// listed collections after `since` (all pages), then live `changes` events as pushes are
+/// stored (each table with its own cursor), and a `heartbeat` when nothing happened for a
+/// while. Same auth and billing gate as pull; `X-Client-Id` leaves out that client's changes.
+struct StreamController: Sendable {
+    let changeLog: ChangeLogRepository
+    let gate: BillingGate
+    let hub: RealtimeHub
+    let settings: RealtimeSettings
+
+    static let maximumCollections = 100
+    static let pageSize = 1_000
+
+    func addRoutes(to group: RouterGroup<AppRequestContext>) {
+        group.get(":appId/stream") { request, context in try await stream(request, context) }
+    }
+
+    private func stream(_ request: Request, _ context: AppRequestContext) async throws -> Response {
+        let user = try context.requireUser()
+        let appID = try SyncController.appID(context)
+        try await gate.check(userID: user.id)
+        let query = request.uri.queryParameters
+        let names = (query["collections"].map(String.init) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard !names.isEmpty, names.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 100 }) else {
+            throw APIError.badRequest("collections must list 1 to 100 table names, comma-separated", field: "collections")
+        }
+        guard names.count <= Self.maximumCollections else {
+            throw APIError.badRequest("collections lists at most \(Self.maximumCollections) tables", field: "collections")
+        }
+        let since = try SyncController.cursor(query["since"].map { .string(String($0)) })
+        let clientID = request.headers[.clientID].flatMap { $0.isEmpty ? nil : $0 }
+        let tables = Array(Set(names)).sorted()
+        // Subscribe before the catch-up, so a push during it is not missed.
+        let subscription = hub.subscribe(userID: user.id, appID: appID, clientID: clientID, tables: Set(tables))
+        let changeLog = self.changeLog
+        let heartbeat = settings.heartbeat
+        let hub = self.hub
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", .init("X-Accel-Buffering")!: "no"],
+            body: ResponseBody { writer in
+                var cursors = Dictionary(uniqueKeysWithValues: tables.map { ($0, since) })
+                func send(_ table: String, catchUp: Bool) async throws {
+                    while true {
+                        let page = try await changeLog.pull(
+                            userID: user.id, appID: appID, table: table, since: cursors[table] ?? since, excludingClient: clientID,
+                            limit: Self.pageSize)
+                        cursors[table] = page.syncedUntil
+                        if catchUp || !page.changes.isEmpty {
+                            let data: JSONValue = [
+                                "table": .string(table), "changes": .array(page.changes.map(\.json)),
+                                "syncedUntil": .string(Timestamp.format(microseconds: page.syncedUntil)), "hasMore": .bool(page.hasMore),
+                            ]
+                            try await writer.write(Self.event("changes", data))
+                        }
+                        if !page.hasMore { return }
+                    }
+                }
+                do {
+                    try await withGracefulShutdownHandler {
+                        for table in tables { try await send(table, catchUp: true) }
+                        let clock = ContinuousClock()
+                        var lastWrite = clock.now
+                        while true {
+                            await subscription.signal.wait(upTo: heartbeat - (clock.now - lastWrite))
+                            let (dirty, closed) = subscription.take()
+                            if closed || Task.isCancelled { break }
+                            for table in dirty.sorted() {
+                                try await send(table, catchUp: false)
+                                lastWrite = clock.now
+                            }
+                            if clock.now - lastWrite >= heartbeat {
+                                try await writer.write(Self.event("heartbeat", [:]))
+                                lastWrite = clock.now
+                            }
+                        }
+                    } onGracefulShutdown: {
+                        subscription.close()
+                    }
+                } catch {
+                    // The client went away (or the database failed mid-stream): end the stream.
+                }
+                hub.unsubscribe(subscription)
+                try? await writer.finish(nil)
+            })
+    }
+
+    static func event(_ name: String, _ data: JSONValue) -> ByteBuffer {
+        let json = String(decoding: (try? JSONEncoder.sortedKeys.encode(data)) ?? Data("{}".utf8), as: UTF8.self)
+        return ByteBuffer(string: "event: \(name)\ndata: \(json)\n\n")
+    }
+}

@@ -1,0 +1,158 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPKit
+import HummingbirdWSClient
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+import TestSupport
+
+/// A real WebSocket client for tests: connects, records every text message, sends on demand,
+/// and reports how the server closed the connection.
+final class WSProbe: Sendable {
+    private let messages = Shared<[String]>([])
+    private let outgoing: AsyncStream<String>.Continuation
+    private let task: Task<WebSocketCloseFrame?, any Error>
+
+    init(url: String) {
+        let (stream, continuation) = AsyncStream<String>.makeStream()
+        outgoing = continuation
+        let messages = self.messages
+        task = Task {
+            try await WebSocketClient.connect(url: url, logger: TestDatabase.logger) { inbound, outbound, _ in
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        for await text in stream { try? await outbound.write(.text(text)) }
+                        try? await outbound.close(.normalClosure, reason: nil)
+                    }
+                    do {
+                        for try await message in inbound.messages(maxSize: 1 << 20) {
+                            if case .text(let text) = message { messages.withLock { $0.append(text) } }
+                        }
+                    } catch {}
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+
+    /// Opens a connection and authenticates; waits for `auth-ok`.
+    static func authenticated(_ url: String, token: String, clientID: String? = nil) async throws -> WSProbe {
+        let probe = WSProbe(url: url)
+        var auth: JSONValue = ["type": "auth", "token": .string(token)]
+        if let clientID, case .object(var fields) = auth {
+            fields["clientId"] = .string(clientID)
+            auth = .object(fields)
+        }
+        probe.send(auth)
+        guard await probe.waitFor({ $0["type"] == "auth-ok" }) != nil else {
+            throw ProbeError.notAuthenticated(probe.received)
+        }
+        return probe
+    }
+
+    enum ProbeError: Error { case notAuthenticated([JSONValue]) }
+
+    func send(_ text: String) { outgoing.yield(text) }
+    func send(_ json: JSONValue) { send(String(decoding: try! JSONEncoder().encode(json), as: UTF8.self)) }
+
+    /// Every message so far, decoded.
+    var received: [JSONValue] {
+        messages.withLock { $0 }.map { (try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8))) ?? .string($0) }
+    }
+
+    /// The first message matching `match` (waiting up to `limit`), or nil.
+    func waitFor(within limit: Duration = .seconds(5), _ match: (JSONValue) -> Bool) async -> JSONValue? {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if let found = received.first(where: match) { return found }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return received.first(where: match)
+    }
+
+    /// The close frame the server sent, waiting up to `limit`; nil when still open.
+    func closeFrame(within limit: Duration = .seconds(5)) async -> WebSocketCloseFrame?? {
+        guard await finishes(task, within: limit) else { return nil }
+        return .some(try? await task.value)
+    }
+
+    /// Closes from the client side.
+    func close() async {
+        outgoing.finish()
+        _ = await finishes(task, within: .seconds(5))
+    }
+}
+
+/// A real SSE client: reads the event stream of one request and records its events.
+final class SSEProbe: Sendable {
+    struct Event: Sendable {
+        let name: String
+        let data: JSONValue
+        let at: ContinuousClock.Instant
+    }
+
+    private let events = Shared<[Event]>([])
+    private let status = Shared<Int?>(nil)
+    private let task: Task<Void, any Error>
+
+    init(url: String, headers: [(String, String)]) {
+        let client = HTTPClient.shared
+        let events = self.events
+        let status = self.status
+        task = Task {
+            var request = HTTPClientRequest(url: url)
+            for (name, value) in headers { request.headers.add(name: name, value: value) }
+            let response = try await client.execute(request, timeout: .seconds(600))
+            status.withLock { $0 = Int(response.status.code) }
+            var buffer = ""
+            for try await chunk in response.body {
+                buffer += String(buffer: chunk)
+                while let range = buffer.range(of: "\n\n") {
+                    let block = buffer[..<range.lowerBound]
+                    buffer = String(buffer[range.upperBound...])
+                    var name = "message"
+                    var data = ""
+                    for line in block.split(separator: "\n") {
+                        if line.hasPrefix("event: ") { name = String(line.dropFirst(7)) }
+                        if line.hasPrefix("data: ") { data += line.dropFirst(6) }
+                    }
+                    let json = (try? JSONDecoder().decode(JSONValue.self, from: Data(data.utf8))) ?? .string(data)
+                    events.withLock { $0.append(Event(name: name, data: json, at: .now)) }
+                }
+            }
+        }
+    }
+
+    var received: [Event] { events.withLock { $0 } }
+    var statusCode: Int? { status.withLock { $0 } }
+
+    /// Waits until `count` events of `name` arrived (up to `limit`); returns them.
+    func waitFor(_ name: String, count: Int = 1, within limit: Duration = .seconds(5)) async -> [Event] {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            let matching = received.filter { $0.name == name }
+            if matching.count >= count { return matching }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return received.filter { $0.name == name }
+    }
+
+    /// Whether the server ended the stream within `limit`.
+    func ended(within limit: Duration) async -> Bool {
+        await finishes(task, within: limit)
+    }
+
+    func close() async {
+        task.cancel()
+        _ = await finishes(task, within: .seconds(5))
+    }
+}
+
+/// A value shared between tasks behind a lock (a class, so closures can hold it).
+final class Shared<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<T>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
+}
