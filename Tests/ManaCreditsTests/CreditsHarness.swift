@@ -110,7 +110,5 @@ struct CreditsHarness: Sendable {
 }
 
 extension JSONValue {
-    subscript(key: String) -> JSONValue? { objectValue?[key] }
     var int: Int? { if case .number(let value) = self { return Int(value) } else { return nil } }
-    var array: [JSONValue]? { if case .array(let values) = self { return values } else { return nil } }
 }

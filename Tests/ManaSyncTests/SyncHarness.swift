@@ -96,11 +96,6 @@ struct SyncHarness: Sendable {
     }
 }
 
-extension JSONValue {
-    subscript(key: String) -> JSONValue? { objectValue?[key] }
-    var array: [JSONValue]? { if case .array(let values) = self { return values } else { return nil } }
-}
-
 enum Changes {
     static func insert(_ table: String, _ id: String, _ data: JSONValue) -> JSONValue {
         ["table": .string(table), "id": .string(id), "op": "insert", "data": data]

@@ -19,6 +19,15 @@ package enum JSONValue: Sendable, Hashable {
         return nil
     }
 
+    /// The member `key` of an object; nil for other values or a missing member.
+    package subscript(key: String) -> JSONValue? { objectValue?[key] }
+
+    /// The elements, or nil when this is not an array.
+    package var array: [JSONValue]? {
+        if case .array(let values) = self { return values }
+        return nil
+    }
+
     /// The string, or nil when this is not a string.
     package var stringValue: String? {
         if case .string(let value) = self { return value }

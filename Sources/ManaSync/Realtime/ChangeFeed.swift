@@ -99,7 +99,7 @@ struct ChangeFeed: Service {
             gate.invalidate(userID: user)
         case "push":
             guard let app = body["a"]?.stringValue else { return }
-            var tables = body["t"]?.arrayValue?.compactMap(\.stringValue)
+            var tables = body["t"]?.array?.compactMap(\.stringValue)
             if tables == nil, let first = body["f"]?.stringValue.flatMap(Int64.init), let last = body["l"]?.stringValue.flatMap(Int64.init) {
                 tables = try? await changeLog.tables(userID: user, appID: app, cursors: first...last)
             }
@@ -111,13 +111,5 @@ struct ChangeFeed: Service {
 
     private func apps(of userID: String) async -> [String] {
         (try? await changeLog.apps(userID: userID)) ?? []
-    }
-}
-
-extension JSONValue {
-    fileprivate subscript(key: String) -> JSONValue? { objectValue?[key] }
-    fileprivate var arrayValue: [JSONValue]? {
-        if case .array(let values) = self { return values }
-        return nil
     }
 }

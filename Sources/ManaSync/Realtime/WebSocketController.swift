@@ -58,7 +58,7 @@ struct WebSocketController: Sendable {
                     for try await message in inbound.messages(maxSize: Self.maximumMessage) {
                         guard case .text(let text) = message else { continue }
                         let json = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
-                        let type = json?.objectValue?["type"]?.stringValue
+                        let type = json?["type"]?.stringValue
                         if let connection = session.current {
                             if type == "ping", !connection.send(#"{"type":"pong"}"#) { hub.disconnect(connection) }
                             continue  // anything else is ignored
@@ -94,7 +94,7 @@ struct WebSocketController: Sendable {
             try? await outbound.write(.text(String(decoding: try! JSONEncoder.sortedKeys.encode(body), as: UTF8.self)))
             try? await outbound.close(.policyViolation, reason: message)
         }
-        guard type == "auth", let token = json?.objectValue?["token"]?.stringValue else {
+        guard type == "auth", let token = json?["token"]?.stringValue else {
             await refuse("the first message must be {\"type\":\"auth\",\"token\":...}", reason: "no_auth")
             return nil
         }
@@ -105,7 +105,7 @@ struct WebSocketController: Sendable {
             await refuse("invalid token", reason: "invalid_token")
             return nil
         }
-        let clientID = json?.objectValue?["clientId"]?.stringValue.flatMap { $0.isEmpty || $0.count > 200 ? nil : $0 }
+        let clientID = json?["clientId"]?.stringValue.flatMap { $0.isEmpty || $0.count > 200 ? nil : $0 }
         guard let connection = hub.connect(userID: user.id, appID: appID, clientID: clientID) else {
             try? await outbound.close(.goingAway, reason: "server shutting down")
             return nil

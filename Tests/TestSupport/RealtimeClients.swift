@@ -6,16 +6,15 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import Synchronization
-import TestSupport
 
 /// A real WebSocket client for tests: connects, records every text message, sends on demand,
 /// and reports how the server closed the connection.
-final class WSProbe: Sendable {
+package final class WSProbe: Sendable {
     private let messages = Shared<[String]>([])
     private let outgoing: AsyncStream<String>.Continuation
     private let task: Task<WebSocketCloseFrame?, any Error>
 
-    init(url: String) {
+    package init(url: String) {
         let (stream, continuation) = AsyncStream<String>.makeStream()
         outgoing = continuation
         let messages = self.messages
@@ -38,7 +37,7 @@ final class WSProbe: Sendable {
     }
 
     /// Opens a connection and authenticates; waits for `auth-ok`.
-    static func authenticated(_ url: String, token: String, clientID: String? = nil) async throws -> WSProbe {
+    package static func authenticated(_ url: String, token: String, clientID: String? = nil) async throws -> WSProbe {
         let probe = WSProbe(url: url)
         var auth: JSONValue = ["type": "auth", "token": .string(token)]
         if let clientID, case .object(var fields) = auth {
@@ -52,18 +51,18 @@ final class WSProbe: Sendable {
         return probe
     }
 
-    enum ProbeError: Error { case notAuthenticated([JSONValue]) }
+    package enum ProbeError: Error { case notAuthenticated([JSONValue]) }
 
-    func send(_ text: String) { outgoing.yield(text) }
-    func send(_ json: JSONValue) { send(String(decoding: try! JSONEncoder().encode(json), as: UTF8.self)) }
+    package func send(_ text: String) { outgoing.yield(text) }
+    package func send(_ json: JSONValue) { send(String(decoding: try! JSONEncoder().encode(json), as: UTF8.self)) }
 
     /// Every message so far, decoded.
-    var received: [JSONValue] {
+    package var received: [JSONValue] {
         messages.withLock { $0 }.map { (try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8))) ?? .string($0) }
     }
 
     /// The first message matching `match` (waiting up to `limit`), or nil.
-    func waitFor(within limit: Duration = .seconds(5), _ match: (JSONValue) -> Bool) async -> JSONValue? {
+    package func waitFor(within limit: Duration = .seconds(5), _ match: (JSONValue) -> Bool) async -> JSONValue? {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             if let found = received.first(where: match) { return found }
@@ -73,31 +72,31 @@ final class WSProbe: Sendable {
     }
 
     /// The close frame the server sent, waiting up to `limit`; nil when still open.
-    func closeFrame(within limit: Duration = .seconds(5)) async -> WebSocketCloseFrame?? {
+    package func closeFrame(within limit: Duration = .seconds(5)) async -> WebSocketCloseFrame?? {
         guard await finishes(task, within: limit) else { return nil }
         return .some(try? await task.value)
     }
 
     /// Closes from the client side.
-    func close() async {
+    package func close() async {
         outgoing.finish()
         _ = await finishes(task, within: .seconds(5))
     }
 }
 
 /// A real SSE client: reads the event stream of one request and records its events.
-final class SSEProbe: Sendable {
-    struct Event: Sendable {
-        let name: String
-        let data: JSONValue
-        let at: ContinuousClock.Instant
+package final class SSEProbe: Sendable {
+    package struct Event: Sendable {
+        package let name: String
+        package let data: JSONValue
+        package let at: ContinuousClock.Instant
     }
 
     private let events = Shared<[Event]>([])
     private let status = Shared<Int?>(nil)
     private let task: Task<Void, any Error>
 
-    init(url: String, headers: [(String, String)]) {
+    package init(url: String, headers: [(String, String)]) {
         let client = HTTPClient.shared
         let events = self.events
         let status = self.status
@@ -125,11 +124,11 @@ final class SSEProbe: Sendable {
         }
     }
 
-    var received: [Event] { events.withLock { $0 } }
-    var statusCode: Int? { status.withLock { $0 } }
+    package var received: [Event] { events.withLock { $0 } }
+    package var statusCode: Int? { status.withLock { $0 } }
 
     /// Waits until `count` events of `name` arrived (up to `limit`); returns them.
-    func waitFor(_ name: String, count: Int = 1, within limit: Duration = .seconds(5)) async -> [Event] {
+    package func waitFor(_ name: String, count: Int = 1, within limit: Duration = .seconds(5)) async -> [Event] {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             let matching = received.filter { $0.name == name }
@@ -140,19 +139,19 @@ final class SSEProbe: Sendable {
     }
 
     /// Whether the server ended the stream within `limit`.
-    func ended(within limit: Duration) async -> Bool {
+    package func ended(within limit: Duration) async -> Bool {
         await finishes(task, within: limit)
     }
 
-    func close() async {
+    package func close() async {
         task.cancel()
         _ = await finishes(task, within: .seconds(5))
     }
 }
 
 /// A value shared between tasks behind a lock (a class, so closures can hold it).
-final class Shared<Value: Sendable>: Sendable {
+package final class Shared<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    func withLock<T>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
+    package init(_ value: Value) { mutex = Mutex(value) }
+    package func withLock<T>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
 }
