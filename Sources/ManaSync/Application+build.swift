@@ -16,10 +16,11 @@ func buildApplication(
     _ configuration: SyncConfiguration,
     metrics: ServiceMetrics = ServiceMetrics(),
     hooks: SyncHooks = SyncHooks(),
+    hub: RealtimeHub? = nil,
     logger: Logger? = nil,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
-    let hub = RealtimeHub(metrics: metrics, queueLimit: configuration.realtime.queueLimit)
+    let hub = hub ?? RealtimeHub(metrics: metrics, queueLimit: configuration.realtime.queueLimit)
     var chassis = ServiceChassis<AppRequestContext>(
         settings: configuration.chassis, envelope: .errorMessage, bodyLimit: 10 * 1024 * 1024,
         logger: logger, metrics: metrics,

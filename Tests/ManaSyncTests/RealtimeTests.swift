@@ -182,3 +182,30 @@ import TestSupport
         }
     }
 }
+
+@Suite(.timeLimit(.minutes(3))) struct SlowConsumerTests {
+    @Test func aStalledConnectionIsDroppedWithoutHoldingUpTheOthers() async throws {
+        let hub = RealtimeHub(metrics: ServiceMetrics(), queueLimit: 32)
+        try await SyncHarness.run(realtime: { $0.writeTimeout = .seconds(2) }, hub: hub) { (h: SyncHarness) async throws in
+            let token = try await h.token("sam")
+            let port = try #require(Int(h.caller.baseURL.split(separator: ":").last ?? ""))
+            let stalled = try StalledWebSocket(port: port, path: "/ws", token: token)
+            let healthy = try await WSProbe.authenticated(h.ws("/ws"), token: token)
+            #expect(hub.counts.connections == 2)
+            // 300 notices of ~40 KB: far more than the stalled socket's buffers hold.
+            let tables = (0..<1_000).map { "a-table-with-a-rather-long-name-\($0)" }
+            let clock = ContinuousClock()
+            let start = clock.now
+            for sent in 1...300 {
+                hub.publish(PushNotice(userID: "sam", appID: "app", tables: tables, clientID: nil))
+                // The healthy client keeps up (never more than 16 behind); the stalled one does not.
+                try await eventually(within: .seconds(10)) { healthy.count >= sent - 15 }
+            }
+            try await eventually(within: .seconds(30)) { healthy.count == 301 }
+            print("connections after the burst: \(hub.counts.connections), healthy got \(healthy.count)")
+            print("healthy connection received 300 × 40 KB in \(clock.now - start) beside a stalled one")
+            try await eventually(within: .seconds(10)) { hub.counts.connections == 1 }
+            stalled.close()
+        }
+    }
+}

@@ -21,6 +21,7 @@ struct SyncHarness: Sendable {
     static func run(
         hooks: SyncHooks = SyncHooks(), billing: @Sendable (inout BillingSettings) -> Void = { _ in },
         realtime: @Sendable (inout RealtimeSettings) -> Void = { _ in },
+        hub: RealtimeHub? = nil,
         _ test: @Sendable (SyncHarness) async throws -> Void
     ) async throws {
         let key = try DevelopmentSigningKey(kid: "sync-test")
@@ -40,7 +41,7 @@ struct SyncHarness: Sendable {
         let outcome: Result<Void, any Error>
         do {
             try await LiveService.run(
-                build: { try await buildApplication(configuration, hooks: hooks, logger: TestDatabase.logger, onServerRunning: $0) }
+                build: { try await buildApplication(configuration, hooks: hooks, hub: hub, logger: TestDatabase.logger, onServerRunning: $0) }
             ) { caller in try await test(SyncHarness(caller: caller, database: database, key: key, credits: credits)) }
             outcome = .success(())
         } catch {

@@ -105,7 +105,7 @@ import TestSupport
     }
 
     @Test func aServiceStartedWhileTheJWKSIsDownRecovers() async throws {
-        let server = try JWKSServer(reservingPort: true)
+        let server = try JWKSServer()
         server.serve(try keys.jwks())
         let store = JWKSKeyStore(url: server.url, minimumRefetchInterval: .milliseconds(100), logger: TestDatabase.logger)
         await store.refresh()  // refused: nothing listens yet

@@ -10,10 +10,10 @@ package final class JWKSServer: Sendable {
     private let document = NIOLockedValueBox<Data>(Data("{\"keys\":[]}".utf8))
     private let server: StandInServer
 
-    /// Call ``start()`` to serve; `reservingPort` gives it an address before it first runs.
-    package init(reservingPort: Bool = false) throws {
+    /// Picks a free port; call ``start()`` to serve.
+    package init() throws {
         let document = self.document
-        server = try StandInServer(reservingPort: reservingPort) { router in
+        server = try StandInServer { router in
             router.get("api/auth/jwks") { _, _ -> Response in .json(String(decoding: document.withLockedValue { $0 }, as: UTF8.self)) }
         }
     }

@@ -138,24 +138,35 @@ package actor PostgresCluster {
                 + "(PostgreSQL 15 or newer), then run the tests again.")
     }
 
+    /// A port nothing listens on, chosen below the kernel's ephemeral range: outgoing
+    /// connections take their source ports from that range, so one of them could take a
+    /// port handed out from it before the test binds (or re-binds) it.
     fileprivate static func freePort() throws -> Int {
+        let range = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))?
+            .split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) } ?? []
+        let ceiling = min(range.first ?? 32768, 65536) - 1
+        for _ in 0..<200 {
+            let port = Int.random(in: 10_000...max(10_001, ceiling))
+            // Never the same port twice in one process: two tests could otherwise both find it free.
+            guard handedOut.withLockedValue({ $0.insert(port).inserted }) else { continue }
+            if canBind(port) { return port }
+        }
+        throw ClusterError("cannot find a free port below the ephemeral range")
+    }
+
+    private static let handedOut = NIOLockedValueBox<Set<Int>>([])
+
+    private static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ClusterError("cannot open a socket to find a free port") }
+        guard fd >= 0 else { return false }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
-        }
-        guard bound == 0 else { throw ClusterError("cannot bind a socket to find a free port") }
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw ClusterError("cannot read the bound port") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
     }
 
     /// Stops the cluster when this process exits, normally (atexit) or not (a watchdog).

@@ -19,7 +19,7 @@ package final class WSProbe: Sendable {
         outgoing = continuation
         let messages = self.messages
         task = Task {
-            try await WebSocketClient.connect(url: url, logger: TestDatabase.logger) { inbound, outbound, _ in
+            try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 1 << 20), logger: TestDatabase.logger) { inbound, outbound, _ in
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask {
                         for await text in stream { try? await outbound.write(.text(text)) }
@@ -55,6 +55,9 @@ package final class WSProbe: Sendable {
 
     package func send(_ text: String) { outgoing.yield(text) }
     package func send(_ json: JSONValue) { send(String(decoding: try! JSONEncoder().encode(json), as: UTF8.self)) }
+
+    /// How many messages arrived so far.
+    package var count: Int { messages.withLock { $0.count } }
 
     /// Every message so far, decoded.
     package var received: [JSONValue] {

@@ -120,20 +120,22 @@ struct WebSocketController: Sendable {
     }
 
     /// Sends the connection's queue; a write that takes longer than the write timeout drops
-    /// the connection, as does a full queue (the hub ends the queue then).
+    /// the connection, as does a full queue (the hub ends the queue then). A dropped peer is
+    /// not waited for: the close is started in the background and the library's close
+    /// timeout ends the connection if the peer never answers.
     private func write(_ connection: RealtimeHub.Connection, to outbound: WebSocketOutboundWriter, logger: Logger) async {
         for await text in connection.outbox {
             let write = Task { try await outbound.write(.text(text)) }
             guard await finishes(write, within: settings.writeTimeout), (try? await write.value) != nil else {
                 metrics.count("sync_ws_dropped_slow_total")
                 hub.disconnect(connection)
-                try? await outbound.close(.policyViolation, reason: "too slow")
+                Task { try? await outbound.close(.policyViolation, reason: "too slow") }
                 return
             }
         }
         guard !Task.isCancelled else { return }
         if connection.wasDropped {
-            try? await outbound.close(.policyViolation, reason: "too slow")
+            Task { try? await outbound.close(.policyViolation, reason: "too slow") }
         } else {
             try? await outbound.close(.goingAway, reason: "server shutting down")
         }
