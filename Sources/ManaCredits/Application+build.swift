@@ -49,5 +49,13 @@ func buildApplication(
     if let interval = settings.chargeInterval {
         chassis.addService(RecurringChargeService(subscriptions: subscriptions, interval: interval, metrics: metrics, logger: chassis.logger))
     }
+    let gifts = GiftRepository(client: chassis.database, baseURL: configuration.gifts.baseURL, logger: chassis.logger)
+    let giftRoutes = GiftController(gifts: gifts, body: chassis.body, settings: configuration.gifts)
+    giftRoutes.addPublicRoutes(to: chassis.router.group("api/v1/gifts"))
+    giftRoutes.addUserRoutes(to: chassis.router.group("api/v1/gifts").add(middleware: auth.userMiddleware()))
+    giftRoutes.addInternalRoutes(to: chassis.router.group("api/v1/internal/gifts").add(middleware: auth.serviceKeyMiddleware()))
+    if let interval = configuration.gifts.expiryInterval {
+        chassis.addService(GiftExpiryService(gifts: gifts, interval: interval, logger: chassis.logger))
+    }
     return chassis.makeApplication(migrations: try CreditsMigrations.all(), onServerRunning: onServerRunning)
 }

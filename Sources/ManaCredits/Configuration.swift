@@ -6,6 +6,7 @@ struct CreditsConfiguration: Sendable {
     var chassis: ChassisSettings
     var auth: AuthSettings
     var subscriptions = SubscriptionSettings()
+    var gifts = GiftSettings()
 
     static let serviceName = "mana-credits"
 
@@ -14,7 +15,7 @@ struct CreditsConfiguration: Sendable {
         ChassisSettings.variables(defaultPort: 3061, defaultDatabase: "mana_credits") + [
             Variables.authURL, Variables.jwksURL, Variables.issuer, Variables.audience,
             AuthSettings.Variables.refresh, AuthSettings.Variables.leeway, AuthSettings.Variables.serviceKey,
-        ] + SubscriptionSettings.Variables.all
+        ] + SubscriptionSettings.Variables.all + GiftSettings.Variables.all
     }
 
     enum Variables {
@@ -25,10 +26,14 @@ struct CreditsConfiguration: Sendable {
         static let audience = EnvironmentVariable("JWT_AUDIENCE", default: "mana", help: "required token audience")
     }
 
-    init(chassis: ChassisSettings, auth: AuthSettings, subscriptions: SubscriptionSettings = SubscriptionSettings()) {
+    init(
+        chassis: ChassisSettings, auth: AuthSettings, subscriptions: SubscriptionSettings = SubscriptionSettings(),
+        gifts: GiftSettings = GiftSettings()
+    ) {
         self.chassis = chassis
         self.auth = auth
         self.subscriptions = subscriptions
+        self.gifts = gifts
     }
 
     init(reading reader: inout ConfigReader) {
@@ -42,5 +47,6 @@ struct CreditsConfiguration: Sendable {
             reading: &reader, jwksURL: jwksURL, issuer: reader.optionalString(Variables.issuer) ?? authURL,
             audience: reader.string(Variables.audience))
         subscriptions = SubscriptionSettings(reading: &reader)
+        gifts = GiftSettings(reading: &reader)
     }
 }

@@ -105,3 +105,21 @@ extension ManaCreditsCommand {
         }
     }
 }
+
+extension ManaCreditsCommand {
+    /// `mana-credits gifts expire`: the expiry job once, for a cron or by hand.
+    struct Gifts: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Gift code maintenance.", subcommands: [Expire.self])
+
+        struct Expire: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Mark active gift codes past their expiry as expired and refund their creators (each once).")
+            func run() async throws {
+                let expired = try await ManaCreditsCommand.withDatabase { client, logger in
+                    try await GiftRepository(client: client, baseURL: "", logger: logger).expire()
+                }
+                print("expired and refunded \(expired) gift code(s)")
+            }
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import Hummingbird
+import NIOCore
 
 /// A request context that can carry the authenticated user and the calling service.
 package protocol AuthRequestContext: RequestContext {
@@ -16,12 +17,15 @@ extension AuthRequestContext {
 }
 
 /// The request context both services use.
-package struct AppRequestContext: AuthRequestContext {
+package struct AppRequestContext: AuthRequestContext, RemoteAddressRequestContext {
     package var coreContext: CoreRequestContextStorage
     package var user: AuthenticatedUser?
     package var callerAppID: String?
+    /// The peer of the connection (the client, or the proxy in front of the service).
+    package let remoteAddress: SocketAddress?
 
     package init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
+        self.remoteAddress = source.channel.remoteAddress
     }
 }

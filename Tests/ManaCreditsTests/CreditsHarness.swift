@@ -24,6 +24,7 @@ struct CreditsHarness: Sendable {
 
     static func run(
         subscriptions adjust: @Sendable (inout SubscriptionSettings) -> Void = { _ in },
+        gifts adjustGifts: @Sendable (inout GiftSettings) -> Void = { _ in },
         _ test: @Sendable (CreditsHarness) async throws -> Void
     ) async throws {
         let key = try DevelopmentSigningKey(kid: "credits-test")
@@ -53,11 +54,15 @@ struct CreditsHarness: Sendable {
         settings.outboxRetryBase = .milliseconds(100)
         settings.outboxRetryMax = .milliseconds(400)
         adjust(&settings)
+        var giftSettings = GiftSettings()
+        giftSettings.baseURL = "https://gifts.test"
+        giftSettings.expiryInterval = nil
+        adjustGifts(&giftSettings)
         let configuration = CreditsConfiguration(
             chassis: TestDatabase.settings(serviceName: "mana-credits", database: database),
             auth: AuthSettings(
                 jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), serviceKeys: [serviceKey, "old-key"]),
-            subscriptions: settings)
+            subscriptions: settings, gifts: giftSettings)
         let outcome: Result<Void, any Error>
         do {
             try await LiveService.run(build: { try await buildApplication(configuration, logger: TestDatabase.logger, onServerRunning: $0) }) {
@@ -73,6 +78,14 @@ struct CreditsHarness: Sendable {
         await sync.stop()
         await jwks.stop()
         try outcome.get()
+    }
+
+    /// Sends a request with a bearer token for `user` with `email` and decodes the JSON answer.
+    func call(
+        _ method: HTTPRequest.Method, _ uri: String, as user: String, email: String, json: String? = nil
+    ) async throws -> (status: HTTPResponse.Status, body: JSONValue) {
+        let headers: HTTPFields = [.contentType: "application/json", .authorization: "Bearer \(try await token(user, email: email))"]
+        return try await caller.send(method, uri, headers: headers, body: json)
     }
 
     func token(_ user: String, role: String = "user", email: String? = nil) async throws -> String {

@@ -125,7 +125,7 @@ import TestSupport
             let stream = SSEProbe(
                 url: h.caller.baseURL + "/sync/app/stream?collections=t&since=\(Self.epoch)",
                 headers: [("Authorization", "Bearer \(try await h.token("dave"))")])
-            #expect(await stream.waitFor("heartbeat", count: 2, within: .seconds(3)).count >= 2)
+            #expect(await stream.waitFor("heartbeat", count: 2, within: .seconds(10)).count >= 2)
             let health = try await h.caller.sendText(.get, "/metrics").text
             #expect(health.contains("sync_sse_streams 1"), "\(health)")
             await stream.close()

@@ -1,7 +1,7 @@
 import Testing
 
 /// Waits until `condition` holds, checking every 50 ms; records a failure after `limit`.
-package func eventually(within limit: Duration = .seconds(5), _ condition: @Sendable () async throws -> Bool) async throws {
+package func eventually(within limit: Duration = .seconds(10), _ condition: @Sendable () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + limit
     while ContinuousClock.now < deadline {
         if try await condition() { return }

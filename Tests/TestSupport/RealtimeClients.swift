@@ -65,7 +65,7 @@ package final class WSProbe: Sendable {
     }
 
     /// The first message matching `match` (waiting up to `limit`), or nil.
-    package func waitFor(within limit: Duration = .seconds(5), _ match: (JSONValue) -> Bool) async -> JSONValue? {
+    package func waitFor(within limit: Duration = .seconds(10), _ match: (JSONValue) -> Bool) async -> JSONValue? {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             if let found = received.first(where: match) { return found }
@@ -75,7 +75,7 @@ package final class WSProbe: Sendable {
     }
 
     /// The close frame the server sent, waiting up to `limit`; nil when still open.
-    package func closeFrame(within limit: Duration = .seconds(5)) async -> WebSocketCloseFrame?? {
+    package func closeFrame(within limit: Duration = .seconds(10)) async -> WebSocketCloseFrame?? {
         guard await finishes(task, within: limit) else { return nil }
         return .some(try? await task.value)
     }
@@ -131,7 +131,7 @@ package final class SSEProbe: Sendable {
     package var statusCode: Int? { status.withLock { $0 } }
 
     /// Waits until `count` events of `name` arrived (up to `limit`); returns them.
-    package func waitFor(_ name: String, count: Int = 1, within limit: Duration = .seconds(5)) async -> [Event] {
+    package func waitFor(_ name: String, count: Int = 1, within limit: Duration = .seconds(10)) async -> [Event] {
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
             let matching = received.filter { $0.name == name }

@@ -24,6 +24,8 @@ struct LedgerRepository: Sendable {
         let description: String
         let idempotencyKey: String?
         let metadata: JSONValue?
+        /// `usage` for spending; `gift` for the credits a gift code reserves.
+        var type = "usage"
     }
 
     // MARK: Reading
@@ -67,7 +69,7 @@ struct LedgerRepository: Sendable {
         if let key = request.idempotencyKey,
             let earlier = try await Self.transaction(userID: request.userID, idempotencyKey: key, on: connection, logger: logger)
         {
-            guard earlier.type == "usage", earlier.amount == -request.amount else {
+            guard earlier.type == request.type, earlier.amount == -request.amount else {
                 throw APIError.conflict(
                     "idempotencyKey was already used for a different transaction",
                     details: ["field": "idempotencyKey", "amount": .number(Double(-earlier.amount))])
@@ -87,9 +89,17 @@ struct LedgerRepository: Sendable {
                 updated_at = now() WHERE user_id = \(request.userID)
             """, logger: logger)
         let transaction = try await Self.insert(
-            userID: request.userID, type: "usage", amount: -request.amount, before: available, appID: request.appID,
+            userID: request.userID, type: request.type, amount: -request.amount, before: available, appID: request.appID,
             description: request.description, metadata: request.metadata, idempotencyKey: request.idempotencyKey,
             on: connection, logger: logger)
+        if request.type == "usage" {
+            try await recordUsage(request, on: connection, logger: logger)
+        }
+        let balance = try await Self.balance(request.userID, on: connection, logger: logger)
+        return Debit(transaction: transaction, balance: balance, repeated: false)
+    }
+
+    private static func recordUsage(_ request: DebitRequest, on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query(
             """
             INSERT INTO credits.usage_stats (user_id, app_id, day, credits_used, transactions)
@@ -98,8 +108,6 @@ struct LedgerRepository: Sendable {
                 credits_used = credits.usage_stats.credits_used + EXCLUDED.credits_used,
                 transactions = credits.usage_stats.transactions + 1
             """, logger: logger)
-        let balance = try await Self.balance(request.userID, on: connection, logger: logger)
-        return Debit(transaction: transaction, balance: balance, repeated: false)
     }
 
     /// Credits `amount` (refund, purchase, gift), creating the balance row if needed.

@@ -1,0 +1,49 @@
+import Foundation
+import Synchronization
+
+/// A token bucket per key (client address, user id): `limit` requests per `window`, refilled
+/// continuously. In memory, per replica. Keys idle for a full window are forgotten, so the
+/// table stays small.
+package final class RateLimiter: Sendable {
+    private struct Bucket {
+        var tokens: Double
+        var updated: ContinuousClock.Instant
+    }
+
+    package let limit: Int
+    package let window: Duration
+    private let buckets = Mutex<(entries: [String: Bucket], sweep: ContinuousClock.Instant)>(([:], .now))
+
+    package init(limit: Int, per window: Duration) {
+        self.limit = limit
+        self.window = window
+    }
+
+    /// Takes one token for `key`; throws 429 with `Retry-After` (whole seconds until a token is
+    /// back) when the bucket is empty.
+    package func take(_ key: String, what: String) throws {
+        let now = ContinuousClock.now
+        let windowSeconds = Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18
+        let rate = Double(limit) / windowSeconds
+        let wait: Double? = buckets.withLock { state in
+            if now - state.sweep > window {
+                state.entries = state.entries.filter { now - $0.value.updated < window }
+                state.sweep = now
+            }
+            var bucket = state.entries[key] ?? Bucket(tokens: Double(limit), updated: now)
+            let elapsed = now - bucket.updated
+            bucket.tokens = min(Double(limit), bucket.tokens + rate * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+            bucket.updated = now
+            defer { state.entries[key] = bucket }
+            guard bucket.tokens >= 1 else { return (1 - bucket.tokens) / rate }
+            bucket.tokens -= 1
+            return nil
+        }
+        if let wait {
+            let seconds = max(1, Int(wait.rounded(.up)))
+            throw APIError(
+                .tooManyRequests, message: "too many \(what); try again in \(seconds) s",
+                details: ["retryAfter": .number(Double(seconds))], headers: [.retryAfter: String(seconds)])
+        }
+    }
+}

@@ -1,0 +1,164 @@
+import Foundation
+import HTTPKit
+import HTTPTypes
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import SharedAuth
+
+/// The gift code routes under `/api/v1/gifts` (lookup public, the rest JWT) and
+/// `/api/v1/internal/gifts` (service key).
+struct GiftController: Sendable {
+    let gifts: GiftRepository
+    let body: BodyDecoder
+    let settings: GiftSettings
+    let lookupLimiter: RateLimiter
+    let redeemLimiter: RateLimiter
+
+    init(gifts: GiftRepository, body: BodyDecoder, settings: GiftSettings) {
+        self.gifts = gifts
+        self.body = body
+        self.settings = settings
+        lookupLimiter = RateLimiter(limit: settings.lookupLimit, per: .seconds(60))
+        redeemLimiter = RateLimiter(limit: settings.redeemLimit, per: .seconds(60))
+    }
+
+    func addPublicRoutes(to group: RouterGroup<AppRequestContext>) {
+        group.get(":code") { request, context in
+            try lookupLimiter.take("address:\(address(request, context))", what: "gift code lookups")
+            let code = context.parameters.get("code") ?? ""
+            guard let gift = try await gifts.lookup(code: code) else { throw APIError.notFound("no gift code \(code.uppercased().prefix(40))") }
+            return try JSONResponse(gift.publicJSON)
+        }
+    }
+
+    func addUserRoutes(to group: RouterGroup<AppRequestContext>) {
+        group.post("") { request, context in
+            let user = try context.requireUser()
+            let input = try Self.newGift(try await object(request))
+            let gift = try await gifts.create(input, by: user)
+            return try JSONResponse(gift.ownerJSON, status: .created)
+        }
+        group.get("me/created") { _, context in
+            try JSONResponse(JSONValue.array(try await gifts.created(by: try context.requireUser().id).map(\.ownerJSON)))
+        }
+        group.get("me/received") { _, context in
+            try JSONResponse(JSONValue.array(try await gifts.received(by: try context.requireUser().id)))
+        }
+        group.post(":code/redeem") { request, context in
+            let user = try context.requireUser()
+            try redeemLimiter.take("user:\(user.id)", what: "redeem attempts")
+            try redeemLimiter.take("address:\(address(request, context))", what: "redeem attempts")
+            let fields = try await optionalObject(request)
+            let appID = fields["sourceAppId"]?.stringValue ?? fields["appId"]?.stringValue ?? request.headers[.appID]
+            let redemption = try await gifts.redeem(
+                code: context.parameters.get("code") ?? "", for: user, sourceAppID: appID.map { String($0.prefix(64)) })
+            return try JSONResponse([
+                "success": true, "creditsReceived": .number(Double(redemption.credits)),
+                "message": redemption.message.map(JSONValue.string) ?? .null,
+                "creatorName": redemption.creatorName.map(JSONValue.string) ?? .null,
+            ] as JSONValue)
+        }
+        // The same parameter name as the lookup's: one path node, one name.
+        group.delete(":code") { _, context in
+            let refunded = try await gifts.cancel(id: context.parameters.get("code") ?? "", by: try context.requireUser().id)
+            return try JSONResponse(["success": true, "refundedCredits": .number(Double(refunded))] as JSONValue)
+        }
+    }
+
+    func addInternalRoutes(to group: RouterGroup<AppRequestContext>) {
+        group.post("redeem-pending") { request, _ in
+            let fields = try await object(request)
+            guard let userID = fields["userId"]?.stringValue, !userID.isEmpty, userID.utf8.count <= 200 else {
+                throw APIError.badRequest("userId must be 1-200 characters", field: "userId")
+            }
+            guard let email = fields["email"]?.stringValue, GiftCode.isValidEmail(email) else {
+                throw APIError.badRequest("email must be a valid email address", field: "email")
+            }
+            let (redeemed, credits) = try await gifts.redeemPending(userID: userID, email: email)
+            return try JSONResponse(["redeemed": .number(Double(redeemed)), "totalCredits": .number(Double(credits))] as JSONValue)
+        }
+    }
+
+    // MARK: Input
+
+    private func object(_ request: Request) async throws -> [String: JSONValue] {
+        let json = try BodyDecoder.decode(JSONValue.self, from: Data(buffer: try await body.collect(request)))
+        guard let object = json.objectValue else { throw APIError.badRequest("request body must be a JSON object") }
+        return object
+    }
+
+    private func optionalObject(_ request: Request) async throws -> [String: JSONValue] {
+        let buffer = try await body.collect(request)
+        guard buffer.readableBytes > 0 else { return [:] }
+        let json = try BodyDecoder.decode(JSONValue.self, from: Data(buffer: buffer))
+        guard let object = json.objectValue else { throw APIError.badRequest("request body must be a JSON object") }
+        return object
+    }
+
+    /// The client address for rate limits.
+    private func address(_ request: Request, _ context: AppRequestContext) -> String {
+        if settings.trustForwardedFor, let forwarded = request.headers[HTTPField.Name("X-Forwarded-For")!]?.split(separator: ",").first {
+            return forwarded.trimmingCharacters(in: .whitespaces)
+        }
+        return context.remoteAddress?.ipAddress ?? "unknown"
+    }
+
+    static func newGift(_ fields: [String: JSONValue]) throws -> GiftRepository.NewGift {
+        let creditsField = fields["credits"] != nil ? "credits" : "totalCredits"
+        guard case .number(let credits)? = fields[creditsField], credits == credits.rounded(), (1...10_000).contains(credits) else {
+            throw APIError.badRequest("\(creditsField) must be a whole number from 1 to 10000", field: creditsField)
+        }
+        let message = try optionalString(fields, "message", maximum: 500)
+        let creatorName = try optionalString(fields, "creatorName", maximum: 100)
+        let targetEmail = try optionalString(fields, "targetEmail", maximum: 254)
+        let type = try optionalString(fields, "type", maximum: 20) ?? (targetEmail == nil ? "simple" : "personalized")
+        guard type == "simple" || type == "personalized" else {
+            throw APIError.badRequest("type must be simple or personalized", field: "type")
+        }
+        if type == "personalized" {
+            guard let targetEmail, GiftCode.isValidEmail(targetEmail) else {
+                throw APIError.badRequest("a personalized gift needs a valid targetEmail", field: "targetEmail")
+            }
+        } else if targetEmail != nil {
+            throw APIError.badRequest("targetEmail is only for personalized gifts", field: "targetEmail")
+        }
+        var days = 90
+        if let value = fields["expirationDays"], value != .null {
+            guard case .number(let number) = value, number == number.rounded(), (1...365).contains(number) else {
+                throw APIError.badRequest("expirationDays must be a whole number from 1 to 365", field: "expirationDays")
+            }
+            days = Int(number)
+        }
+        return .init(
+            credits: Int64(credits), message: message, type: type, targetEmail: targetEmail, expirationDays: days, creatorName: creatorName)
+    }
+
+    private static func optionalString(_ fields: [String: JSONValue], _ name: String, maximum: Int) throws -> String? {
+        guard let value = fields[name], value != .null else { return nil }
+        guard case .string(let text) = value else { throw APIError.badRequest("\(name) must be a string", field: name) }
+        guard text.count <= maximum else { throw APIError.badRequest("\(name) must be at most \(maximum) characters", field: name) }
+        return text.isEmpty ? nil : text
+    }
+}
+
+/// Expires gift codes on an interval (first run at start); stops on graceful shutdown.
+struct GiftExpiryService: Service {
+    let gifts: GiftRepository
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let expired = try await gifts.expire()
+                    if expired > 0 { logger.info("expired gift codes refunded", metadata: ["count": "\(expired)"]) }
+                } catch {
+                    logger.error("gift expiry run failed", metadata: ["error": "\(String(reflecting: error))"])
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}

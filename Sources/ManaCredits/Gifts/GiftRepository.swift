@@ -1,0 +1,246 @@
+import Foundation
+import HTTPKit
+import Logging
+import PostgresNIO
+import SharedAuth
+
+/// Gift codes: creating reserves the creator's credits, one redemption moves them to the
+/// redeemer, cancelling or expiry gives them back; each step is one transaction with its
+/// ledger entries.
+struct GiftRepository: Sendable {
+    let client: PostgresClient
+    let baseURL: String
+    let logger: Logger
+
+    struct NewGift: Sendable {
+        let credits: Int64
+        let message: String?
+        let type: String
+        let targetEmail: String?
+        let expirationDays: Int
+        let creatorName: String?
+    }
+
+    // MARK: Creating
+
+    func create(_ gift: NewGift, by creator: AuthenticatedUser) async throws -> GiftCode {
+        try await client.withTransaction(logger: logger) { connection in
+            let debit = try await LedgerRepository.debit(
+                .init(
+                    userID: creator.id, amount: gift.credits, appID: "gifts", description: "Gift code",
+                    idempotencyKey: nil, metadata: ["type": .string(gift.type)], type: "gift"),
+                on: connection, logger: logger)
+            for _ in 0..<8 {
+                let code = GiftCode.generate()
+                let rows = try await connection.query(
+                    """
+                    INSERT INTO gifts.gift_codes (code, short_url, creator_id, creator_name, total_credits, type, target_email, message,
+                        expires_at, reservation_transaction_id)
+                    VALUES (\(code), \(baseURL + "/g/" + code), \(creator.id), \(gift.creatorName), \(gift.credits), \(gift.type),
+                        \(gift.targetEmail), \(gift.message), now() + make_interval(days => \(gift.expirationDays)::int),
+                        \(debit.transaction.id)::uuid)
+                    ON CONFLICT (code) DO NOTHING
+                    RETURNING \(unescaped: GiftCode.columns)
+                    """, logger: logger)
+                for try await row in rows.decode(GiftCode.Row.self) { return GiftCode(row) }
+            }
+            throw APIError(.internalServerError, message: "could not draw an unused gift code")
+        }
+    }
+
+    // MARK: Reading
+
+    func lookup(code: String) async throws -> GiftCode? {
+        try await client.withConnection { connection in
+            try await Self.code(code, forUpdate: false, on: connection, logger: logger)
+        }
+    }
+
+    private static func code(_ code: String, forUpdate: Bool, on connection: PostgresConnection, logger: Logger) async throws -> GiftCode? {
+        let normalized = code.uppercased()
+        let query: PostgresQuery =
+            forUpdate
+            ? "SELECT \(unescaped: GiftCode.columns) FROM gifts.gift_codes WHERE code = \(normalized) FOR UPDATE"
+            : "SELECT \(unescaped: GiftCode.columns) FROM gifts.gift_codes WHERE code = \(normalized)"
+        for try await row in try await connection.query(query, logger: logger).decode(GiftCode.Row.self) { return GiftCode(row) }
+        return nil
+    }
+
+    func created(by userID: String) async throws -> [GiftCode] {
+        try await client.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT \(unescaped: GiftCode.columns) FROM gifts.gift_codes WHERE creator_id = \(userID)
+                ORDER BY created_at DESC, id LIMIT 200
+                """, logger: logger
+            ).decode(GiftCode.Row.self).reduce(into: []) { $0.append(GiftCode($1)) }
+        }
+    }
+
+    func received(by userID: String) async throws -> [JSONValue] {
+        try await client.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT r.id::text, c.code, r.credits_received, c.creator_name, c.message, r.created_at
+                FROM gifts.gift_redemptions r JOIN gifts.gift_codes c ON c.id = r.gift_code_id
+                WHERE r.redeemer_user_id = \(userID) AND r.status = 'success'
+                ORDER BY r.created_at DESC LIMIT 200
+                """, logger: logger
+            ).decode((String, String, Int64, String?, String?, Date).self).reduce(into: []) { list, row in
+                list.append([
+                    "id": .string(row.0), "code": .string(row.1), "creditsReceived": .number(Double(row.2)),
+                    "creatorName": row.3.map(JSONValue.string) ?? .null, "message": row.4.map(JSONValue.string) ?? .null,
+                    "redeemedAt": .string(Timestamp.iso8601(row.5)),
+                ])
+            }
+        }
+    }
+
+    // MARK: Redeeming
+
+    struct Redemption: Sendable {
+        let credits: Int64
+        let creatorName: String?
+        let message: String?
+    }
+
+    /// Redeems `code` for `user`. Every attempt on an existing code is recorded; a failed one
+    /// is committed before its error is thrown.
+    func redeem(code: String, for user: AuthenticatedUser, sourceAppID: String?) async throws -> Redemption {
+        enum Outcome: Sendable {
+            case redeemed(Redemption)
+            case failed(APIError)
+        }
+        let outcome: Outcome = try await client.withTransaction(logger: logger) { connection in
+            guard let gift = try await Self.code(code, forUpdate: true, on: connection, logger: logger) else {
+                throw APIError.notFound("no gift code \(code.uppercased().prefix(40))")
+            }
+            if let failure = try await Self.failure(of: gift, for: user, on: connection, logger: logger) {
+                try await connection.query(
+                    """
+                    INSERT INTO gifts.gift_redemptions (gift_code_id, redeemer_user_id, status, source_app_id)
+                    VALUES (\(gift.id)::uuid, \(user.id), \(failure.status), \(sourceAppID))
+                    """, logger: logger)
+                return .failed(failure.error)
+            }
+            let (transaction, _) = try await LedgerRepository.credit(
+                userID: user.id, amount: gift.totalCredits, kind: .gift, appID: sourceAppID ?? "gifts",
+                description: "Gift code \(gift.code)", metadata: ["giftCodeId": .string(gift.id)], on: connection, logger: logger)
+            try await connection.query(
+                """
+                INSERT INTO gifts.gift_redemptions (gift_code_id, redeemer_user_id, status, credits_received, credit_transaction_id, source_app_id)
+                VALUES (\(gift.id)::uuid, \(user.id), 'success', \(gift.totalCredits), \(transaction.id)::uuid, \(sourceAppID))
+                """, logger: logger)
+            try await connection.query(
+                "UPDATE gifts.gift_codes SET status = 'depleted', redeemed = true, updated_at = now() WHERE id = \(gift.id)::uuid",
+                logger: logger)
+            return .redeemed(Redemption(credits: gift.totalCredits, creatorName: gift.creatorName, message: gift.message))
+        }
+        switch outcome {
+        case .redeemed(let redemption): return redemption
+        case .failed(let error): throw error
+        }
+    }
+
+    /// Why `user` may not redeem `gift` (its redemption status and the answer), or nil.
+    private static func failure(of gift: GiftCode, for user: AuthenticatedUser, on connection: PostgresConnection, logger: Logger)
+        async throws -> (status: String, error: APIError)?
+    {
+        if gift.type == "personalized", gift.targetEmail?.lowercased() != user.email?.lowercased() {
+            return ("failed_wrong_user", .forbidden("this gift code is meant for someone else"))
+        }
+        switch gift.effectiveStatus() {
+        case "active":
+            return nil
+        case "depleted":
+            let mine = try await connection.query(
+                """
+                SELECT count(*) FROM gifts.gift_redemptions
+                WHERE gift_code_id = \(gift.id)::uuid AND redeemer_user_id = \(user.id) AND status = 'success'
+                """, logger: logger
+            ).decode(Int.self).reduce(0, +)
+            return mine > 0
+                ? ("failed_already_claimed", .badRequest("you have already redeemed this gift code"))
+                : ("failed_depleted", .badRequest("this gift code has already been redeemed"))
+        case "expired":
+            return ("failed_expired", .badRequest("this gift code has expired"))
+        default:  // cancelled, refunded: its credits went back to the creator
+            return ("failed_depleted", .badRequest("this gift code is no longer active"))
+        }
+    }
+
+    /// Redeems every active personalized gift for `email` to a newly registered user.
+    func redeemPending(userID: String, email: String) async throws -> (redeemed: Int, credits: Int64) {
+        let codes = try await client.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT code FROM gifts.gift_codes
+                WHERE type = 'personalized' AND status = 'active' AND lower(target_email) = lower(\(email)) AND expires_at > now()
+                ORDER BY created_at
+                """, logger: logger
+            ).decode(String.self).reduce(into: [String]()) { $0.append($1) }
+        }
+        var redeemed = 0
+        var credits: Int64 = 0
+        let user = AuthenticatedUser(id: userID, email: email)
+        for code in codes {
+            do {
+                credits += try await redeem(code: code, for: user, sourceAppID: "mana-auth").credits
+                redeemed += 1
+            } catch let error as APIError where error.status.code < 500 {
+                logger.info("a pending gift could not be redeemed", metadata: ["code": "\(code)", "reason": "\(error.message)"])
+            }
+        }
+        return (redeemed, credits)
+    }
+
+    // MARK: Giving back
+
+    /// Cancels the creator's active code and refunds it: 404 for someone else's or an unknown
+    /// id, 400 when it is no longer active.
+    func cancel(id: String, by userID: String) async throws -> Int64 {
+        guard UUID(uuidString: id) != nil else { throw APIError.notFound("no gift code with this id") }
+        return try await client.withTransaction(logger: logger) { connection in
+            let rows = try await connection.query(
+                "SELECT \(unescaped: GiftCode.columns) FROM gifts.gift_codes WHERE id = \(id)::uuid FOR UPDATE", logger: logger)
+            var found: GiftCode?
+            for try await row in rows.decode(GiftCode.Row.self) { found = GiftCode(row) }
+            guard let gift = found, gift.creatorID == userID else { throw APIError.notFound("no gift code with this id") }
+            guard gift.status == "active" else { throw APIError.badRequest("only an active gift code can be cancelled; this one is \(gift.status)") }
+            try await Self.giveBack(gift, status: "cancelled", reason: "Gift code \(gift.code) cancelled", on: connection, logger: logger)
+            return gift.totalCredits
+        }
+    }
+
+    /// Marks active codes past their expiry `expired` and refunds their creators, each once:
+    /// rows are taken with `FOR UPDATE SKIP LOCKED` and the status changes in the refund's
+    /// transaction, so concurrent runs (one or several replicas) never refund twice.
+    func expire(batchSize: Int = 100) async throws -> Int {
+        var expired = 0
+        while true {
+            let count = try await client.withTransaction(logger: logger) { connection -> Int in
+                let rows = try await connection.query(
+                    """
+                    SELECT \(unescaped: GiftCode.columns) FROM gifts.gift_codes
+                    WHERE status = 'active' AND expires_at <= now()
+                    ORDER BY expires_at LIMIT \(batchSize) FOR UPDATE SKIP LOCKED
+                    """, logger: logger)
+                let gifts = try await rows.decode(GiftCode.Row.self).reduce(into: [GiftCode]()) { $0.append(GiftCode($1)) }
+                for gift in gifts {
+                    try await Self.giveBack(gift, status: "expired", reason: "Gift code \(gift.code) expired", on: connection, logger: logger)
+                }
+                return gifts.count
+            }
+            expired += count
+            if count < batchSize { return expired }
+        }
+    }
+
+    private static func giveBack(_ gift: GiftCode, status: String, reason: String, on connection: PostgresConnection, logger: Logger) async throws {
+        _ = try await LedgerRepository.credit(
+            userID: gift.creatorID, amount: gift.totalCredits, kind: .refund, appID: "gifts", description: reason,
+            metadata: ["giftCodeId": .string(gift.id)], on: connection, logger: logger)
+        try await connection.query(
+            "UPDATE gifts.gift_codes SET status = \(status), updated_at = now() WHERE id = \(gift.id)::uuid", logger: logger)
+    }
+}

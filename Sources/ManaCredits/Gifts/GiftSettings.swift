@@ -1,0 +1,38 @@
+import HTTPKit
+
+/// Gift code links, expiry schedule and rate limits.
+struct GiftSettings: Sendable {
+    var baseURL = "https://mana.how"
+    /// Time between expiry runs in this process; nil switches the job off.
+    var expiryInterval: Duration? = .seconds(3600)
+    /// Public lookups per minute and client address.
+    var lookupLimit = 30
+    /// Redeem attempts per minute, per user and per client address.
+    var redeemLimit = 10
+    /// Take the client address from the first `X-Forwarded-For` entry (behind a trusted proxy).
+    var trustForwardedFor = false
+
+    enum Variables {
+        static let baseURL = EnvironmentVariable("BASE_URL", default: "https://mana.how", help: "public web address; gift links are {BASE_URL}/g/{code}")
+        static let expiryInterval = EnvironmentVariable(
+            "GIFT_EXPIRY_INTERVAL", default: "3600", help: "seconds between gift expiry runs in this process; 0 switches it off")
+        static let lookupLimit = EnvironmentVariable(
+            "GIFT_LOOKUP_LIMIT", default: "30", help: "public gift code lookups per minute and client address")
+        static let redeemLimit = EnvironmentVariable(
+            "GIFT_REDEEM_LIMIT", default: "10", help: "gift redeem attempts per minute, per user and per client address")
+        static let trustForwardedFor = EnvironmentVariable(
+            "TRUST_FORWARDED_FOR", default: "false", help: "rate-limit by the first X-Forwarded-For address (only behind a proxy that sets it)")
+        static let all = [baseURL, expiryInterval, lookupLimit, redeemLimit, trustForwardedFor]
+    }
+
+    init() {}
+
+    init(reading reader: inout ConfigReader) {
+        baseURL = reader.url(Variables.baseURL)
+        let interval = reader.seconds(Variables.expiryInterval, in: 0...604_800)
+        expiryInterval = interval == .zero ? nil : interval
+        lookupLimit = reader.int(Variables.lookupLimit, in: 1...100_000)
+        redeemLimit = reader.int(Variables.redeemLimit, in: 1...100_000)
+        trustForwardedFor = reader.bool(Variables.trustForwardedFor)
+    }
+}
