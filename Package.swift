@@ -74,6 +74,7 @@ let package = Package(
         .executableTarget(
             name: "ManaCredits",
             dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
                 "HTTPKit", "SharedAuth",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),

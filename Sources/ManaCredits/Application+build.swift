@@ -49,6 +49,11 @@ func buildApplication(
     if let interval = settings.chargeInterval {
         chassis.addService(RecurringChargeService(subscriptions: subscriptions, interval: interval, metrics: metrics, logger: chassis.logger))
     }
+    let purchaseRoutes = PurchaseController(
+        purchases: PurchaseService(client: chassis.database, settings: configuration.stripe, packages: packages, logger: chassis.logger),
+        body: chassis.body, settings: configuration.stripe, metrics: metrics)
+    purchaseRoutes.addUserRoutes(to: chassis.router.group("api/v1/credits").add(middleware: auth.userMiddleware()))
+    purchaseRoutes.addWebhookRoutes(to: chassis.router.group("api/v1/webhooks"))
     let gifts = GiftRepository(client: chassis.database, baseURL: configuration.gifts.baseURL, logger: chassis.logger)
     let giftRoutes = GiftController(gifts: gifts, body: chassis.body, settings: configuration.gifts)
     giftRoutes.addPublicRoutes(to: chassis.router.group("api/v1/gifts"))

@@ -7,6 +7,7 @@ struct CreditsConfiguration: Sendable {
     var auth: AuthSettings
     var subscriptions = SubscriptionSettings()
     var gifts = GiftSettings()
+    var stripe = StripeSettings()
 
     static let serviceName = "mana-credits"
 
@@ -15,7 +16,7 @@ struct CreditsConfiguration: Sendable {
         ChassisSettings.variables(defaultPort: 3061, defaultDatabase: "mana_credits") + [
             Variables.authURL, Variables.jwksURL, Variables.issuer, Variables.audience,
             AuthSettings.Variables.refresh, AuthSettings.Variables.leeway, AuthSettings.Variables.serviceKey,
-        ] + SubscriptionSettings.Variables.all + GiftSettings.Variables.all
+        ] + SubscriptionSettings.Variables.all + GiftSettings.Variables.all + StripeSettings.Variables.all
     }
 
     enum Variables {
@@ -28,8 +29,9 @@ struct CreditsConfiguration: Sendable {
 
     init(
         chassis: ChassisSettings, auth: AuthSettings, subscriptions: SubscriptionSettings = SubscriptionSettings(),
-        gifts: GiftSettings = GiftSettings()
+        gifts: GiftSettings = GiftSettings(), stripe: StripeSettings = StripeSettings()
     ) {
+        self.stripe = stripe
         self.chassis = chassis
         self.auth = auth
         self.subscriptions = subscriptions
@@ -48,5 +50,6 @@ struct CreditsConfiguration: Sendable {
             audience: reader.string(Variables.audience))
         subscriptions = SubscriptionSettings(reading: &reader)
         gifts = GiftSettings(reading: &reader)
+        stripe = StripeSettings(reading: &reader)
     }
 }

@@ -25,6 +25,7 @@ struct CreditsHarness: Sendable {
     static func run(
         subscriptions adjust: @Sendable (inout SubscriptionSettings) -> Void = { _ in },
         gifts adjustGifts: @Sendable (inout GiftSettings) -> Void = { _ in },
+        stripe adjustStripe: @Sendable (inout StripeSettings) -> Void = { _ in },
         _ test: @Sendable (CreditsHarness) async throws -> Void
     ) async throws {
         let key = try DevelopmentSigningKey(kid: "credits-test")
@@ -58,11 +59,13 @@ struct CreditsHarness: Sendable {
         giftSettings.baseURL = "https://gifts.test"
         giftSettings.expiryInterval = nil
         adjustGifts(&giftSettings)
+        var stripeSettings = StripeSettings()
+        adjustStripe(&stripeSettings)
         let configuration = CreditsConfiguration(
             chassis: TestDatabase.settings(serviceName: "mana-credits", database: database),
             auth: AuthSettings(
                 jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), serviceKeys: [serviceKey, "old-key"]),
-            subscriptions: settings, gifts: giftSettings)
+            subscriptions: settings, gifts: giftSettings, stripe: stripeSettings)
         let outcome: Result<Void, any Error>
         do {
             try await LiveService.run(build: { try await buildApplication(configuration, logger: TestDatabase.logger, onServerRunning: $0) }) {
