@@ -47,7 +47,7 @@ func buildApplication(
                 retryMax: settings.outboxRetryMax),
             serviceKey: serviceKey, signal: outboxSignal, metrics: metrics, logger: chassis.logger))
     if let interval = settings.chargeInterval {
-        chassis.addService(RecurringChargeService(subscriptions: subscriptions, interval: interval, metrics: metrics, logger: chassis.logger))
+        chassis.addService(RecurringCharge.service(subscriptions, every: interval, metrics: metrics, logger: chassis.logger))
     }
     let purchaseRoutes = PurchaseController(
         purchases: PurchaseService(client: chassis.database, settings: configuration.stripe, packages: packages, logger: chassis.logger),
@@ -60,7 +60,7 @@ func buildApplication(
     giftRoutes.addUserRoutes(to: chassis.router.group("api/v1/gifts").add(middleware: auth.userMiddleware()))
     giftRoutes.addInternalRoutes(to: chassis.router.group("api/v1/internal/gifts").add(middleware: auth.serviceKeyMiddleware()))
     if let interval = configuration.gifts.expiryInterval {
-        chassis.addService(GiftExpiryService(gifts: gifts, interval: interval, logger: chassis.logger))
+        chassis.addService(GiftExpiry.service(gifts, every: interval, logger: chassis.logger))
     }
     return chassis.makeApplication(migrations: try CreditsMigrations.all(), onServerRunning: onServerRunning)
 }

@@ -3,7 +3,6 @@ import HTTPKit
 import HTTPTypes
 import Hummingbird
 import Logging
-import ServiceLifecycle
 import SharedAuth
 
 /// The gift code routes under `/api/v1/gifts` (lookup public, the rest JWT) and
@@ -143,21 +142,14 @@ struct GiftController: Sendable {
 }
 
 /// Expires gift codes on an interval (first run at start); stops on graceful shutdown.
-struct GiftExpiryService: Service {
-    let gifts: GiftRepository
-    let interval: Duration
-    let logger: Logger
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    let expired = try await gifts.expire()
-                    if expired > 0 { logger.info("expired gift codes refunded", metadata: ["count": "\(expired)"]) }
-                } catch {
-                    logger.error("gift expiry run failed", metadata: ["error": "\(String(reflecting: error))"])
-                }
-                try? await Task.sleep(for: interval)
+enum GiftExpiry {
+    static func service(_ gifts: GiftRepository, every interval: Duration, logger: Logger) -> PeriodicService {
+        PeriodicService(every: interval) {
+            do {
+                let expired = try await gifts.expire()
+                if expired > 0 { logger.info("expired gift codes refunded", metadata: ["count": "\(expired)"]) }
+            } catch {
+                logger.error("gift expiry run failed", metadata: ["error": "\(String(reflecting: error))"])
             }
         }
     }

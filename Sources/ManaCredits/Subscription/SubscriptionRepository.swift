@@ -46,7 +46,11 @@ struct SubscriptionRepository: Sendable {
             forUpdate
             ? "SELECT \(unescaped: columns) FROM credits.sync_subscriptions WHERE user_id = \(userID) FOR UPDATE"
             : "SELECT \(unescaped: columns) FROM credits.sync_subscriptions WHERE user_id = \(userID)"
-        let rows = try await connection.query(query, logger: logger)
+        return try await first(try await connection.query(query, logger: logger))
+    }
+
+    /// The first row of a `SELECT columns …`, as a subscription.
+    private static func first(_ rows: PostgresRowSequence) async throws -> Subscription? {
         for try await row in rows.decode((String, Bool, String, Int64, Date?, Date?, Date?, Bool, String?, Date?).self) {
             var subscription = Subscription(userID: row.0)
             subscription.active = row.1
@@ -217,21 +221,13 @@ struct SubscriptionRepository: Sendable {
 
     private func renew(userID: String, now: Date) async throws -> Renewal {
         let outcome: Renewal = try await client.withTransaction(logger: logger) { connection in
-            let rows = try await connection.query(
-                """
-                SELECT \(unescaped: Self.columns) FROM credits.sync_subscriptions
-                WHERE user_id = \(userID) AND active AND NOT is_gifted AND next_charge_at <= \(now)
-                FOR UPDATE SKIP LOCKED
-                """, logger: logger)
-            var found: Subscription?
-            for try await row in rows.decode((String, Bool, String, Int64, Date?, Date?, Date?, Bool, String?, Date?).self) {
-                var s = Subscription(userID: row.0)
-                s.active = row.1
-                s.interval = BillingInterval(rawValue: row.2) ?? .monthly
-                s.activatedAt = row.4
-                s.nextChargeAt = row.5
-                found = s
-            }
+            let found = try await Self.first(
+                try await connection.query(
+                    """
+                    SELECT \(unescaped: Self.columns) FROM credits.sync_subscriptions
+                    WHERE user_id = \(userID) AND active AND NOT is_gifted AND next_charge_at <= \(now)
+                    FOR UPDATE SKIP LOCKED
+                    """, logger: logger))
             // Charged (or being charged) by another run.
             guard var subscription = found, let due = subscription.nextChargeAt else { return .skipped }
             let interval = subscription.interval
