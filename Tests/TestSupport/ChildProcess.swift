@@ -21,24 +21,8 @@ package final class ChildProcess: Sendable {
             throw ClusterError("\(path) is missing: build the products first (swift build)")
         }
         outputPath = NSTemporaryDirectory() + "/mana-child-\(UUID().uuidString).log"
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        // Nothing else of this process (listening sockets of servers under test above all) leaks into the child.
-        closeInheritedDescriptors(&actions)
         let merged = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        let env = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        let argv = ([path] + arguments).map { strdup($0) } + [nil]
-        defer {
-            env.forEach { free($0) }
-            argv.forEach { free($0) }
-        }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, path, &actions, nil, argv, env)
-        guard result == 0 else { throw ClusterError("cannot start \(path): error \(result)") }
+        let pid = try spawnProcess(path, arguments, environment: merged, outputPath: outputPath)
         self.pid = pid
     }
 

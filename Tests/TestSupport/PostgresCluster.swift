@@ -213,21 +213,31 @@ package actor PostgresCluster {
 
     /// Starts a program with stdin from /dev/null and stdout/stderr to `outputPath`.
     fileprivate static func spawn(_ executable: String, _ arguments: [String], outputPath: String) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        // Nothing else of this process (listening sockets of servers under test above all) leaks into the child.
-        closeInheritedDescriptors(&actions)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, nil, argv, environ)
-        guard result == 0 else { throw ClusterError("cannot start \(executable): error \(result)") }
-        return pid
+        try spawnProcess(executable, arguments, environment: nil, outputPath: outputPath)
     }
+}
+
+/// Starts a program with stdin from /dev/null, stdout and stderr to `outputPath`, and no
+/// other descriptor of this process; `environment` nil keeps this process's environment.
+func spawnProcess(_ executable: String, _ arguments: [String], environment: [String: String]?, outputPath: String) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    // Nothing else of this process (listening sockets of servers under test above all) leaks into the child.
+    closeInheritedDescriptors(&actions)
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    let env = environment.map { $0.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+    defer {
+        argv.forEach { free($0) }
+        env?.forEach { free($0) }
+    }
+    var pid: pid_t = 0
+    let result = env.map { posix_spawn(&pid, executable, &actions, nil, argv, $0) } ?? posix_spawn(&pid, executable, &actions, nil, argv, environ)
+    guard result == 0 else { throw ClusterError("cannot start \(executable): error \(result)") }
+    return pid
 }
 
 private let cleanupCommand = NIOLockedValueBox<String?>(nil)
