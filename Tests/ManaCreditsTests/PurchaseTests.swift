@@ -7,6 +7,16 @@ import TestSupport
 
 @testable import ManaCredits
 
+extension StripeStandIn {
+    /// The settings that point mana-credits at this stand-in.
+    func configure(_ settings: inout StripeSettings) {
+        settings.secretKey = Self.secretKey
+        settings.webhookSecret = Self.webhookSecret
+        settings.apiBase = server.baseURL
+        settings.timeout = .seconds(3)
+    }
+}
+
 @Suite(.timeLimit(.minutes(3))) struct PurchaseTests {
     /// Installs the default packages plus a declined-price one; returns name → id.
     static func packages(_ h: CreditsHarness) async throws -> [String: String] {

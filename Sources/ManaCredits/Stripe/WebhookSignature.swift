@@ -32,15 +32,6 @@ enum WebhookSignature {
         }
     }
 
-    /// A header as Stripe would send it (for tests and the local launcher).
-    static func header(payload: Data, secrets: [String], timestamp: Int) -> String {
-        let signed = Data("\(timestamp).".utf8) + payload
-        let signatures = secrets.map { secret in
-            HMAC<SHA256>.authenticationCode(for: signed, using: SymmetricKey(data: Data(secret.utf8))).map { String(format: "%02x", $0) }.joined()
-        }
-        return (["t=\(timestamp)"] + signatures.map { "v1=\($0)" }).joined(separator: ",")
-    }
-
     private static func hexBytes(_ text: String) -> Data? {
         guard text.count == 64 else { return nil }
         var bytes = Data(capacity: 32)

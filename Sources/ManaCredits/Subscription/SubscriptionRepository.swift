@@ -98,7 +98,7 @@ struct SubscriptionRepository: Sendable {
             try await Self.save(subscription, on: connection, logger: logger)
             return result
         }
-        notifier.invalidate(userID: userID)
+        await notifier.invalidate(userID: userID)
         return result
     }
 
@@ -261,7 +261,7 @@ struct SubscriptionRepository: Sendable {
         }
         if outcome == .paused {
             outbox.wake()
-            notifier.invalidate(userID: userID)
+            await notifier.invalidate(userID: userID)
         }
         return outcome
     }

@@ -1,26 +1,24 @@
+import Crypto
 import Foundation
 import HTTPKit
 import Hummingbird
 import Synchronization
-import TestSupport
-
-@testable import ManaCredits
 
 /// A loopback stand-in for the few Stripe endpoints mana-credits uses: form-encoded bodies,
 /// `Authorization: Bearer`, idempotency keys (a repeated key answers the first response),
 /// Stripe-shaped errors. A PaymentIntent of 666 cents is declined as a card error.
-final class StripeStandIn: Sendable {
-    static let secretKey = "sk_test_mana"
-    static let webhookSecret = "whsec_test_mana"
+package final class StripeStandIn: Sendable {
+    package static let secretKey = "sk_test_mana"
+    package static let webhookSecret = "whsec_test_mana"
 
     private final class State: Sendable {
         let value = Mutex<(counter: Int, byKey: [String: String], intents: [String: String])>((0, [:], [:]))
     }
 
-    let server: StandInServer
+    package let server: StandInServer
     private let state = State()
 
-    init() throws {
+    package init() throws {
         let state = self.state
         server = try StandInServer { router in
             router.post("v1/customers") { request, _ -> Response in
@@ -69,7 +67,7 @@ final class StripeStandIn: Sendable {
         return .json(body)
     }
 
-    static func parse(_ form: String) -> [String: String] {
+    package static func parse(_ form: String) -> [String: String] {
         var fields: [String: String] = [:]
         for pair in form.split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
@@ -79,20 +77,20 @@ final class StripeStandIn: Sendable {
         return fields
     }
 
-    /// The settings that point mana-credits at this stand-in.
-    func configure(_ settings: inout StripeSettings) {
-        settings.secretKey = Self.secretKey
-        settings.webhookSecret = Self.webhookSecret
-        settings.apiBase = server.baseURL
-        settings.timeout = .seconds(3)
-    }
-
     /// A webhook event for a PaymentIntent, signed as Stripe would sign it.
-    static func event(
+    package static func event(
         id: String, type: String, intent: String, purchaseID: String, secrets: [String] = [webhookSecret], age: Int = 0
     ) -> (body: String, signature: String) {
         let body = #"{"id":"\#(id)","object":"event","type":"\#(type)","data":{"object":{"id":"\#(intent)","object":"payment_intent","metadata":{"purchaseId":"\#(purchaseID)"}}}}"#
-        let signature = WebhookSignature.header(payload: Data(body.utf8), secrets: secrets, timestamp: Int(Date().timeIntervalSince1970) - age)
-        return (body, signature)
+        return (body, signature(payload: Data(body.utf8), secrets: secrets, timestamp: Int(Date().timeIntervalSince1970) - age))
+    }
+
+    /// A `Stripe-Signature` header as Stripe computes it: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">` per secret.
+    package static func signature(payload: Data, secrets: [String], timestamp: Int) -> String {
+        let signed = Data("\(timestamp).".utf8) + payload
+        let signatures = secrets.map { secret in
+            HMAC<SHA256>.authenticationCode(for: signed, using: SymmetricKey(data: Data(secret.utf8))).map { String(format: "%02x", $0) }.joined()
+        }
+        return (["t=\(timestamp)"] + signatures.map { "v1=\($0)" }).joined(separator: ",")
     }
 }
