@@ -69,7 +69,7 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            resources: [.copy("Migrations")]
+            resources: [.copy("Migrations"), .copy("OpenAPI")]
         ),
         .executableTarget(
             name: "ManaCredits",
@@ -80,7 +80,7 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            resources: [.copy("Migrations")]
+            resources: [.copy("Migrations"), .copy("OpenAPI")]
         ),
         .target(
             name: "TestSupport",

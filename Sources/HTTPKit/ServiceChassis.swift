@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 import HummingbirdCore
 import Logging
@@ -51,6 +52,14 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
             serviceName: settings.serviceName, database: database, metrics: metrics, healthDetails: healthDetails
         ).addRoutes(to: router)
         self.router = router
+    }
+
+    /// Serves the service's OpenAPI document at `GET /openapi.json` (read once, at start).
+    package func serveOpenAPI(_ url: URL?) {
+        let document = url.flatMap { try? Data(contentsOf: $0) } ?? Data(#"{"openapi":"3.1.0","info":{"title":"missing","version":"0"},"paths":{}}"#.utf8)
+        router.get("openapi.json") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: document)))
+        }
     }
 
     /// Adds a background service that runs and shuts down with the application.

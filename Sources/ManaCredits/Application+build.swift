@@ -15,7 +15,8 @@ func buildApplication(
     _ configuration: CreditsConfiguration,
     metrics: ServiceMetrics = ServiceMetrics(),
     logger: Logger? = nil,
-    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in },
+    registeredRoutes: (@Sendable ([(method: HTTPRequest.Method, path: String)]) -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
     var chassis = ServiceChassis<AppRequestContext>(
         settings: configuration.chassis, envelope: .statusCodeMessage, bodyLimit: 1024 * 1024,
@@ -62,5 +63,10 @@ func buildApplication(
     if let interval = configuration.gifts.expiryInterval {
         chassis.addService(GiftExpiry.service(gifts, every: interval, logger: chassis.logger))
     }
+    chassis.serveOpenAPI(openAPIURL)
+    registeredRoutes?(chassis.router.registeredRoutes)
     return chassis.makeApplication(migrations: try CreditsMigrations.all(), onServerRunning: onServerRunning)
 }
+
+/// The OpenAPI document shipped with this service (served at `GET /openapi.json`).
+let openAPIURL = Bundle.module.url(forResource: "openapi", withExtension: "json", subdirectory: "OpenAPI")

@@ -18,7 +18,8 @@ func buildApplication(
     hooks: SyncHooks = SyncHooks(),
     hub: RealtimeHub? = nil,
     logger: Logger? = nil,
-    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in },
+    registeredRoutes: (@Sendable ([(method: HTTPRequest.Method, path: String)]) -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
     let hub = hub ?? RealtimeHub(metrics: metrics, queueLimit: configuration.realtime.queueLimit)
     var chassis = ServiceChassis<AppRequestContext>(
@@ -49,6 +50,8 @@ func buildApplication(
     let webSockets = Router(context: BasicWebSocketRequestContext.self)
     WebSocketController(hub: hub, verifier: auth.verifier, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: webSockets)
+    chassis.serveOpenAPI(openAPIURL)
+    registeredRoutes?(chassis.router.registeredRoutes)
     return chassis.makeApplication(
         migrations: try SyncMigrations.all(),
         server: .http1WebSocketUpgrade(
@@ -56,3 +59,6 @@ func buildApplication(
             configuration: .init(ws: .init(maxFrameSize: WebSocketController.maximumMessage, closeTimeout: .seconds(5)))),
         onServerRunning: onServerRunning)
 }
+
+/// The OpenAPI document shipped with this service (served at `GET /openapi.json`).
+let openAPIURL = Bundle.module.url(forResource: "openapi", withExtension: "json", subdirectory: "OpenAPI")

@@ -1,0 +1,37 @@
+import Foundation
+import HTTPKit
+import HTTPTypes
+
+/// Compares a router's routes with an OpenAPI document's operations.
+package enum OpenAPICheck {
+    /// `method path` pairs, with `:name` parameters written `{name}` as OpenAPI does.
+    package static func normalized(_ routes: [(method: HTTPRequest.Method, path: String)]) -> Set<String> {
+        Set(routes.map { route in
+            let segments = route.path.split(separator: "/").map { $0.hasPrefix(":") ? "{\($0.dropFirst())}" : String($0) }
+            return "\(route.method.rawValue.lowercased()) /\(segments.joined(separator: "/"))"
+        })
+    }
+
+    /// The document's operations as `method path`, and the document.
+    package static func operations(in url: URL) throws -> (operations: Set<String>, document: JSONValue) {
+        let document = try JSONDecoder().decode(JSONValue.self, from: try Data(contentsOf: url))
+        var operations = Set<String>()
+        for (path, item) in document["paths"]?.objectValue ?? [:] {
+            for method in (item.objectValue ?? [:]).keys where ["get", "post", "put", "patch", "delete"].contains(method) {
+                operations.insert("\(method) \(path)")
+            }
+        }
+        return (operations, document)
+    }
+
+    /// Operations without any documented response.
+    package static func operationsWithoutResponses(_ document: JSONValue) -> [String] {
+        var result: [String] = []
+        for (path, item) in document["paths"]?.objectValue ?? [:] {
+            for (method, operation) in item.objectValue ?? [:] where ["get", "post", "put", "patch", "delete"].contains(method) {
+                if (operation["responses"]?.objectValue ?? [:]).isEmpty { result.append("\(method) \(path)") }
+            }
+        }
+        return result.sorted()
+    }
+}
