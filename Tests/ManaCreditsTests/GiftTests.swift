@@ -213,3 +213,16 @@ import TestSupport
         }
     }
 }
+
+@Suite struct UnstorableTextTests {
+    @Test func aNulCharacterIs400AndChangesNothing() async throws {
+        try await CreditsHarness.run { (h: CreditsHarness) async throws in
+            let use = try await h.call(
+                .post, "/api/v1/internal/credits/use", service: true,
+                json: #"{"userId": "a\u0000b", "amount": 1, "appId": "x", "description": "d"}"#)
+            #expect(use.status == .badRequest && use.body["message"]?.stringValue?.contains("NUL") == true, "\(use.body)")
+            #expect(try await h.call(.get, "/api/v1/gifts/AB%00CD").status == .notFound)  // the path stays encoded: no such code
+            #expect(try await h.audit().isEmpty)
+        }
+    }
+}

@@ -39,12 +39,18 @@ package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return APIError(error.status, message: message, headers: error.headers)
         case let error as DecodingError:
             return BodyDecoder.apiError(for: error)
+        case let error as PSQLError where error.serverInfo?[.sqlState].map(Self.unstorableText.contains) == true:
+            // Text PostgreSQL cannot store (a NUL character, invalid encoding) is bad input, not a failure.
+            return APIError.badRequest("text must not contain NUL characters (U+0000) or invalid UTF-8")
         case is CancellationError:
             return APIError(.serviceUnavailable, message: "the request was cancelled")
         default:
             return internalError(error, logger: logger)
         }
     }
+
+    /// character_not_in_repertoire, untranslatable_character.
+    private static var unstorableText: Set<String> { ["22021", "22P05"] }
 
     private static func internalError(_ error: any Error, logger: Logger) -> APIError {
         logger.error("request failed", metadata: ["error": "\(String(reflecting: error))"])
