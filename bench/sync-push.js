@@ -1,4 +1,5 @@
 // k6: POST /sync/{appId} with batches of BATCH changes from VUS clients over many users.
+//   k6 run -e BASE=http://127.0.0.1:3250 -e TOKENS=tokens.json -e BATCH=10 -e VUS=32 bench/sync-push.js
 import http from 'k6/http';
 import { check } from 'k6';
 
@@ -9,7 +10,8 @@ export const options = {
   vus: parseInt(__ENV.VUS || '1'),
   duration: __ENV.DURATION || '10s',
   summaryTrendStats: ['med', 'p(95)', 'p(99)', 'max'],
-  thresholds: { http_req_failed: ['rate<0.01'], checks: ['rate>0.99'] },
+  // Thresholds: no failures, and p99 within a generous bound for this 2-core machine.
+  thresholds: { http_req_failed: ['rate<0.001'], checks: ['rate>0.999'], http_req_duration: ['p(99)<2000'] },
 };
 
 export default function () {

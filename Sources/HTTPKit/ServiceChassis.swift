@@ -30,6 +30,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         settings: ChassisSettings,
         envelope: ErrorEnvelope,
         bodyLimit: Int,
+        unbounded: Set<String> = [],
         logger: Logger? = nil,
         metrics: ServiceMetrics = ServiceMetrics(),
         healthDetails: @escaping @Sendable () -> [String: JSONValue] = { [:] }
@@ -39,7 +40,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         self.settings = settings
         self.logger = logger
         self.metrics = metrics
-        self.body = BodyDecoder(limit: bodyLimit)
+        self.body = BodyDecoder(limit: bodyLimit, timeout: settings.bodyTimeout)
         self.database = PostgresClient(
             configuration: settings.database.clientConfiguration(maximumConnections: settings.databasePoolSize),
             backgroundLogger: logger)
@@ -48,6 +49,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         router.add(middleware: PrometheusMetricsMiddleware(metrics: metrics))
         router.add(middleware: CORSAllowListMiddleware(origins: settings.corsOrigins))
         router.add(middleware: ErrorMiddleware(envelope: envelope))
+        router.add(middleware: RequestDeadlineMiddleware(limit: settings.requestTimeout, exempt: unbounded))
         HealthController<Context>(
             serviceName: settings.serviceName, database: database, metrics: metrics, healthDetails: healthDetails
         ).addRoutes(to: router)
@@ -71,13 +73,13 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
     /// `onServerRunning` receives the bound channel (its local address has the real port).
     package func makeApplication(
         migrations: [Migration],
-        server: HTTPServerBuilder = .http1(),
+        server: HTTPServerBuilder? = nil,
         beforeServerStarts: [@Sendable () async throws -> Void] = [],
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         var app = Application(
             router: router,
-            server: server,
+            server: server ?? .http1(configuration: .init(idleTimeout: TimeAmount(settings.idleTimeout))),
             configuration: .init(
                 address: .hostname(settings.host, port: settings.port),
                 serverName: settings.serviceName),

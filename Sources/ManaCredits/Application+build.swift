@@ -20,7 +20,8 @@ func buildApplication(
 ) async throws -> some ApplicationProtocol {
     var chassis = ServiceChassis<AppRequestContext>(
         settings: configuration.chassis, envelope: .statusCodeMessage, bodyLimit: 1024 * 1024,
-        logger: logger, metrics: metrics)
+        // The cron's trigger runs as long as the due subscriptions take; it is resumable.
+        unbounded: ["/api/v1/internal/sync/charge-recurring"], logger: logger, metrics: metrics)
     let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger)
     chassis.addService(auth.refreshService)
     let ledger = LedgerRepository(client: chassis.database, logger: chassis.logger)
@@ -35,7 +36,7 @@ func buildApplication(
     let subscriptions = SubscriptionRepository(
         client: chassis.database,
         notifier: SyncInvalidator(syncURL: settings.syncURL, serviceKey: serviceKey, metrics: metrics, logger: chassis.logger),
-        outbox: outboxSignal, resumeURL: settings.resumeURL, logger: chassis.logger)
+        outbox: outboxSignal, resumeURL: settings.resumeURL, logger: chassis.logger, chargeConcurrency: settings.chargeConcurrency)
     let subscriptionRoutes = SubscriptionController(subscriptions: subscriptions, body: chassis.body, metrics: metrics)
     subscriptionRoutes.addUserRoutes(to: chassis.router.group("api/v1/sync").add(middleware: auth.userMiddleware()))
     subscriptionRoutes.addAdminRoutes(to: chassis.router.group("api/v1/admin/sync").add(middleware: auth.userMiddleware()))

@@ -56,7 +56,9 @@ func buildApplication(
         migrations: try SyncMigrations.all(),
         server: .http1WebSocketUpgrade(
             webSocketRouter: webSockets,
-            configuration: .init(ws: .init(maxFrameSize: WebSocketController.maximumMessage, closeTimeout: .seconds(5)))),
+            configuration: .init(
+                http1: .init(idleTimeout: TimeAmount(configuration.chassis.idleTimeout)),
+                ws: .init(maxFrameSize: WebSocketController.maximumMessage, closeTimeout: .seconds(5)))),
         onServerRunning: onServerRunning)
 }
 

@@ -27,7 +27,11 @@ import TestSupport
         let creditsCaller: HTTPCaller
         let syncCaller: HTTPCaller
 
-        init() async throws {
+        /// Both services on `cluster`; `environment` is added to both processes'.
+        let environment: [String: String]
+
+        init(cluster: PostgresCluster = .shared, environment: [String: String] = [:]) async throws {
+            self.environment = environment
             key = try DevelopmentSigningKey(kid: "journey")
             let path = FileManager.default.temporaryDirectory.appendingPathComponent("jwks-\(UUID().uuidString).json").path
             try key.jwksDocument().write(to: URL(fileURLWithPath: path))
@@ -38,8 +42,8 @@ import TestSupport
             try await notify.start()
             stripe = try StripeStandIn()
             try await stripe.server.start()
-            creditsDatabase = try await PostgresCluster.shared.createDatabase(prefix: "journey_credits")
-            syncDatabase = try await PostgresCluster.shared.createDatabase(prefix: "journey_sync")
+            creditsDatabase = try await cluster.createDatabase(prefix: "journey_credits")
+            syncDatabase = try await cluster.createDatabase(prefix: "journey_sync")
             creditsPort = try FreePort.find()
             syncPort = try FreePort.find()
             credits = Shared(nil)
@@ -49,7 +53,7 @@ import TestSupport
                     "PORT": String(syncPort), "HOST": "127.0.0.1", "LOG_LEVEL": "warning", "JWKS_URL": jwksURL,
                     "DATABASE_URL": Self.url(syncDatabase), "MANA_SERVICE_KEY": JourneyTests.serviceKey,
                     "MANA_CREDITS_URL": "http://127.0.0.1:\(creditsPort)", "SYNC_BILLING_BREAKER_COOLDOWN": "1",
-                ])
+                ].merging(environment) { _, new in new })
             creditsCaller = HTTPCaller(port: creditsPort)
             syncCaller = HTTPCaller(port: syncPort)
             try await startCredits()
@@ -74,7 +78,7 @@ import TestSupport
                     "STRIPE_WEBHOOK_SECRET": StripeStandIn.webhookSecret, "STRIPE_API_BASE": stripe.server.baseURL,
                     "SYNC_CHARGE_INTERVAL": "0", "GIFT_EXPIRY_INTERVAL": "0", "OUTBOX_POLL_INTERVAL": "0.2",
                     "OUTBOX_RETRY_BASE": "0.2",
-                ])
+                ].merging(environment) { _, new in new })
             credits.withLock { $0 = process }
             #expect(try await ServiceProcessTests.waitUntilReady(port: creditsPort), "mana-credits: \(process.output)")
         }

@@ -11,7 +11,7 @@ import TestSupport
     static let serviceKey = "system-test-key"
 
     /// A signing key with its JWKS in a file, and a mana-credits stand-in that says "active".
-    struct Neighbours {
+    struct Neighbours: Sendable {
         let key: DevelopmentSigningKey
         let jwksURL: String
         let credits: StandInServer

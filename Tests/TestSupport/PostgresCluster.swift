@@ -21,6 +21,9 @@ import Glibc
 package actor PostgresCluster {
     package static let shared = PostgresCluster()
 
+    /// A cluster of its own (for tests that stop and restart the server); `shared` otherwise.
+    package init() {}
+
     private var started: Started?
     private var startError: (any Error)?
 
@@ -173,10 +176,15 @@ package actor PostgresCluster {
     private static func registerCleanup(binDirectory: String, directory: String) {
         let stop = "\(binDirectory)/pg_ctl stop -D \(directory)/data -m immediate >/dev/null 2>&1; rm -rf \(directory)"
         let command = runAsPostgres ? "runuser -u postgres -- sh -c '\(stop)'; rm -rf \(directory)" : stop
-        cleanupCommand.withLockedValue { $0 = command }
-        atexit {
-            if let command = cleanupCommand.withLockedValue({ $0 }) {
-                _ = try? PostgresCluster.run("/bin/sh", ["-c", command], asPostgres: false)
+        let first = cleanupCommands.withLockedValue { commands -> Bool in
+            commands.append(command)
+            return commands.count == 1
+        }
+        if first {
+            atexit {
+                for command in cleanupCommands.withLockedValue({ $0 }) {
+                    _ = try? PostgresCluster.run("/bin/sh", ["-c", command], asPostgres: false)
+                }
             }
         }
         let watchdog = "while kill -0 \(getpid()) 2>/dev/null; do sleep 1; done; \(command)"
@@ -240,7 +248,7 @@ func spawnProcess(_ executable: String, _ arguments: [String], environment: [Str
     return pid
 }
 
-private let cleanupCommand = NIOLockedValueBox<String?>(nil)
+private let cleanupCommands = NIOLockedValueBox<[String]>([])
 
 /// Why the test cluster could not be started or used.
 package struct ClusterError: Error, CustomStringConvertible {

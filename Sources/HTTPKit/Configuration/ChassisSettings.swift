@@ -11,11 +11,18 @@ package struct ChassisSettings: Sendable {
     package var isProduction: Bool
     package var database: DatabaseURL
     package var databasePoolSize: Int
+    /// A connection that sends no complete request for this long is closed (slow or idle clients).
+    package var idleTimeout: Duration
+    /// A request body that has not fully arrived after this long is refused with 408.
+    package var bodyTimeout: Duration
+    /// A request that has not produced its response after this long is cancelled with 503.
+    package var requestTimeout: Duration
 
     package init(
         serviceName: String, host: String = "127.0.0.1", port: Int, corsOrigins: [String] = [],
         logLevel: Logger.Level = .info, logFormat: String = "text", isProduction: Bool = false,
-        database: DatabaseURL, databasePoolSize: Int = 20
+        database: DatabaseURL, databasePoolSize: Int = 20, idleTimeout: Duration = .seconds(30), bodyTimeout: Duration = .seconds(30),
+        requestTimeout: Duration = .seconds(30)
     ) {
         self.serviceName = serviceName
         self.host = host
@@ -26,6 +33,9 @@ package struct ChassisSettings: Sendable {
         self.isProduction = isProduction
         self.database = database
         self.databasePoolSize = databasePoolSize
+        self.idleTimeout = idleTimeout
+        self.bodyTimeout = bodyTimeout
+        self.requestTimeout = requestTimeout
     }
 
     /// The documented variables behind these settings, with a service's own defaults.
@@ -39,6 +49,11 @@ package struct ChassisSettings: Sendable {
                 help: "PostgreSQL URL (postgres:// or postgresql://, optional ?sslmode=disable|prefer|require|verify-ca|verify-full)",
                 refusedInProduction: true),
             EnvironmentVariable("DATABASE_POOL_SIZE", default: "20", help: "maximum PostgreSQL connections of this process"),
+            EnvironmentVariable(
+                "HTTP_IDLE_TIMEOUT", default: "30", help: "seconds before a connection without a complete request (idle or slow) is closed"),
+            EnvironmentVariable("HTTP_BODY_TIMEOUT", default: "30", help: "seconds a request body may take to arrive before 408"),
+            EnvironmentVariable(
+                "HTTP_REQUEST_TIMEOUT", default: "30", help: "seconds a request may take to answer before it is cancelled with 503"),
             EnvironmentVariable("CORS_ORIGINS", default: "", help: "comma-separated origins allowed by CORS (* allows any)"),
             EnvironmentVariable("LOG_LEVEL", default: "info", help: "trace, debug, info, notice, warning, error or critical"),
             EnvironmentVariable("LOG_FORMAT", default: "text", help: "text or json (one JSON object per line)"),
@@ -53,6 +68,9 @@ package struct ChassisSettings: Sendable {
         let host = reader.string(variables["HOST"]!)
         let port = reader.int(variables["PORT"]!, in: 0...65535)
         let poolSize = reader.int(variables["DATABASE_POOL_SIZE"]!, in: 1...500)
+        let idleTimeout = reader.seconds(variables["HTTP_IDLE_TIMEOUT"]!, in: 0.1...3600)
+        let bodyTimeout = reader.seconds(variables["HTTP_BODY_TIMEOUT"]!, in: 0.1...3600)
+        let requestTimeout = reader.seconds(variables["HTTP_REQUEST_TIMEOUT"]!, in: 0.1...3600)
         let origins = reader.list(variables["CORS_ORIGINS"]!)
         let levelText = reader.choice(
             variables["LOG_LEVEL"]!, from: ["info", "trace", "debug", "notice", "warning", "error", "critical"])
@@ -68,6 +86,7 @@ package struct ChassisSettings: Sendable {
         self.init(
             serviceName: serviceName, host: host, port: port, corsOrigins: origins,
             logLevel: Logger.Level(rawValue: levelText) ?? .info, logFormat: format, isProduction: reader.isProduction,
-            database: database, databasePoolSize: poolSize)
+            database: database, databasePoolSize: poolSize, idleTimeout: idleTimeout, bodyTimeout: bodyTimeout,
+            requestTimeout: requestTimeout)
     }
 }

@@ -83,15 +83,11 @@ package struct MigrationRunner: Sendable {
         let migrations = self.migrations
         let lockName = self.lockName
         let logger = self.logger
-        do {
-            return try await apply(migrations: migrations, lockName: lockName, logger: logger)
-        } catch let error as PostgresTransactionError {
-            throw error.closureError ?? error.commitError ?? error.beginError ?? error
-        }
+        return try await apply(migrations: migrations, lockName: lockName, logger: logger)
     }
 
     private func apply(migrations: [Migration], lockName: String, logger: Logger) async throws -> [Int] {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.withGuardedTransaction(logger: logger) { connection in
             try await connection.query("SELECT pg_advisory_xact_lock(hashtext(\(lockName)))", logger: logger)
             try await connection.query(
                 """

@@ -32,7 +32,7 @@ package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case let error as APIError:
             return error
         case let error as PostgresTransactionError:
-            if let inner = error.closureError { return apiError(for: inner, logger: logger) }
+            if let inner = error.closureError ?? error.beginError ?? error.commitError { return apiError(for: inner, logger: logger) }
             return internalError(error, logger: logger)
         case let error as HTTPError:
             let message = error.body ?? defaultMessage(for: error.status)
@@ -42,10 +42,34 @@ package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case let error as PSQLError where error.serverInfo?[.sqlState].map(Self.unstorableText.contains) == true:
             // Text PostgreSQL cannot store (a NUL character, invalid encoding) is bad input, not a failure.
             return APIError.badRequest("text must not contain NUL characters (U+0000) or invalid UTF-8")
+        case let error as PSQLError where Self.databaseUnavailable(error):
+            logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))"])
+            return APIError(
+                .serviceUnavailable, code: "database_unavailable", message: "the database is unavailable; try again shortly",
+                headers: [.retryAfter: "1"])
+        case is DatabaseConnectionLost:
+            return APIError(
+                .serviceUnavailable, code: "database_unavailable", message: "the database connection was lost; try again",
+                headers: [.retryAfter: "1"])
         case is CancellationError:
             return APIError(.serviceUnavailable, message: "the request was cancelled")
         default:
             return internalError(error, logger: logger)
+        }
+    }
+
+    /// The connection to PostgreSQL broke or could not be made (a restart, a failover, a
+    /// terminated backend): the request may succeed when retried, so 503, not 500.
+    package static func databaseUnavailable(_ error: PSQLError) -> Bool {
+        switch error.code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
+            return true
+        case .server:
+            // 08xxx connection exceptions; 57P01-57P03 admin/crash shutdown, cannot connect now.
+            let state = error.serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state)
+        default:
+            return false
         }
     }
 

@@ -10,18 +10,35 @@ import Hummingbird
 package struct BodyDecoder: Sendable {
     /// The largest body accepted, in bytes; larger ones answer 413.
     package let limit: Int
+    /// How long the whole body may take to arrive; a slower one answers 408.
+    package let timeout: Duration
 
-    package init(limit: Int) {
+    package init(limit: Int, timeout: Duration = .seconds(30)) {
         self.limit = limit
+        self.timeout = timeout
     }
 
-    /// Collects the raw body, refusing one over the limit with 413.
+    /// Collects the raw body, refusing one over the limit with 413 and one that trickles in
+    /// slower than `timeout` with 408 (a slow-loris body otherwise holds a connection forever:
+    /// every byte resets the connection's idle timer).
     package func collect(_ request: Request) async throws -> ByteBuffer {
         if let declared = request.headers[.contentLength].flatMap(Int.init), declared > limit {
             throw APIError.tooLarge("request body is larger than \(limit) bytes")
         }
+        let (limit, timeout) = (limit, timeout)
         do {
-            return try await request.body.collect(upTo: limit)
+            return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+                group.addTask { try await request.body.collect(upTo: limit) }
+                group.addTask {
+                    try await Task.sleep(for: timeout)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let buffer = first else {
+                    throw APIError(.requestTimeout, message: "request body did not arrive within \(timeout.components.seconds) s")
+                }
+                return buffer
+            }
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw APIError.tooLarge("request body is larger than \(limit) bytes")
         }

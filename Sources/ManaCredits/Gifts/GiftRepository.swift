@@ -24,7 +24,7 @@ struct GiftRepository: Sendable {
     // MARK: Creating
 
     func create(_ gift: NewGift, by creator: AuthenticatedUser) async throws -> GiftCode {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.withGuardedTransaction(logger: logger) { connection in
             let debit = try await LedgerRepository.debit(
                 .init(
                     userID: creator.id, amount: gift.credits, appID: "gifts", description: "Gift code",
@@ -51,7 +51,7 @@ struct GiftRepository: Sendable {
     // MARK: Reading
 
     func lookup(code: String) async throws -> GiftCode? {
-        try await client.withConnection { connection in
+        try await client.withGuardedConnection { connection in
             try await Self.code(code, forUpdate: false, on: connection, logger: logger)
         }
     }
@@ -67,7 +67,7 @@ struct GiftRepository: Sendable {
     }
 
     func created(by userID: String) async throws -> [GiftCode] {
-        try await client.withConnection { connection in
+        try await client.withGuardedConnection { connection in
             try await connection.query(
                 """
                 SELECT \(unescaped: GiftCode.columns) FROM gifts.gift_codes WHERE creator_id = \(userID)
@@ -78,7 +78,7 @@ struct GiftRepository: Sendable {
     }
 
     func received(by userID: String) async throws -> [JSONValue] {
-        try await client.withConnection { connection in
+        try await client.withGuardedConnection { connection in
             try await connection.query(
                 """
                 SELECT r.id::text, c.code, r.credits_received, c.creator_name, c.message, r.created_at
@@ -111,7 +111,7 @@ struct GiftRepository: Sendable {
             case redeemed(Redemption)
             case failed(APIError)
         }
-        let outcome: Outcome = try await client.withTransaction(logger: logger) { connection in
+        let outcome: Outcome = try await client.withGuardedTransaction(logger: logger) { connection in
             guard let gift = try await Self.code(code, forUpdate: true, on: connection, logger: logger) else {
                 throw APIError.notFound("no gift code \(code.uppercased().prefix(40))")
             }
@@ -171,7 +171,7 @@ struct GiftRepository: Sendable {
 
     /// Redeems every active personalized gift for `email` to a newly registered user.
     func redeemPending(userID: String, email: String) async throws -> (redeemed: Int, credits: Int64) {
-        let codes = try await client.withConnection { connection in
+        let codes = try await client.withGuardedConnection { connection in
             try await connection.query(
                 """
                 SELECT code FROM gifts.gift_codes
@@ -200,7 +200,7 @@ struct GiftRepository: Sendable {
     /// id, 400 when it is no longer active.
     func cancel(id: String, by userID: String) async throws -> Int64 {
         guard UUID(uuidString: id) != nil else { throw APIError.notFound("no gift code with this id") }
-        return try await client.withTransaction(logger: logger) { connection in
+        return try await client.withGuardedTransaction(logger: logger) { connection in
             let rows = try await connection.query(
                 "SELECT \(unescaped: GiftCode.columns) FROM gifts.gift_codes WHERE id = \(id)::uuid FOR UPDATE", logger: logger)
             var found: GiftCode?
@@ -218,7 +218,7 @@ struct GiftRepository: Sendable {
     func expire(batchSize: Int = 100) async throws -> Int {
         var expired = 0
         while true {
-            let count = try await client.withTransaction(logger: logger) { connection -> Int in
+            let count = try await client.withGuardedTransaction(logger: logger) { connection -> Int in
                 let rows = try await connection.query(
                     """
                     SELECT \(unescaped: GiftCode.columns) FROM gifts.gift_codes

@@ -32,7 +32,7 @@ struct LedgerRepository: Sendable {
 
     /// The balance, creating a zero row when the user has none.
     func balance(userID: String) async throws -> Balance {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.withGuardedTransaction(logger: logger) { connection in
             try await Self.ensureBalanceRow(userID, on: connection, logger: logger)
             return try await Self.balance(userID, on: connection, logger: logger)
         }
@@ -55,7 +55,7 @@ struct LedgerRepository: Sendable {
     /// Debits `amount` ("use"). 402 when the balance is short; with an idempotency key, a
     /// repeat returns the first transaction and a different amount is 409.
     func debit(_ request: DebitRequest) async throws -> Debit {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.withGuardedTransaction(logger: logger) { connection in
             try await Self.debit(request, on: connection, logger: logger)
         }
     }
@@ -114,7 +114,7 @@ struct LedgerRepository: Sendable {
     func credit(
         userID: String, amount: Int64, kind: CreditKind, appID: String, description: String, metadata: JSONValue?
     ) async throws -> (LedgerTransaction, Balance) {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.withGuardedTransaction(logger: logger) { connection in
             try await Self.credit(
                 userID: userID, amount: amount, kind: kind, appID: appID, description: description, metadata: metadata,
                 on: connection, logger: logger)

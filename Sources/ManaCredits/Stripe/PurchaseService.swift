@@ -30,7 +30,7 @@ struct PurchaseService: Sendable {
         }
         let stripe = try stripe
         let customer = try await customer(for: user, stripe: stripe)
-        let purchaseID = try await client.withConnection { connection in
+        let purchaseID = try await client.withGuardedConnection { connection in
             try await connection.query(
                 """
                 INSERT INTO credits.purchases (user_id, package_id, credits, amount_cents, currency)
@@ -99,7 +99,7 @@ struct PurchaseService: Sendable {
 
     /// Applies one verified event, at most once per event id; returns whether it was new.
     func apply(_ event: Event) async throws -> Bool {
-        try await client.withTransaction(logger: logger) { connection in
+        try await client.withGuardedTransaction(logger: logger) { connection in
             let fresh = try await connection.query(
                 "INSERT INTO credits.stripe_events (id, type) VALUES (\(event.id), \(event.type)) ON CONFLICT DO NOTHING RETURNING 1",
                 logger: logger

@@ -63,7 +63,7 @@ struct OutboxSender: Service {
 
     /// One due message: nil when none is due, else whether it was delivered.
     private func deliverOne(_ notify: ServiceClient) async throws -> Bool? {
-        try await client.withTransaction(logger: logger) { connection -> Bool? in
+        try await client.withGuardedTransaction(logger: logger) { connection -> Bool? in
             let rows = try await connection.query(
                 """
                 SELECT id, path, payload::text, attempts FROM credits.outbox

@@ -12,6 +12,8 @@ struct SubscriptionRepository: Sendable {
     let outbox: WakeSignal
     let resumeURL: String
     let logger: Logger
+    /// Renewals the recurring charge runs at once.
+    var chargeConcurrency = 4
 
     /// What one recurring-charge run did.
     struct ChargeSummary: Sendable, Equatable {
@@ -33,7 +35,7 @@ struct SubscriptionRepository: Sendable {
     // MARK: Reading
 
     func subscription(userID: String) async throws -> Subscription {
-        try await client.withConnection { connection in
+        try await client.withGuardedConnection { connection in
             try await Self.row(userID, forUpdate: false, on: connection, logger: logger) ?? Subscription(userID: userID)
         }
     }
@@ -89,10 +91,10 @@ struct SubscriptionRepository: Sendable {
     }
 
     /// Runs `change` on the locked row in one transaction, then tells mana-sync.
-    private func change<T: Sendable>(_ userID: String, _ change: @Sendable (inout Subscription, PostgresConnection) async throws -> T)
+    private func change<T: Sendable>(_ userID: String, _ change: @escaping @Sendable (inout Subscription, PostgresConnection) async throws -> T)
         async throws -> T
     {
-        let result = try await client.withTransaction(logger: logger) { connection in
+        let result = try await client.withGuardedTransaction(logger: logger) { connection in
             var subscription = try await Self.lockedRow(userID, on: connection, logger: logger)
             let result = try await change(&subscription, connection)
             try await Self.save(subscription, on: connection, logger: logger)
@@ -161,7 +163,7 @@ struct SubscriptionRepository: Sendable {
 
     /// Revokes a gift: 404 without a row, 400 when not gifted.
     func revokeGift(userID: String) async throws -> Subscription {
-        let exists = try await client.withConnection { try await Self.row(userID, forUpdate: false, on: $0, logger: logger) } != nil
+        let exists = try await client.withGuardedConnection { try await Self.row(userID, forUpdate: false, on: $0, logger: logger) } != nil
         guard exists else { throw APIError.notFound("no Cloud Sync subscription for this user") }
         return try await change(userID) { subscription, _ in
             guard subscription.isGifted else { throw APIError.badRequest("Cloud Sync is not a gift for this user") }
@@ -180,13 +182,16 @@ struct SubscriptionRepository: Sendable {
     /// in batches; one user's failure does not stop the others. Safe to run concurrently on
     /// one or several replicas: rows another run holds are skipped, and a renewal's ledger
     /// entry carries the idempotency key `sync-renewal:<due date>`.
+    /// Renewals run `chargeConcurrency` at a time (each is its own short transaction on its
+    /// own pooled connection; rows are independent).
     func chargeDue(now: Date = Date(), batchSize: Int = 100) async -> ChargeSummary {
         var summary = ChargeSummary()
-        var after = ""
+        var cursor = ""
         while true {
+            let after = cursor
             let batch: [String]
             do {
-                batch = try await client.withConnection { connection in
+                batch = try await client.withGuardedConnection { connection in
                     try await connection.query(
                         """
                         SELECT user_id FROM credits.sync_subscriptions
@@ -200,27 +205,40 @@ struct SubscriptionRepository: Sendable {
                 summary.errors += 1
                 return summary
             }
-            for userID in batch {
-                do {
-                    switch try await renew(userID: userID, now: now) {
-                    case .charged: summary.charged += 1
-                    case .paused: summary.paused += 1
-                    case .skipped: break
+            await withTaskGroup(of: (String, Result<Renewal, any Error>).self) { group in
+                func record(_ outcome: (String, Result<Renewal, any Error>)) {
+                    switch outcome.1 {
+                    case .success(.charged): summary.charged += 1
+                    case .success(.paused): summary.paused += 1
+                    case .success(.skipped): break
+                    case .failure(let error):
+                        summary.errors += 1
+                        logger.error(
+                            "recurring charge failed for one user", metadata: ["user_id": "\(outcome.0)", "error": "\(String(reflecting: error))"])
                     }
-                } catch {
-                    summary.errors += 1
-                    logger.error("recurring charge failed for one user", metadata: ["user_id": "\(userID)", "error": "\(String(reflecting: error))"])
                 }
+                var running = 0
+                for userID in batch {
+                    if running >= max(1, chargeConcurrency), let outcome = await group.next() {
+                        record(outcome)
+                        running -= 1
+                    }
+                    group.addTask {
+                        do { return (userID, .success(try await renew(userID: userID, now: now))) } catch { return (userID, .failure(error)) }
+                    }
+                    running += 1
+                }
+                for await outcome in group { record(outcome) }
             }
             guard batch.count == batchSize, let last = batch.last else { return summary }
-            after = last
+            cursor = last
         }
     }
 
     enum Renewal: Sendable { case charged, paused, skipped }
 
     private func renew(userID: String, now: Date) async throws -> Renewal {
-        let outcome: Renewal = try await client.withTransaction(logger: logger) { connection in
+        let outcome: Renewal = try await client.withGuardedTransaction(logger: logger) { connection in
             let found = try await Self.first(
                 try await connection.query(
                     """

@@ -10,6 +10,8 @@ struct SubscriptionSettings: Sendable {
     var outboxPollInterval: Duration = .seconds(5)
     var outboxRetryBase: Duration = .seconds(2)
     var outboxRetryMax: Duration = .seconds(600)
+    /// Renewals one recurring-charge run performs at once.
+    var chargeConcurrency = 4
 
     enum Variables {
         static let syncURL = EnvironmentVariable(
@@ -18,6 +20,8 @@ struct SubscriptionSettings: Sendable {
             "MANA_NOTIFY_URL", default: "http://localhost:3040", help: "mana-notify, which sends the 'Cloud Sync pausiert' email")
         static let chargeInterval = EnvironmentVariable(
             "SYNC_CHARGE_INTERVAL", default: "3600", help: "seconds between recurring Cloud Sync charges in this process; 0 switches it off")
+        static let chargeConcurrency = EnvironmentVariable(
+            "SYNC_CHARGE_CONCURRENCY", default: "4", help: "renewals one recurring-charge run performs at once (each on its own connection)")
         static let resumeURL = EnvironmentVariable(
             "SYNC_RESUME_URL", default: "https://mana.how/settings/sync", help: "link in the pause email where the user resumes sync")
         static let outboxPoll = EnvironmentVariable(
@@ -27,7 +31,7 @@ struct SubscriptionSettings: Sendable {
         static let outboxRetryMax = EnvironmentVariable(
             "OUTBOX_RETRY_MAX", default: "600", help: "most seconds between retries of a notification")
 
-        static let all = [syncURL, notifyURL, chargeInterval, resumeURL, outboxPoll, outboxRetryBase, outboxRetryMax]
+        static let all = [syncURL, notifyURL, chargeInterval, chargeConcurrency, resumeURL, outboxPoll, outboxRetryBase, outboxRetryMax]
     }
 
     init() {}
@@ -38,6 +42,7 @@ struct SubscriptionSettings: Sendable {
         let interval = reader.seconds(Variables.chargeInterval, in: 0...604_800)
         chargeInterval = interval == .zero ? nil : interval
         resumeURL = reader.url(Variables.resumeURL)
+        chargeConcurrency = reader.int(Variables.chargeConcurrency, in: 1...64)
         outboxPollInterval = reader.seconds(Variables.outboxPoll, in: 0.05...3_600)
         outboxRetryBase = reader.seconds(Variables.outboxRetryBase, in: 0.01...3_600)
         outboxRetryMax = reader.seconds(Variables.outboxRetryMax, in: 0.01...86_400)

@@ -147,8 +147,8 @@ struct ChangeLogRepository: Sendable {
     }
 
     /// Runs `body` in a transaction confined to `userID` by row-level security.
-    func withUserTransaction<T: Sendable>(_ userID: String, _ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await client.withTransaction(logger: logger) { connection in
+    func withUserTransaction<T: Sendable>(_ userID: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await client.withGuardedTransaction(logger: logger) { connection in
             try await connection.query(
                 """
                 SELECT set_config('mana.user_id', \(userID), true),

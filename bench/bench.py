@@ -1,0 +1,492 @@
+#!/usr/bin/env python3
+"""The benchmark driver behind `bench/run`: release builds of both services on a private
+PostgreSQL cluster, k6 for the HTTP and WebSocket load, pgbench running the same SQL as the
+ceiling, all in one run on one machine. Prints a Markdown table and writes it (with the raw
+figures as JSON) to .bench/results.md and .bench/results.json.
+
+    bench/run                      # everything, 10 s per measurement
+    bench/run --only push,use      # some sections: push, pull, use, charge, ws
+    DURATION=30s bench/run         # longer measurements
+"""
+import argparse
+import asyncio
+import base64
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".bench"
+PG_PORT = int(os.environ.get("BENCH_PG_PORT", "54349"))
+SYNC_PORT = int(os.environ.get("BENCH_SYNC_PORT", "3250"))
+CREDITS_PORT = int(os.environ.get("BENCH_CREDITS_PORT", "3261"))
+DURATION = os.environ.get("DURATION", "10s")
+SERVICE_KEY = "bench-service-key"
+ISSUER = "http://localhost:3001"
+RESULTS = []
+
+
+def log(text):
+    print(text, file=sys.stderr, flush=True)
+
+
+def as_postgres(command):
+    return ["runuser", "-u", "postgres", "--"] + command if os.getuid() == 0 else command
+
+
+# MARK: PostgreSQL
+
+
+class Cluster:
+    def __init__(self, fsync):
+        self.bin = subprocess.check_output(["pg_config", "--bindir"], text=True).strip()
+        self.dir = WORK / "pg"
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        if os.getuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        subprocess.run(as_postgres([f"{self.bin}/initdb", "-D", f"{self.dir}/data", "-U", "mana", "--auth=trust", "-E", "UTF8",
+                                    "--locale=C"]), check=True, stdout=subprocess.DEVNULL)
+        options = f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} -c max_connections=300 " \
+                  f"-c shared_buffers=512MB -c fsync={'on' if fsync else 'off'} -c synchronous_commit={'on' if fsync else 'off'}"
+        subprocess.run(as_postgres([f"{self.bin}/pg_ctl", "start", "-D", f"{self.dir}/data", "-w", "-l", f"{self.dir}/server.log",
+                                    "-o", options]), check=True, stdout=subprocess.DEVNULL)
+        for name in ["mana_sync", "mana_credits"]:
+            subprocess.run([f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "mana", name], check=True)
+
+    def url(self, database):
+        return f"postgresql://mana@127.0.0.1:{PG_PORT}/{database}?sslmode=disable"
+
+    def sql(self, database, text):
+        subprocess.run([f"{self.bin}/psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "mana",
+                        "-d", database, "-c", text], check=True, stdout=subprocess.DEVNULL)
+
+    def value(self, database, text):
+        return subprocess.check_output([f"{self.bin}/psql", "-tA", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "mana", "-d", database,
+                                        "-c", text], text=True).strip()
+
+    def pgbench(self, database, script, clients, seconds):
+        """Transactions per second and median latency (ms) of `script` (pgbench's own SQL file)."""
+        path = WORK / "pgbench.sql"
+        path.write_text(script)
+        log_prefix = WORK / "pgbench-log"
+        for old in WORK.glob("pgbench-log*"):
+            old.unlink()
+        output = subprocess.run([f"{self.bin}/pgbench", "-n", "-M", "extended", "-c", str(clients), "-j", str(min(clients, 2)),
+                                 "-T", str(seconds), "-f", str(path), "-l", "--log-prefix", str(log_prefix),
+                                 "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "mana", database],
+                                capture_output=True, text=True)
+        if output.returncode != 0:
+            raise RuntimeError(f"pgbench failed: {output.stderr[-2000:]}")
+        tps = next(float(line.split()[2]) for line in output.stdout.splitlines() if line.startswith("tps"))
+        latencies = []
+        for file in WORK.glob("pgbench-log*"):
+            for line in file.read_text().splitlines():
+                parts = line.split()
+                if len(parts) > 2:
+                    latencies.append(int(parts[2]) / 1000)
+        return tps, percentiles(latencies)
+
+    def stop(self):
+        subprocess.run(as_postgres([f"{self.bin}/pg_ctl", "stop", "-D", f"{self.dir}/data", "-m", "fast"]),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def percentiles(values):
+    if not values:
+        return {"med": 0, "p95": 0, "p99": 0}
+    values = sorted(values)
+    pick = lambda q: values[min(len(values) - 1, int(q * len(values)))]
+    return {"med": statistics.median(values), "p95": pick(0.95), "p99": pick(0.99)}
+
+
+# MARK: The services
+
+
+class Service:
+    def __init__(self, binary, port, environment):
+        self.port = port
+        self.log = open(WORK / f"{Path(binary).name}.log", "w")
+        env = dict(os.environ, **{"PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "error", "MANA_SERVICE_KEY": SERVICE_KEY, **environment})
+        self.process = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(300):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{binary} never became ready; see {self.log.name}")
+
+    def rss_mb(self):
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Tokens:
+    """Mints EdDSA tokens as mana-auth would, with the development key of `dev-keys`."""
+
+    def __init__(self, key_path):
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        stored = json.loads(Path(key_path).read_text())
+        self.kid = stored["kid"]
+        padded = stored["d"] + "=" * (-len(stored["d"]) % 4)
+        self.key = Ed25519PrivateKey.from_private_bytes(base64.urlsafe_b64decode(padded))
+
+    def mint(self, user, role="user"):
+        now = int(time.time())
+        header = b64url(json.dumps({"alg": "EdDSA", "typ": "JWT", "kid": self.kid}).encode())
+        claims = b64url(json.dumps({"sub": user, "email": f"{user}@example.com", "role": role, "iss": ISSUER, "aud": "mana",
+                                    "iat": now, "exp": now + 6 * 3600}).encode())
+        signature = b64url(self.key.sign(f"{header}.{claims}".encode()))
+        return f"{header}.{claims}.{signature}"
+
+    def file(self, name, users):
+        path = WORK / f"{name}.json"
+        path.write_text(json.dumps([self.mint(user) for user in users]))
+        return path
+
+
+def k6(script, name, **variables):
+    """Runs a k6 script; returns its summary metrics and whether its thresholds held."""
+    summary = WORK / f"k6-{name}.json"
+    arguments = ["k6", "run", "--quiet", "--summary-export", str(summary)]
+    for key, value in variables.items():
+        arguments += ["-e", f"{key}={value}"]
+    result = subprocess.run(arguments + [str(ROOT / "bench" / script)], capture_output=True, text=True)
+    if not summary.exists():
+        raise RuntimeError(f"k6 {script} failed: {result.stderr[-2000:]}")
+    return json.loads(summary.read_text())["metrics"], result.returncode == 0
+
+
+def record(section, **figures):
+    RESULTS.append({"section": section, **figures})
+    log(f"  {section}: {figures}")
+
+
+def ms(value):
+    return f"{value:.1f}"
+
+
+# MARK: Sections
+
+
+PUSH_SQL = """\\set uid random(0, 255)
+BEGIN;
+SELECT set_config('mana.user_id', 'pg-' || :uid, true),
+    (SELECT set_config('role', 'mana_sync_rls', true) WHERE CASE
+        WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_sync_rls')
+        THEN pg_has_role('mana_sync_rls', 'MEMBER') ELSE false END);
+INSERT INTO sync.heads (user_id, app_id) VALUES ('pg-' || :uid, 'bench') ON CONFLICT DO NOTHING;
+SELECT greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, last_cursor + 1) AS base
+    FROM sync.heads WHERE user_id = 'pg-' || :uid AND app_id = 'bench' FOR UPDATE \\gset
+INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id)
+    SELECT 'pg-' || :uid, 'bench', :base + e.ordinality - 1, e.value->>'table', e.value->>'id', e.value->>'op',
+        e.value->'data', e.value->'fields', e.value->>'deletedAt', 'pgbench'
+    FROM jsonb_array_elements('BATCH'::jsonb) WITH ORDINALITY AS e;
+UPDATE sync.heads SET last_cursor = :base + COUNT - 1 WHERE user_id = 'pg-' || :uid AND app_id = 'bench';
+SELECT pg_notify('mana_sync_events', '{"type":"push","userId":"pg","appId":"bench","clientId":"pgbench","tables":["items"]}');
+WITH head AS (SELECT coalesce((SELECT last_cursor FROM sync.heads WHERE user_id = 'pg-' || :uid AND app_id = 'bench'), 0) AS cursor)
+SELECT head.cursor, c.cursor, c.table_name, c.record_id, c.op, c.data::text, c.fields::text, c.deleted_at
+FROM head LEFT JOIN LATERAL (
+    SELECT cursor, table_name, record_id, op, data, fields, deleted_at FROM sync.changes
+    WHERE user_id = 'pg-' || :uid AND app_id = 'bench' AND cursor > :base + COUNT - 1 AND client_id <> 'pgbench'
+    ORDER BY cursor LIMIT 1001) c ON true ORDER BY c.cursor;
+COMMIT;
+"""
+
+
+def bench_push(cluster, sync, tokens):
+    log("sync push")
+    token_file = tokens.file("push-tokens", [f"bench-{i}" for i in range(256)])
+    for batch in [1, 10, 100]:
+        changes = [{"table": "items", "id": f"r{i}", "op": "insert", "data": {"n": i, "text": "benchmark row"}} for i in range(batch)]
+        script = PUSH_SQL.replace("BATCH", json.dumps(changes)).replace("COUNT", str(batch))
+        for clients in [1, 32]:
+            metrics, passed = k6("sync-push.js", f"push-{batch}-{clients}", BASE=f"http://127.0.0.1:{SYNC_PORT}", TOKENS=token_file,
+                                 BATCH=batch, VUS=clients, DURATION=DURATION)
+            memory = sync.rss_mb()
+            tps, pg_latency = cluster.pgbench("mana_sync", script, clients, int(DURATION.rstrip("s")))
+            rate = metrics["http_reqs"]["rate"] * batch
+            d = metrics["http_req_duration"]
+            record("push", batch=batch, clients=clients, changes_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"],
+                   ceiling=tps * batch, ceiling_med=pg_latency["med"], ratio=rate / (tps * batch), rss_mb=memory, thresholds=passed)
+
+
+PULL_SQL = """\\set since random(FIRST, LAST)
+BEGIN;
+SELECT set_config('mana.user_id', 'puller', true),
+    (SELECT set_config('role', 'mana_sync_rls', true) WHERE CASE
+        WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_sync_rls')
+        THEN pg_has_role('mana_sync_rls', 'MEMBER') ELSE false END);
+WITH head AS (SELECT coalesce((SELECT last_cursor FROM sync.heads WHERE user_id = 'puller' AND app_id = 'bench'), 0) AS cursor)
+SELECT head.cursor, c.cursor, c.table_name, c.record_id, c.op, c.data::text, c.fields::text, c.deleted_at
+FROM head LEFT JOIN LATERAL (
+    SELECT cursor, table_name, record_id, op, data, fields, deleted_at FROM sync.changes
+    WHERE user_id = 'puller' AND app_id = 'bench' AND cursor > :since AND table_name = 'items'
+    ORDER BY cursor LIMIT 1001) c ON true ORDER BY c.cursor;
+COMMIT;
+"""
+
+
+def bench_pull(cluster, sync, tokens):
+    log("sync pull")
+    first, count = 1_700_000_000_000_000, 200_000
+    cluster.sql("mana_sync", f"""
+        INSERT INTO sync.heads (user_id, app_id, last_cursor) VALUES ('puller', 'bench', {first + count - 1})
+            ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = EXCLUDED.last_cursor;
+        INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, fields, client_id)
+        SELECT 'puller', 'bench', {first} + g - 1, 'items', 'r' || (g % 5000), 'update',
+            jsonb_build_object('title', jsonb_build_object('value', 'title ' || g, 'updatedAt', '2026-01-01T00:00:00.000000Z'),
+                               'done', jsonb_build_object('value', g % 2 = 0, 'updatedAt', '2026-01-01T00:00:00.000000Z')),
+            'loader'
+        FROM generate_series(1, {count}) g;
+        ANALYZE sync.changes;""")
+    script = PULL_SQL.replace("FIRST", str(first)).replace("LAST", str(first + count - 1001))
+    for clients in [1, 32]:
+        metrics, passed = k6("sync-pull.js", f"pull-{clients}", BASE=f"http://127.0.0.1:{SYNC_PORT}", TOKEN=tokens.mint("puller"),
+                             FIRST=first, COUNT=count, VUS=clients, DURATION=DURATION)
+        memory = sync.rss_mb()
+        tps, pg_latency = cluster.pgbench("mana_sync", script, clients, int(DURATION.rstrip("s")))
+        rate = metrics["http_reqs"]["rate"] * 1000
+        d = metrics["http_req_duration"]
+        record("pull", clients=clients, changes_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"], ceiling=tps * 1000,
+               ceiling_med=pg_latency["med"], ratio=rate / (tps * 1000), rss_mb=memory, thresholds=passed)
+
+
+USE_SQL = """\\set uid random(0, USERS)
+BEGIN;
+SELECT balance AS before, total_earned, total_spent FROM credits.balances WHERE user_id = 'user-' || :uid FOR UPDATE \\gset
+UPDATE credits.balances SET balance = balance - 1, total_spent = total_spent + 1, updated_at = now() WHERE user_id = 'user-' || :uid;
+INSERT INTO credits.transactions (user_id, type, status, amount, balance_before, balance_after, app_id, description, metadata,
+    idempotency_key, completed_at)
+VALUES ('user-' || :uid, 'usage', 'completed', -1, :before, :before - 1, 'bench', 'bench use', NULL::jsonb, NULL, clock_timestamp())
+RETURNING id, user_id, type, status, amount, balance_before, balance_after, app_id, description, metadata::text, idempotency_key,
+    created_at, completed_at;
+INSERT INTO credits.usage_stats (user_id, app_id, day, credits_used, transactions)
+VALUES ('user-' || :uid, 'bench', (now() AT TIME ZONE 'UTC')::date, 1, 1)
+ON CONFLICT (user_id, app_id, day) DO UPDATE SET credits_used = credits.usage_stats.credits_used + EXCLUDED.credits_used,
+    transactions = credits.usage_stats.transactions + 1;
+SELECT balance, total_earned, total_spent FROM credits.balances WHERE user_id = 'user-' || :uid;
+COMMIT;
+"""
+
+
+def bench_use(cluster, credits, tokens):
+    log("credits use")
+    for label, prefix, users in [("many users", "use", 1000), ("one hot user", "hot", 1)]:
+        for source in ["k6", "pgbench"]:
+            # Both sides get the same, fresh users with plenty of credits.
+            name = f"{prefix}-{source}"
+            cluster.sql("mana_credits", f"""
+                INSERT INTO credits.balances (user_id, balance, total_earned)
+                SELECT '{name}-user-' || g, 1000000000, 1000000000 FROM generate_series(0, {users - 1}) g""")
+        token_file = tokens.file(f"{prefix}-tokens", [f"{prefix}-k6-user-{i}" for i in range(users)])
+        metrics, passed = k6("credits-use.js", prefix, BASE=f"http://127.0.0.1:{CREDITS_PORT}", TOKENS=token_file, VUS=32,
+                             DURATION=DURATION)
+        memory = credits.rss_mb()
+        script = USE_SQL.replace("'user-'", f"'{prefix}-pgbench-user-'").replace("USERS", str(users - 1))
+        tps, pg_latency = cluster.pgbench("mana_credits", script, 32, int(DURATION.rstrip("s")))
+        rate = metrics["http_reqs"]["rate"]
+        d = metrics["http_req_duration"]
+        record("use", users=label, clients=32, debits_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"], ceiling=tps,
+               ceiling_med=pg_latency["med"], ratio=rate / tps, rss_mb=memory, thresholds=passed)
+
+
+def bench_charge(cluster, credits, count):
+    log(f"charge-recurring over {count:,} due subscriptions")
+    cluster.sql("mana_credits", f"""
+        INSERT INTO credits.balances (user_id, balance, total_earned)
+        SELECT 'due-' || g, CASE WHEN g % 10 = 0 THEN 10 ELSE 1000 END, CASE WHEN g % 10 = 0 THEN 10 ELSE 1000 END
+        FROM generate_series(1, {count}) g;
+        INSERT INTO credits.sync_subscriptions (user_id, active, billing_interval, amount_charged, activated_at, next_charge_at)
+        SELECT 'due-' || g, true, 'monthly', 30, now() - interval '1 month', now() - interval '1 minute'
+        FROM generate_series(1, {count}) g;
+        ANALYZE;""")
+    request = urllib.request.Request(f"http://127.0.0.1:{CREDITS_PORT}/api/v1/internal/sync/charge-recurring", method="POST",
+                                     headers={"X-Service-Key": SERVICE_KEY})
+    start = time.monotonic()
+    with urllib.request.urlopen(request, timeout=3600) as answer:
+        summary = json.loads(answer.read())
+    seconds = time.monotonic() - start
+    record("charge", subscriptions=count, seconds=seconds, per_s=count / seconds, summary=summary, rss_mb=credits.rss_mb())
+
+
+async def hold_sockets(count, tokens):
+    """Opens `count` authenticated idle WebSockets (4 per user); returns them."""
+    import websockets
+    semaphore = asyncio.Semaphore(64)
+    users = [tokens.mint(f"idle-{i}") for i in range(max(1, count // 4))]
+
+    async def open_one(index):
+        async with semaphore:
+            socket = await websockets.connect(f"ws://127.0.0.1:{SYNC_PORT}/ws", max_size=1 << 20, ping_interval=None)
+            await socket.send(json.dumps({"type": "auth", "token": users[index % len(users)], "clientId": f"idle-{index}"}))
+            reply = json.loads(await asyncio.wait_for(socket.recv(), 30))
+            if reply.get("type") != "auth-ok":
+                raise RuntimeError(f"not authenticated: {reply}")
+            return socket
+    return await asyncio.gather(*(open_one(i) for i in range(count)))
+
+
+def bench_ws(cluster, sync, tokens, sockets):
+    log(f"WebSocket: {sockets:,} idle connections, push → sync-available")
+    loop = asyncio.new_event_loop()
+    idle_rss = sync.rss_mb()
+    held = loop.run_until_complete(hold_sockets(sockets, tokens))
+    loop.run_until_complete(asyncio.sleep(3))
+    held_rss = sync.rss_mb()
+    open_count = sum(1 for socket in held if socket.state.name == "OPEN")
+    health = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{SYNC_PORT}/health").read())
+    record("ws-idle", sockets=sockets, still_open=open_count, rss_before_mb=idle_rss, rss_after_mb=held_rss,
+           kb_per_socket=(held_rss - idle_rss) * 1024 / sockets, health_connections=health.get("connections"))
+
+    token_file = tokens.file("notify-tokens", [f"notify-{i}" for i in range(8)])
+    push_tokens = tokens.file("push-tokens", [f"bench-{i}" for i in range(256)])
+    for label in ["quiet", "under push load (32 clients, batches of 10)"]:
+        load = None
+        if label != "quiet":
+            load = subprocess.Popen(["k6", "run", "--quiet", "-e", f"BASE=http://127.0.0.1:{SYNC_PORT}", "-e", f"TOKENS={push_tokens}",
+                                     "-e", "BATCH=10", "-e", "VUS=32", "-e", "DURATION=60s", str(ROOT / "bench/sync-push.js")],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(2)
+        metrics, passed = k6("ws-notify.js", f"notify-{'load' if load else 'quiet'}", BASE=f"http://127.0.0.1:{SYNC_PORT}",
+                             TOKENS=token_file, VUS=4, PUSHES=100)
+        memory = sync.rss_mb()
+        if load:
+            load.terminate()
+            load.wait()
+        d = metrics["push_to_notice"]
+        record("ws-notify", load=label, sockets_held=sockets, notices=metrics["notices"]["count"], med=d["med"], p95=d["p(95)"],
+               p99=d["p(99)"], rss_mb=memory, thresholds=passed)
+    for socket in held:
+        loop.run_until_complete(socket.close())
+    loop.close()
+
+
+# MARK: Report
+
+
+def report(machine):
+    lines = [f"Machine: {machine}", f"Command: `bench/run {' '.join(sys.argv[1:])}` (DURATION={DURATION})", ""]
+    sections = {row["section"] for row in RESULTS}
+    if "push" in sections:
+        lines += ["| sync push | clients | mana-sync changes/s | p50 / p95 / p99 ms | pgbench same SQL changes/s (p50 ms) | ratio | RSS MB | k6 thresholds |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in RESULTS if r["section"] == "push"):
+            lines.append(f"| batch {r['batch']} | {r['clients']} | {r['changes_per_s']:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
+                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {'pass' if r['thresholds'] else 'FAIL'} |")
+        lines.append("")
+    if "pull" in sections:
+        lines += ["| sync pull, pages of 1,000 | clients | changes/s | p50 / p95 / p99 ms | pgbench same SQL changes/s (p50 ms) | ratio | RSS MB | k6 thresholds |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in RESULTS if r["section"] == "pull"):
+            lines.append(f"| 200,000 changes | {r['clients']} | {r['changes_per_s']:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
+                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {'pass' if r['thresholds'] else 'FAIL'} |")
+        lines.append("")
+    if "use" in sections:
+        lines += ["| credits use | clients | debits/s | p50 / p95 / p99 ms | pgbench same SQL debits/s (p50 ms) | ratio | RSS MB | k6 thresholds |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in (r for r in RESULTS if r["section"] == "use"):
+            lines.append(f"| {r['users']} | {r['clients']} | {r['debits_per_s']:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
+                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {'pass' if r['thresholds'] else 'FAIL'} |")
+        lines.append("")
+    for r in (r for r in RESULTS if r["section"] == "charge"):
+        lines += [f"charge-recurring: {r['subscriptions']:,} due subscriptions in **{r['seconds']:.1f} s** ({r['per_s']:,.0f}/s), "
+                  f"summary {json.dumps(r['summary'])}, mana-credits RSS {r['rss_mb']:.0f} MB", ""]
+    for r in (r for r in RESULTS if r["section"] == "ws-idle"):
+        lines += [f"WebSocket: {r['sockets']:,} authenticated idle connections held ({r['still_open']:,} open after 3 s, /health "
+                  f"connections {r['health_connections']}); mana-sync RSS {r['rss_before_mb']:.0f} → {r['rss_after_mb']:.0f} MB = "
+                  f"**{r['kb_per_socket']:.1f} KB per connection**", ""]
+    if "ws-notify" in sections:
+        lines += ["| push → sync-available on another connection | notices | p50 / p95 / p99 ms | RSS MB | k6 thresholds |", "|---|---|---|---|---|"]
+        for r in (r for r in RESULTS if r["section"] == "ws-notify"):
+            lines.append(f"| {r['load']}, {r['sockets_held']:,} idle sockets held | {r['notices']:.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
+                         f"{r['rss_mb']:.0f} | {'pass' if r['thresholds'] else 'FAIL'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="push,pull,use,charge,ws", help="comma-separated sections")
+    parser.add_argument("--release", default=str(ROOT / ".build/release"), help="folder of the release binaries")
+    parser.add_argument("--subscriptions", type=int, default=100_000, help="due subscriptions for charge-recurring")
+    parser.add_argument("--sockets", type=int, default=5_000, help="idle WebSockets to hold")
+    parser.add_argument("--fsync", choices=["on", "off"], default="on", help="PostgreSQL fsync/synchronous_commit")
+    arguments = parser.parse_args()
+    sections = set(arguments.only.split(","))
+    WORK.mkdir(exist_ok=True)
+
+    cluster = Cluster(arguments.fsync == "on")
+    services = []
+    try:
+        keys = WORK / "auth"
+        jwks = subprocess.check_output([f"{arguments.release}/mana-credits", "dev-keys", "--dir", str(keys)], text=True).strip()
+        tokens = Tokens(keys / "signing-key.json")
+        common = {"JWKS_URL": jwks, "MANA_AUTH_URL": ISSUER}
+        credits = Service(f"{arguments.release}/mana-credits", CREDITS_PORT,
+                          dict(common, DATABASE_URL=cluster.url("mana_credits"), SYNC_CHARGE_INTERVAL="0", GIFT_EXPIRY_INTERVAL="0",
+                               MANA_SYNC_URL=f"http://127.0.0.1:{SYNC_PORT}"))
+        services.append(credits)
+        sync = Service(f"{arguments.release}/mana-sync", SYNC_PORT,
+                       dict(common, DATABASE_URL=cluster.url("mana_sync"), MANA_CREDITS_URL=f"http://127.0.0.1:{CREDITS_PORT}",
+                            SYNC_WS_QUEUE_LIMIT="1024"))
+        services.append(sync)
+        # Every benchmark user of mana-sync has Cloud Sync (a gift): the gate answers from mana-credits, then its cache.
+        cluster.sql("mana_credits", """
+            INSERT INTO credits.sync_subscriptions (user_id, active, is_gifted, gifted_by, gifted_at)
+            SELECT name, true, true, 'bench', now() FROM (
+                SELECT 'bench-' || g AS name FROM generate_series(0, 255) g UNION ALL SELECT 'notify-' || g FROM generate_series(0, 7) g
+                UNION ALL SELECT 'idle-' || g FROM generate_series(0, 4999) g UNION ALL SELECT 'puller') users""")
+        record("idle", sync_rss_mb=sync.rss_mb(), credits_rss_mb=credits.rss_mb())
+        if "push" in sections:
+            bench_push(cluster, sync, tokens)
+        if "pull" in sections:
+            bench_pull(cluster, sync, tokens)
+        if "use" in sections:
+            bench_use(cluster, credits, tokens)
+        if "charge" in sections:
+            bench_charge(cluster, credits, arguments.subscriptions)
+        if "ws" in sections:
+            bench_ws(cluster, sync, tokens, arguments.sockets)
+    finally:
+        for service in services:
+            service.stop()
+        cluster.stop()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+    swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()[0] if shutil.which("swift") else "?"
+    pg = subprocess.check_output(["pg_config", "--version"], text=True).strip()
+    idle = next(r for r in RESULTS if r["section"] == "idle")
+    machine = (f"{os.cpu_count()} cores ({cpu}), {memory} GB, {platform.system()} {platform.machine()}, {swift}, {pg} "
+               f"(private cluster, fsync {arguments.fsync}), release builds; idle RSS mana-sync {idle['sync_rss_mb']:.0f} MB, "
+               f"mana-credits {idle['credits_rss_mb']:.0f} MB")
+    text = report(machine)
+    (WORK / "results.md").write_text(text + "\n")
+    (WORK / "results.json").write_text(json.dumps(RESULTS, indent=1, default=str))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
