@@ -1,6 +1,7 @@
 import Foundation
 import HTTPKit
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import NIOCore
@@ -52,13 +53,19 @@ func buildApplication(
         .addRoutes(to: webSockets)
     chassis.serveOpenAPI(openAPIURL)
     registeredRoutes?(chassis.router.registeredRoutes)
+    let webSocketResponder = webSockets.buildResponder()
+    let idleTimeout = configuration.chassis.idleTimeout
     return chassis.makeApplication(
         migrations: try SyncMigrations.all(),
-        server: .http1WebSocketUpgrade(
-            webSocketRouter: webSockets,
-            configuration: .init(
-                http1: .init(idleTimeout: TimeAmount(configuration.chassis.idleTimeout)),
-                ws: .init(maxFrameSize: WebSocketController.maximumMessage, closeTimeout: .seconds(5)))),
+        server: HTTPServerBuilder { responder in
+            HeadDeadlineChannel(
+                inner: HTTP1WebSocketUpgradeChannel(
+                    responder: responder, webSocketResponder: webSocketResponder,
+                    configuration: .init(
+                        http1: .init(idleTimeout: TimeAmount(idleTimeout)),
+                        ws: .init(maxFrameSize: WebSocketController.maximumMessage, closeTimeout: .seconds(5)))),
+                limit: idleTimeout)
+        },
         onServerRunning: onServerRunning)
 }
 
