@@ -26,6 +26,13 @@ package final class HTTPCaller: Sendable {
         try? await client.shutdown()
     }
 
+    /// A test that failed before ``shutdown()`` would otherwise crash the whole test process
+    /// (AsyncHTTPClient traps on a client released without shutdown): shut it down late.
+    deinit {
+        let client = self.client
+        Task { try? await client.shutdown() }
+    }
+
     /// Sends a request and returns the status, headers and body text.
     package func sendText(_ method: HTTPRequest.Method, _ uri: String, headers: HTTPFields = [:], body: String? = nil)
         async throws -> (status: HTTPResponse.Status, headers: HTTPHeaders, text: String)
