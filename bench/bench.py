@@ -201,16 +201,16 @@ INSERT INTO sync.heads (user_id, app_id) VALUES ('pg-' || :uid, 'bench') ON CONF
 SELECT greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, last_cursor + 1) AS base
     FROM sync.heads WHERE user_id = 'pg-' || :uid AND app_id = 'bench' FOR UPDATE \\gset
 INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id)
-    SELECT 'pg-' || :uid, 'bench', :base + e.ordinality - 1, e.value->>'table', e.value->>'id', e.value->>'op',
+    SELECT 'pg-' || :uid, 'bench', :base::bigint + e.ordinality - 1, e.value->>'table', e.value->>'id', e.value->>'op',
         e.value->'data', e.value->'fields', e.value->>'deletedAt', 'pgbench'
     FROM jsonb_array_elements('BATCH'::jsonb) WITH ORDINALITY AS e;
-UPDATE sync.heads SET last_cursor = :base + COUNT - 1 WHERE user_id = 'pg-' || :uid AND app_id = 'bench';
+UPDATE sync.heads SET last_cursor = :base::bigint + COUNT - 1 WHERE user_id = 'pg-' || :uid AND app_id = 'bench';
 SELECT pg_notify('mana_sync_events', '{"type":"push","userId":"pg","appId":"bench","clientId":"pgbench","tables":["items"]}');
 WITH head AS (SELECT coalesce((SELECT last_cursor FROM sync.heads WHERE user_id = 'pg-' || :uid AND app_id = 'bench'), 0) AS cursor)
 SELECT head.cursor, c.cursor, c.table_name, c.record_id, c.op, c.data::text, c.fields::text, c.deleted_at
 FROM head LEFT JOIN LATERAL (
     SELECT cursor, table_name, record_id, op, data, fields, deleted_at FROM sync.changes
-    WHERE user_id = 'pg-' || :uid AND app_id = 'bench' AND cursor > :base + COUNT - 1 AND client_id <> 'pgbench'
+    WHERE user_id = 'pg-' || :uid AND app_id = 'bench' AND cursor > :base::bigint + COUNT - 1 AND client_id <> 'pgbench'
     ORDER BY cursor LIMIT 1001) c ON true ORDER BY c.cursor;
 COMMIT;
 """
@@ -243,7 +243,7 @@ WITH head AS (SELECT coalesce((SELECT last_cursor FROM sync.heads WHERE user_id 
 SELECT head.cursor, c.cursor, c.table_name, c.record_id, c.op, c.data::text, c.fields::text, c.deleted_at
 FROM head LEFT JOIN LATERAL (
     SELECT cursor, table_name, record_id, op, data, fields, deleted_at FROM sync.changes
-    WHERE user_id = 'puller' AND app_id = 'bench' AND cursor > :since AND table_name = 'items'
+    WHERE user_id = 'puller' AND app_id = 'bench' AND cursor > :since::bigint AND table_name = 'items'
     ORDER BY cursor LIMIT 1001) c ON true ORDER BY c.cursor;
 COMMIT;
 """
@@ -280,7 +280,7 @@ SELECT balance AS before, total_earned, total_spent FROM credits.balances WHERE 
 UPDATE credits.balances SET balance = balance - 1, total_spent = total_spent + 1, updated_at = now() WHERE user_id = 'user-' || :uid;
 INSERT INTO credits.transactions (user_id, type, status, amount, balance_before, balance_after, app_id, description, metadata,
     idempotency_key, completed_at)
-VALUES ('user-' || :uid, 'usage', 'completed', -1, :before, :before - 1, 'bench', 'bench use', NULL::jsonb, NULL, clock_timestamp())
+VALUES ('user-' || :uid, 'usage', 'completed', -1, :before::bigint, :before::bigint - 1, 'bench', 'bench use', NULL::jsonb, NULL, clock_timestamp())
 RETURNING id, user_id, type, status, amount, balance_before, balance_after, app_id, description, metadata::text, idempotency_key,
     created_at, completed_at;
 INSERT INTO credits.usage_stats (user_id, app_id, day, credits_used, transactions)
@@ -313,14 +313,15 @@ def bench_use(cluster, credits, tokens):
                ceiling_med=pg_latency["med"], ratio=rate / tps, rss_mb=memory, thresholds=passed)
 
 
-def bench_charge(cluster, credits, count):
-    log(f"charge-recurring over {count:,} due subscriptions")
+def bench_charge(cluster, credits, count, concurrency):
+    log(f"charge-recurring over {count:,} due subscriptions, {concurrency} at a time")
+    prefix = f"due{concurrency}-"
     cluster.sql("mana_credits", f"""
         INSERT INTO credits.balances (user_id, balance, total_earned)
-        SELECT 'due-' || g, CASE WHEN g % 10 = 0 THEN 10 ELSE 1000 END, CASE WHEN g % 10 = 0 THEN 10 ELSE 1000 END
+        SELECT '{prefix}' || g, CASE WHEN g % 10 = 0 THEN 10 ELSE 1000 END, CASE WHEN g % 10 = 0 THEN 10 ELSE 1000 END
         FROM generate_series(1, {count}) g;
         INSERT INTO credits.sync_subscriptions (user_id, active, billing_interval, amount_charged, activated_at, next_charge_at)
-        SELECT 'due-' || g, true, 'monthly', 30, now() - interval '1 month', now() - interval '1 minute'
+        SELECT '{prefix}' || g, true, 'monthly', 30, now() - interval '1 month', now() - interval '1 minute'
         FROM generate_series(1, {count}) g;
         ANALYZE;""")
     request = urllib.request.Request(f"http://127.0.0.1:{CREDITS_PORT}/api/v1/internal/sync/charge-recurring", method="POST",
@@ -329,7 +330,8 @@ def bench_charge(cluster, credits, count):
     with urllib.request.urlopen(request, timeout=3600) as answer:
         summary = json.loads(answer.read())
     seconds = time.monotonic() - start
-    record("charge", subscriptions=count, seconds=seconds, per_s=count / seconds, summary=summary, rss_mb=credits.rss_mb())
+    record("charge", subscriptions=count, concurrency=concurrency, seconds=seconds, per_s=count / seconds, summary=summary,
+           rss_mb=credits.rss_mb())
 
 
 async def hold_sockets(count, tokens):
@@ -412,7 +414,7 @@ def report(machine):
                          f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {'pass' if r['thresholds'] else 'FAIL'} |")
         lines.append("")
     for r in (r for r in RESULTS if r["section"] == "charge"):
-        lines += [f"charge-recurring: {r['subscriptions']:,} due subscriptions in **{r['seconds']:.1f} s** ({r['per_s']:,.0f}/s), "
+        lines += [f"charge-recurring, {r['concurrency']} renewals at a time: {r['subscriptions']:,} due subscriptions in **{r['seconds']:.1f} s** ({r['per_s']:,.0f}/s), "
                   f"summary {json.dumps(r['summary'])}, mana-credits RSS {r['rss_mb']:.0f} MB", ""]
     for r in (r for r in RESULTS if r["section"] == "ws-idle"):
         lines += [f"WebSocket: {r['sockets']:,} authenticated idle connections held ({r['still_open']:,} open after 3 s, /health "
@@ -432,6 +434,7 @@ def main():
     parser.add_argument("--only", default="push,pull,use,charge,ws", help="comma-separated sections")
     parser.add_argument("--release", default=str(ROOT / ".build/release"), help="folder of the release binaries")
     parser.add_argument("--subscriptions", type=int, default=100_000, help="due subscriptions for charge-recurring")
+    parser.add_argument("--charge-concurrency", default="1,4", help="SYNC_CHARGE_CONCURRENCY values to time")
     parser.add_argument("--sockets", type=int, default=5_000, help="idle WebSockets to hold")
     parser.add_argument("--fsync", choices=["on", "off"], default="on", help="PostgreSQL fsync/synchronous_commit")
     arguments = parser.parse_args()
@@ -445,9 +448,11 @@ def main():
         jwks = subprocess.check_output([f"{arguments.release}/mana-credits", "dev-keys", "--dir", str(keys)], text=True).strip()
         tokens = Tokens(keys / "signing-key.json")
         common = {"JWKS_URL": jwks, "MANA_AUTH_URL": ISSUER}
-        credits = Service(f"{arguments.release}/mana-credits", CREDITS_PORT,
-                          dict(common, DATABASE_URL=cluster.url("mana_credits"), SYNC_CHARGE_INTERVAL="0", GIFT_EXPIRY_INTERVAL="0",
-                               MANA_SYNC_URL=f"http://127.0.0.1:{SYNC_PORT}"))
+        def start_credits(**extra):
+            return Service(f"{arguments.release}/mana-credits", CREDITS_PORT,
+                           dict(common, DATABASE_URL=cluster.url("mana_credits"), SYNC_CHARGE_INTERVAL="0", GIFT_EXPIRY_INTERVAL="0",
+                                MANA_SYNC_URL=f"http://127.0.0.1:{SYNC_PORT}", MANA_NOTIFY_URL="http://127.0.0.1:9", **extra))
+        credits = start_credits()
         services.append(credits)
         sync = Service(f"{arguments.release}/mana-sync", SYNC_PORT,
                        dict(common, DATABASE_URL=cluster.url("mana_sync"), MANA_CREDITS_URL=f"http://127.0.0.1:{CREDITS_PORT}",
@@ -467,7 +472,12 @@ def main():
         if "use" in sections:
             bench_use(cluster, credits, tokens)
         if "charge" in sections:
-            bench_charge(cluster, credits, arguments.subscriptions)
+            for concurrency in arguments.charge_concurrency.split(","):
+                credits.stop()
+                services.remove(credits)
+                credits = start_credits(SYNC_CHARGE_CONCURRENCY=concurrency)
+                services.append(credits)
+                bench_charge(cluster, credits, arguments.subscriptions, int(concurrency))
         if "ws" in sections:
             bench_ws(cluster, sync, tokens, arguments.sockets)
     finally:

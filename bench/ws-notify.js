@@ -3,7 +3,7 @@
 // previous notice arrived (so pushes never overlap per user).
 //   k6 run -e BASE=http://127.0.0.1:3250 -e TOKENS=tokens.json -e VUS=4 -e PUSHES=100 bench/ws-notify.js
 import http from 'k6/http';
-import { WebSocket } from 'k6/websockets';
+import { WebSocket } from 'k6/experimental/websockets';
 import { Trend, Counter } from 'k6/metrics';
 
 const tokens = JSON.parse(open(__ENV.TOKENS));

@@ -45,6 +45,27 @@ import TestSupport
         }
     }
 
+    /// Pages are written from the stored JSON text without re-encoding: names with every
+    /// character JSON must escape, and values of every JSON type, come back exactly as sent.
+    @Test func storedTextComesBackExactlyAsSent() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            let awkward = "q\"b\\n\nr\rt\tc\u{01}\u{1F}é😀/"
+            let changes: [JSONValue] = [
+                Changes.insert(awkward, awkward, [awkward: "x", "n": .number(1.5), "big": .number(12345678901234), "nested": ["a": [.null, true, "é"]]]),
+                Changes.update(awkward, awkward, awkward, ["deep": [1, 2, ["x": .null]]]),
+                Changes.delete(awkward, "d\u{7F}", at: "2024-01-01T10:07:00.5+02:00"),
+            ]
+            #expect(try await h.push("todo", as: "alice", client: "A", changes: changes).status == .ok)
+            let raw = try await h.caller.sendText(
+                .get, "/sync/todo/pull?collection=\(awkward.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)&since=\(Self.epoch)",
+                headers: [.authorization: "Bearer \(try await h.token("alice"))"])
+            #expect(raw.status == .ok, "\(raw.text)")
+            #expect((try? JSONSerialization.jsonObject(with: Data(raw.text.utf8))) != nil, "not valid JSON: \(raw.text)")
+            let pulled = try JSONDecoder().decode(JSONValue.self, from: Data(raw.text.utf8))
+            #expect(pulled["serverChanges"] == .array(changes))
+        }
+    }
+
     @Test func emptyHistoryAnswersTheEpoch() async throws {
         try await SyncHarness.run { (h: SyncHarness) async throws in
             let pulled = try await h.pull("todo", as: "nobody", collection: "todos", since: "2024-01-01T00:00:00+02:00")

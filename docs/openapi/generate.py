@@ -94,7 +94,23 @@ def health_paths(envelope):
     }
 
 
+def with_transport_errors(paths, envelope):
+    """Every operation may answer 503 (database unavailable, or the request deadline
+    HTTP_REQUEST_TIMEOUT passed; Retry-After) and, when it reads a body, 408 (the body did not
+    arrive within HTTP_BODY_TIMEOUT)."""
+    for item in paths.values():
+        for method, operation in item.items():
+            extra = ["503"] + (["408"] if "requestBody" in operation else [])
+            for code in extra:
+                operation["responses"].setdefault(code, {
+                    "description": {"503": "Unavailable: database unreachable or request deadline passed (Retry-After)",
+                                    "408": "Request body too slow"}[code],
+                    "content": {"application/json": {"schema": ref(envelope)}}})
+    return paths
+
+
 def document(title, description, port, paths, schemas, envelope):
+    paths = with_transport_errors(paths, envelope)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": "1.0.0", "description": description},

@@ -13,6 +13,13 @@ package struct JSONResponse: ResponseGenerator {
         self.headers = headers
     }
 
+    /// Bytes that already are JSON (built by hand on a hot path), sent as they are.
+    package init(rawJSON: [UInt8], status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) {
+        self.status = status
+        self.data = Data(rawJSON)
+        self.headers = headers
+    }
+
     package func response(from request: Request, context: some RequestContext) throws -> Response {
         var headers = self.headers
         headers[.contentType] = "application/json; charset=utf-8"

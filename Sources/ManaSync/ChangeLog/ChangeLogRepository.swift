@@ -13,7 +13,7 @@ struct ChangeLogRepository: Sendable {
 
     /// Changes after a cursor, and the cursor the client has now seen everything up to.
     struct Page: Sendable {
-        let changes: [Change]
+        let changes: [StoredChange]
         let syncedUntil: Int64
         let hasMore: Bool
     }
@@ -104,18 +104,13 @@ struct ChangeLogRepository: Sendable {
             ORDER BY c.cursor
             """, logger: logger)
         var head: Int64 = 0
-        var changes: [(Int64, Change)] = []
-        let decoder = JSONDecoder()
+        var changes: [(Int64, StoredChange)] = []
         for try await (headCursor, cursor, table, id, op, data, fields, deletedAt) in rows.decode(
             (Int64, Int64?, String?, String?, String?, String?, String?, String?).self)
         {
             head = headCursor
             guard let cursor, let table, let id, let op = op.flatMap(Change.Operation.init(rawValue:)) else { continue }
-            changes.append((cursor, Change(
-                table: table, id: id, op: op,
-                data: try data.map { try decoder.decode(JSONValue.self, from: Data($0.utf8)) },
-                fields: try fields.map { try decoder.decode(JSONValue.self, from: Data($0.utf8)) },
-                deletedAt: deletedAt)))
+            changes.append((cursor, StoredChange(table: table, id: id, op: op, data: data, fields: fields, deletedAt: deletedAt)))
         }
         if changes.count > limit {
             let page = changes.prefix(limit)

@@ -86,11 +86,9 @@ struct SyncController: Sendable {
     // MARK: Input
 
     static func response(_ page: ChangeLogRepository.Page) throws -> JSONResponse {
-        let body: JSONValue = [
-            "serverChanges": .array(page.changes.map(\.json)), "conflicts": [],
-            "syncedUntil": .string(Timestamp.format(microseconds: page.syncedUntil)), "hasMore": .bool(page.hasMore),
-        ]
-        return try JSONResponse(body)
+        JSONResponse(
+            rawJSON: StoredChange.pageJSON(
+                page.changes, key: "serverChanges", syncedUntil: page.syncedUntil, hasMore: page.hasMore, extra: [("conflicts", "[]")]))
     }
 
     /// 1–64 characters of `A–Z a–z 0–9 _ . -`, starting with a letter or digit.

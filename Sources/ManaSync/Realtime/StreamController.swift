@@ -53,11 +53,12 @@ struct StreamController: Sendable {
                             limit: Self.pageSize)
                         cursors[table] = page.syncedUntil
                         if catchUp || !page.changes.isEmpty {
-                            let data: JSONValue = [
-                                "table": .string(table), "changes": .array(page.changes.map(\.json)),
-                                "syncedUntil": .string(Timestamp.format(microseconds: page.syncedUntil)), "hasMore": .bool(page.hasMore),
-                            ]
-                            try await writer.write(Self.event("changes", data))
+                            var name = [UInt8]()
+                            JSONText.appendString(table, to: &name)
+                            let data = StoredChange.pageJSON(
+                                page.changes, key: "changes", syncedUntil: page.syncedUntil, hasMore: page.hasMore,
+                                extra: [("table", String(decoding: name, as: UTF8.self))])
+                            try await writer.write(Self.event("changes", rawJSON: data))
                         }
                         if !page.hasMore { return }
                     }
@@ -89,6 +90,13 @@ struct StreamController: Sendable {
                 hub.unsubscribe(subscription)
                 try? await writer.finish(nil)
             })
+    }
+
+    static func event(_ name: String, rawJSON: [UInt8]) -> ByteBuffer {
+        var buffer = ByteBuffer(string: "event: \(name)\ndata: ")
+        buffer.writeBytes(rawJSON)
+        buffer.writeString("\n\n")
+        return buffer
     }
 
     static func event(_ name: String, _ data: JSONValue) -> ByteBuffer {

@@ -1,0 +1,92 @@
+import HTTPKit
+
+/// A change as read back from `sync.changes`, with `data` and `fields` kept as the JSON text
+/// PostgreSQL returns for them: pages of changes are written to clients without decoding and
+/// re-encoding every value (a pull of 1,000 changes spent most of its time there).
+struct StoredChange: Sendable, Equatable {
+    let table: String
+    let id: String
+    let op: Change.Operation
+    /// JSON text of the whole record (`insert`).
+    let data: String?
+    /// JSON text of field name → `{value, updatedAt}` (`update`).
+    let fields: String?
+    /// Soft-delete time as the client sent it (`delete`).
+    let deletedAt: String?
+
+    /// Appends the change as a JSON object, in the shape it came in.
+    func appendJSON(to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"table":"#.utf8)
+        JSONText.appendString(table, to: &out)
+        out.append(contentsOf: #","id":"#.utf8)
+        JSONText.appendString(id, to: &out)
+        out.append(contentsOf: #","op":""#.utf8)
+        out.append(contentsOf: op.rawValue.utf8)
+        out.append(UInt8(ascii: "\""))
+        if let data {
+            out.append(contentsOf: #","data":"#.utf8)
+            out.append(contentsOf: data.utf8)
+        }
+        if let fields {
+            out.append(contentsOf: #","fields":"#.utf8)
+            out.append(contentsOf: fields.utf8)
+        }
+        if let deletedAt {
+            out.append(contentsOf: #","deletedAt":"#.utf8)
+            JSONText.appendString(deletedAt, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// A page as the JSON object clients receive: `{"serverChanges"|"changes": [...],
+    /// "syncedUntil", "hasMore", ...}` with `extra` members (already JSON) first.
+    static func pageJSON(
+        _ changes: [StoredChange], key: String, syncedUntil: Int64, hasMore: Bool, extra: [(String, String)] = []
+    ) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(64 + changes.count * 160)
+        out.append(UInt8(ascii: "{"))
+        for (name, json) in extra {
+            JSONText.appendString(name, to: &out)
+            out.append(UInt8(ascii: ":"))
+            out.append(contentsOf: json.utf8)
+            out.append(UInt8(ascii: ","))
+        }
+        JSONText.appendString(key, to: &out)
+        out.append(contentsOf: ":[".utf8)
+        for (index, change) in changes.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            change.appendJSON(to: &out)
+        }
+        out.append(contentsOf: #"],"syncedUntil":""#.utf8)
+        out.append(contentsOf: Timestamp.format(microseconds: syncedUntil).utf8)
+        out.append(contentsOf: #"","hasMore":"#.utf8)
+        out.append(contentsOf: (hasMore ? "true" : "false").utf8)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+}
+
+/// JSON text building for hot paths.
+enum JSONText {
+    /// Appends `text` as a JSON string literal (quotes, backslashes and control characters escaped).
+    static func appendString(_ text: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
+            case UInt8(ascii: "\\"): out.append(contentsOf: #"\\"#.utf8)
+            case 0x0A: out.append(contentsOf: #"\n"#.utf8)
+            case 0x0D: out.append(contentsOf: #"\r"#.utf8)
+            case 0x09: out.append(contentsOf: #"\t"#.utf8)
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: #"\u00"#.utf8)
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0x0F)])
+            default: out.append(byte)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}
