@@ -131,6 +131,10 @@ class Service:
                 return int(line.split()[1]) / 1024
         return 0
 
+    def cpu_seconds(self):
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.process.terminate()
         try:
@@ -167,13 +171,21 @@ class Tokens:
         return path
 
 
+LAST_K6_CPU = [0.0]
+
+
 def k6(script, name, **variables):
-    """Runs a k6 script; returns its summary metrics and whether its thresholds held."""
+    """Runs a k6 script; returns its summary metrics and whether its thresholds held. The
+    CPU seconds k6 itself used are left in LAST_K6_CPU (it shares the 2 cores)."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary = WORK / f"k6-{name}.json"
     arguments = ["k6", "run", "--quiet", "--summary-export", str(summary)]
     for key, value in variables.items():
         arguments += ["-e", f"{key}={value}"]
     result = subprocess.run(arguments + [str(ROOT / "bench" / script)], capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    LAST_K6_CPU[0] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if not summary.exists():
         raise RuntimeError(f"k6 {script} failed: {result.stderr[-2000:]}")
     return json.loads(summary.read_text())["metrics"], result.returncode == 0
@@ -223,14 +235,16 @@ def bench_push(cluster, sync, tokens):
         changes = [{"table": "items", "id": f"r{i}", "op": "insert", "data": {"n": i, "text": "benchmark row"}} for i in range(batch)]
         script = PUSH_SQL.replace("BATCH", json.dumps(changes)).replace("COUNT", str(batch))
         for clients in [1, 32]:
+            cpu = sync.cpu_seconds()
             metrics, passed = k6("sync-push.js", f"push-{batch}-{clients}", BASE=f"http://127.0.0.1:{SYNC_PORT}", TOKENS=token_file,
                                  BATCH=batch, VUS=clients, DURATION=DURATION)
-            memory = sync.rss_mb()
+            memory, cpu = sync.rss_mb(), sync.cpu_seconds() - cpu
             tps, pg_latency = cluster.pgbench("mana_sync", script, clients, int(DURATION.rstrip("s")))
             rate = metrics["http_reqs"]["rate"] * batch
             d = metrics["http_req_duration"]
             record("push", batch=batch, clients=clients, changes_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"],
-                   ceiling=tps * batch, ceiling_med=pg_latency["med"], ratio=rate / (tps * batch), rss_mb=memory, thresholds=passed)
+                   ceiling=tps * batch, ceiling_med=pg_latency["med"], ratio=rate / (tps * batch), rss_mb=memory, thresholds=passed,
+                   cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
 
 
 PULL_SQL = """\\set since random(FIRST, LAST)
@@ -264,14 +278,16 @@ def bench_pull(cluster, sync, tokens):
         ANALYZE sync.changes;""")
     script = PULL_SQL.replace("FIRST", str(first)).replace("LAST", str(first + count - 1001))
     for clients in [1, 32]:
+        cpu = sync.cpu_seconds()
         metrics, passed = k6("sync-pull.js", f"pull-{clients}", BASE=f"http://127.0.0.1:{SYNC_PORT}", TOKEN=tokens.mint("puller"),
                              FIRST=first, COUNT=count, VUS=clients, DURATION=DURATION)
-        memory = sync.rss_mb()
+        memory, cpu = sync.rss_mb(), sync.cpu_seconds() - cpu
         tps, pg_latency = cluster.pgbench("mana_sync", script, clients, int(DURATION.rstrip("s")))
         rate = metrics["http_reqs"]["rate"] * 1000
         d = metrics["http_req_duration"]
         record("pull", clients=clients, changes_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"], ceiling=tps * 1000,
-               ceiling_med=pg_latency["med"], ratio=rate / (tps * 1000), rss_mb=memory, thresholds=passed)
+               ceiling_med=pg_latency["med"], ratio=rate / (tps * 1000), rss_mb=memory, thresholds=passed,
+               cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
 
 
 USE_SQL = """\\set uid random(0, USERS)
@@ -302,15 +318,16 @@ def bench_use(cluster, credits, tokens):
                 INSERT INTO credits.balances (user_id, balance, total_earned)
                 SELECT '{name}-user-' || g, 1000000000, 1000000000 FROM generate_series(0, {users - 1}) g""")
         token_file = tokens.file(f"{prefix}-tokens", [f"{prefix}-k6-user-{i}" for i in range(users)])
+        cpu = credits.cpu_seconds()
         metrics, passed = k6("credits-use.js", prefix, BASE=f"http://127.0.0.1:{CREDITS_PORT}", TOKENS=token_file, VUS=32,
                              DURATION=DURATION)
-        memory = credits.rss_mb()
+        memory, cpu = credits.rss_mb(), credits.cpu_seconds() - cpu
         script = USE_SQL.replace("'user-'", f"'{prefix}-pgbench-user-'").replace("USERS", str(users - 1))
         tps, pg_latency = cluster.pgbench("mana_credits", script, 32, int(DURATION.rstrip("s")))
         rate = metrics["http_reqs"]["rate"]
         d = metrics["http_req_duration"]
         record("use", users=label, clients=32, debits_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"], ceiling=tps,
-               ceiling_med=pg_latency["med"], ratio=rate / tps, rss_mb=memory, thresholds=passed)
+               ceiling_med=pg_latency["med"], ratio=rate / tps, rss_mb=memory, thresholds=passed, cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
 
 
 def bench_charge(cluster, credits, count, concurrency):
@@ -393,25 +410,25 @@ def report(machine):
     lines = [f"Machine: {machine}", f"Command: `bench/run {' '.join(sys.argv[1:])}` (DURATION={DURATION})", ""]
     sections = {row["section"] for row in RESULTS}
     if "push" in sections:
-        lines += ["| sync push | clients | mana-sync changes/s | p50 / p95 / p99 ms | pgbench same SQL changes/s (p50 ms) | ratio | RSS MB | k6 thresholds |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["| sync push | clients | mana-sync changes/s | p50 / p95 / p99 ms | pgbench same SQL changes/s (p50 ms) | ratio | RSS MB | CPU s service / k6 | k6 thresholds |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in RESULTS if r["section"] == "push"):
             lines.append(f"| batch {r['batch']} | {r['clients']} | {r['changes_per_s']:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
-                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {'pass' if r['thresholds'] else 'FAIL'} |")
+                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {r['cpu_service']:.1f} / {r['cpu_k6']:.1f} | {'pass' if r['thresholds'] else 'FAIL'} |")
         lines.append("")
     if "pull" in sections:
-        lines += ["| sync pull, pages of 1,000 | clients | changes/s | p50 / p95 / p99 ms | pgbench same SQL changes/s (p50 ms) | ratio | RSS MB | k6 thresholds |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["| sync pull, pages of 1,000 | clients | changes/s | p50 / p95 / p99 ms | pgbench same SQL changes/s (p50 ms) | ratio | RSS MB | CPU s service / k6 | k6 thresholds |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in RESULTS if r["section"] == "pull"):
             lines.append(f"| 200,000 changes | {r['clients']} | {r['changes_per_s']:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
-                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {'pass' if r['thresholds'] else 'FAIL'} |")
+                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {r['cpu_service']:.1f} / {r['cpu_k6']:.1f} | {'pass' if r['thresholds'] else 'FAIL'} |")
         lines.append("")
     if "use" in sections:
-        lines += ["| credits use | clients | debits/s | p50 / p95 / p99 ms | pgbench same SQL debits/s (p50 ms) | ratio | RSS MB | k6 thresholds |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["| credits use | clients | debits/s | p50 / p95 / p99 ms | pgbench same SQL debits/s (p50 ms) | ratio | RSS MB | CPU s service / k6 | k6 thresholds |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in RESULTS if r["section"] == "use"):
             lines.append(f"| {r['users']} | {r['clients']} | {r['debits_per_s']:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
-                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {'pass' if r['thresholds'] else 'FAIL'} |")
+                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {r['cpu_service']:.1f} / {r['cpu_k6']:.1f} | {'pass' if r['thresholds'] else 'FAIL'} |")
         lines.append("")
     for r in (r for r in RESULTS if r["section"] == "charge"):
         lines += [f"charge-recurring, {r['concurrency']} renewals at a time: {r['subscriptions']:,} due subscriptions in **{r['seconds']:.1f} s** ({r['per_s']:,.0f}/s), "
