@@ -33,7 +33,9 @@ package struct ServiceClient: Sendable {
     /// at once, so callers that fail open (the billing gate) lose no time on it.
     package static let sharedHTTPClient: HTTPClient = {
         var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
+        // Idle connections are dropped before the other service's HTTP_IDLE_TIMEOUT (30 s by
+        // default) closes them, so a call never goes out on a connection the server is closing.
+        configuration.connectionPool = .init(idleTimeout: .seconds(20), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
         configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }()

@@ -50,6 +50,8 @@ extension PostgresConnection {
     /// connection closes, even if `body` is stuck in a query that will never answer.
     package func guarded<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let work = Task { try await body(self) }
+        let token = CloseWatch.shared.watch(self) { work.cancel() }
+        defer { CloseWatch.shared.unwatch(self, token) }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 let resumed = NIOLockedValueBox(false)
@@ -61,13 +63,75 @@ extension PostgresConnection {
                     if first { continuation.resume(with: result) }
                 }
                 Task { finish(await work.result) }
-                self.closeFuture.whenComplete { _ in
-                    work.cancel()
-                    finish(.failure(DatabaseConnectionLost()))
-                }
+                CloseWatch.shared.onClose(of: self, token) { finish(.failure(DatabaseConnectionLost())) }
             }
         } onCancel: {
             work.cancel()
         }
+    }
+}
+
+/// Who waits on which connection's close. NIO cannot remove a callback from a future, so
+/// each connection gets one `closeFuture` callback (registered the first time it is
+/// watched) that calls whoever watches it at that moment; watchers come and go with each
+/// lease without piling callbacks onto long-lived connections.
+final class CloseWatch: Sendable {
+    static let shared = CloseWatch()
+
+    private struct Entry {
+        var watchers: [Int: [@Sendable () -> Void]] = [:]
+        var closed = false
+    }
+
+    private let state = NIOLockedValueBox<(next: Int, connections: [ObjectIdentifier: Entry])>((0, [:]))
+
+    /// Starts watching `connection`; `onClose` actions added under the returned token run when it closes.
+    func watch(_ connection: PostgresConnection, _ first: @escaping @Sendable () -> Void) -> Int {
+        let key = ObjectIdentifier(connection)
+        let (token, isNew, closed) = state.withLockedValue { state -> (Int, Bool, Bool) in
+            state.next += 1
+            let isNew = state.connections[key] == nil
+            state.connections[key, default: Entry()].watchers[state.next] = [first]
+            return (state.next, isNew, state.connections[key]?.closed ?? false)
+        }
+        if isNew {
+            connection.closeFuture.whenComplete { [weak self] _ in self?.closed(key) }
+        }
+        if closed { first() }
+        return token
+    }
+
+    /// Adds an action to run when the connection closes (at once if it already has).
+    func onClose(of connection: PostgresConnection, _ token: Int, _ action: @escaping @Sendable () -> Void) {
+        let key = ObjectIdentifier(connection)
+        let runNow = state.withLockedValue { state -> Bool in
+            guard var entry = state.connections[key], entry.watchers[token] != nil else { return true }
+            if entry.closed { return true }
+            entry.watchers[token]?.append(action)
+            state.connections[key] = entry
+            return false
+        }
+        if runNow { action() }
+    }
+
+    func unwatch(_ connection: PostgresConnection, _ token: Int) {
+        let key = ObjectIdentifier(connection)
+        state.withLockedValue { state in
+            state.connections[key]?.watchers[token] = nil
+            if let entry = state.connections[key], entry.closed, entry.watchers.isEmpty { state.connections[key] = nil }
+        }
+    }
+
+    private func closed(_ key: ObjectIdentifier) {
+        let actions = state.withLockedValue { state -> [@Sendable () -> Void] in
+            guard var entry = state.connections[key] else { return [] }
+            entry.closed = true
+            let actions = entry.watchers.values.flatMap { $0 }
+            // Watchers still registered learn of the close when they add an action.
+            entry.watchers = entry.watchers.mapValues { _ in [] }
+            state.connections[key] = entry.watchers.isEmpty ? nil : entry
+            return actions
+        }
+        actions.forEach { $0() }
     }
 }
