@@ -4,7 +4,7 @@ import HTTPKit
 import Hummingbird
 import Logging
 
-@main
+
 struct ManaCreditsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mana-credits",

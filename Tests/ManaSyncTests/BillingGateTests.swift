@@ -79,9 +79,11 @@ import TestSupport
             for duration in hanging {
                 #expect(duration >= .milliseconds(1450) && duration < .seconds(5), "\(duration)")
             }
-            // With the breaker open no call is made and pushes are as fast as without a gate.
+            // With the breaker open no call is made: pushes no longer wait for the 1.5 s
+            // timeout. (Compared with the hanging pushes, not with a fixed bound: under a
+            // loaded machine a debug-build push alone can take a second; figures in docs/benchmarks.md.)
             #expect(h.credits.statusCalls(for: "after-0") == 0)
-            #expect(median(broken) < .milliseconds(750), "\(median(broken))")
+            #expect(median(broken) + .milliseconds(750) < median(hanging), "\(median(broken)) vs \(median(hanging))")
             let metrics = try await h.caller.sendText(.get, "/metrics").text
             #expect(metrics.contains("sync_billing_breaker_open 1.0") || metrics.contains("sync_billing_breaker_open 1\n"), "\(metrics)")
         }
