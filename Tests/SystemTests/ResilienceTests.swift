@@ -83,8 +83,9 @@ import TestSupport
         let slowest = all.map(\.duration).max() ?? .zero
         let statuses = Dictionary(grouping: all) { $0.status.map(String.init) ?? "no answer" }.mapValues(\.count)
         print("PostgreSQL restart: \(all.count) requests, statuses \(statuses.sorted { $0.key < $1.key }), slowest \(slowest)")
-        // The request deadline (5 s here) bounds every request, down database or not.
-        #expect(slowest < .seconds(8), "a request took \(slowest)")
+        // The request deadline (5 s here) bounds every request, down database or not: a lease
+        // waiting for a connection and a shared billing lookup both give up on cancellation.
+        #expect(slowest < .milliseconds(6500), "a request took \(slowest)")
         #expect(all.allSatisfy { $0.status != nil && $0.status != 500 }, "a request failed with 500 or without an answer")
         #expect(ready.withLock { $0["sync"]?.contains(503) == true && $0["credits"]?.contains(503) == true })
         try await system.stop()

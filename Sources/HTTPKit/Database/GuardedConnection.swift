@@ -19,10 +19,30 @@ extension PostgresClient {
     /// body runs in its own task, raced against the connection's close: when the channel
     /// closes first the caller gets ``DatabaseConnectionLost`` and the lease goes back to the
     /// pool, which discards the closed connection.
+    ///
+    /// Cancellation (the request deadline) is honoured at once even while the lease waits
+    /// for a connection the pool cannot make (PostgreSQL down): the caller gets
+    /// `CancellationError`, and a lease granted later runs nothing.
     package func withGuardedConnection<T: Sendable>(
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
-        try await withConnection { connection in try await connection.guarded(body) }
+        let work = Task {
+            try await withConnection { connection in
+                // Abandoned while waiting for the lease: the caller has answered already.
+                try Task.checkCancellation()
+                return try await connection.guarded(body)
+            }
+        }
+        let outcome = OneShot<T>()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                outcome.attach(continuation)
+                Task { outcome.resume(with: await work.result) }
+            }
+        } onCancel: {
+            work.cancel()
+            outcome.resume(with: .failure(CancellationError()))
+        }
     }
 
     /// A transaction (BEGIN, body, COMMIT; ROLLBACK when the body throws) on a guarded
@@ -133,5 +153,66 @@ final class CloseWatch: Sendable {
             return actions
         }
         actions.forEach { $0() }
+    }
+}
+
+/// A continuation resumed once, by whichever result comes first (a result that arrives
+/// before the continuation is attached is kept for it).
+package final class OneShot<T: Sendable>: Sendable {
+    private enum State {
+        case empty
+        case waiting(CheckedContinuation<T, any Error>)
+        case resulted(Result<T, any Error>)
+        case done
+    }
+
+    private let state = NIOLockedValueBox<State>(.empty)
+
+    package init() {}
+
+    package func attach(_ continuation: CheckedContinuation<T, any Error>) {
+        let early = state.withLockedValue { state -> Result<T, any Error>? in
+            switch state {
+            case .empty:
+                state = .waiting(continuation)
+                return nil
+            case .resulted(let result):
+                state = .done
+                return result
+            case .waiting, .done:
+                return nil
+            }
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    package func resume(with result: Result<T, any Error>) {
+        let waiting = state.withLockedValue { state -> CheckedContinuation<T, any Error>? in
+            switch state {
+            case .empty:
+                state = .resulted(result)
+                return nil
+            case .waiting(let continuation):
+                state = .done
+                return continuation
+            case .resulted, .done:
+                return nil
+            }
+        }
+        waiting?.resume(with: result)
+    }
+}
+
+/// The value of a task shared by several waiters, or `CancellationError` as soon as this
+/// waiter is cancelled (the shared task goes on for the others).
+package func value<T: Sendable>(of task: Task<T, Never>) async throws -> T {
+    let outcome = OneShot<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            outcome.attach(continuation)
+            Task { outcome.resume(with: .success(await task.value)) }
+        }
+    } onCancel: {
+        outcome.resume(with: .failure(CancellationError()))
     }
 }

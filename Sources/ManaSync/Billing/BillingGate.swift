@@ -112,7 +112,9 @@ final class BillingGate: Sendable {
             return .failedOpen
         case .join(let task):
             metrics.count("sync_billing_cache_total", [("result", "miss")])
-            guard let active = await task.value else { return .failedOpen }
+            // A cancelled request (its deadline passed) stops waiting and fails open (its own
+            // work is cancelled next); the shared lookup goes on for the others.
+            guard let active = (try? await value(of: task)) ?? nil else { return .failedOpen }
             return active ? .allowed : .denied
         }
     }
