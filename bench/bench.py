@@ -409,26 +409,22 @@ def bench_ws(cluster, sync, tokens, sockets):
 def report(machine):
     lines = [f"Machine: {machine}", f"Command: `bench/run {' '.join(sys.argv[1:])}` (DURATION={DURATION})", ""]
     sections = {row["section"] for row in RESULTS}
-    if "push" in sections:
-        lines += ["| sync push | clients | mana-sync changes/s | p50 / p95 / p99 ms | pgbench same SQL changes/s (p50 ms) | ratio | RSS MB | CPU s service / k6 | k6 thresholds |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in (r for r in RESULTS if r["section"] == "push"):
-            lines.append(f"| batch {r['batch']} | {r['clients']} | {r['changes_per_s']:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
-                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {r['cpu_service']:.1f} / {r['cpu_k6']:.1f} | {'pass' if r['thresholds'] else 'FAIL'} |")
-        lines.append("")
-    if "pull" in sections:
-        lines += ["| sync pull, pages of 1,000 | clients | changes/s | p50 / p95 / p99 ms | pgbench same SQL changes/s (p50 ms) | ratio | RSS MB | CPU s service / k6 | k6 thresholds |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in (r for r in RESULTS if r["section"] == "pull"):
-            lines.append(f"| 200,000 changes | {r['clients']} | {r['changes_per_s']:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
-                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {r['cpu_service']:.1f} / {r['cpu_k6']:.1f} | {'pass' if r['thresholds'] else 'FAIL'} |")
-        lines.append("")
-    if "use" in sections:
-        lines += ["| credits use | clients | debits/s | p50 / p95 / p99 ms | pgbench same SQL debits/s (p50 ms) | ratio | RSS MB | CPU s service / k6 | k6 thresholds |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for r in (r for r in RESULTS if r["section"] == "use"):
-            lines.append(f"| {r['users']} | {r['clients']} | {r['debits_per_s']:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
-                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | {r['cpu_service']:.1f} / {r['cpu_k6']:.1f} | {'pass' if r['thresholds'] else 'FAIL'} |")
+    # The HTTP sections: one table each, a row per measurement next to its pgbench ceiling.
+    http_tables = [
+        ("push", "sync push", "mana-sync changes/s", "changes/s", "changes_per_s", lambda r: f"batch {r['batch']}"),
+        ("pull", "sync pull, pages of 1,000", "changes/s", "changes/s", "changes_per_s", lambda r: "200,000 changes"),
+        ("use", "credits use", "debits/s", "debits/s", "debits_per_s", lambda r: r["users"]),
+    ]
+    for section, title, unit, ceiling_unit, rate, label in http_tables:
+        rows = [r for r in RESULTS if r["section"] == section]
+        if not rows:
+            continue
+        lines += [f"| {title} | clients | {unit} | p50 / p95 / p99 ms | pgbench same SQL {ceiling_unit} (p50 ms) | ratio | RSS MB | "
+                  "CPU s service / k6 | k6 thresholds |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {label(r)} | {r['clients']} | {r[rate]:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
+                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | "
+                         f"{r['cpu_service']:.1f} / {r['cpu_k6']:.1f} | {'pass' if r['thresholds'] else 'FAIL'} |")
         lines.append("")
     for r in (r for r in RESULTS if r["section"] == "charge"):
         lines += [f"charge-recurring, {r['concurrency']} renewals at a time: {r['subscriptions']:,} due subscriptions in **{r['seconds']:.1f} s** ({r['per_s']:,.0f}/s), "
