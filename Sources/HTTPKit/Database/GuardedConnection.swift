@@ -45,6 +45,11 @@ extension PostgresClient {
         }
     }
 
+    /// One statement whose rows are not needed, on a guarded connection.
+    package func guardedExecute(_ query: PostgresQuery, logger: Logger) async throws {
+        try await withGuardedConnection { _ = try await $0.query(query, logger: logger) }
+    }
+
     /// A transaction (BEGIN, body, COMMIT; ROLLBACK when the body throws) on a guarded
     /// connection. The body's own error is thrown as is.
     package func withGuardedTransaction<T: Sendable>(

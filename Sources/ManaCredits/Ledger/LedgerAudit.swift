@@ -52,13 +52,15 @@ struct LedgerAudit: Sendable {
 
     /// Every violation found, as "check: user: detail".
     func run() async throws -> [String] {
-        var violations: [String] = []
-        for check in Self.checks {
-            let rows = try await client.query(PostgresQuery(unsafeSQL: check.sql), logger: logger)
-            for try await (user, detail) in rows.decode((String, String).self) {
-                violations.append("\(check.name): user \(user): \(detail)")
+        try await client.withGuardedConnection { [logger] connection in
+            var violations: [String] = []
+            for check in Self.checks {
+                let rows = try await connection.query(PostgresQuery(unsafeSQL: check.sql), logger: logger)
+                for try await (user, detail) in rows.decode((String, String).self) {
+                    violations.append("\(check.name): user \(user): \(detail)")
+                }
             }
+            return violations
         }
-        return violations
     }
 }

@@ -40,14 +40,16 @@ struct LedgerRepository: Sendable {
 
     /// The user's transactions, newest first.
     func transactions(userID: String, limit: Int, offset: Int) async throws -> [LedgerTransaction] {
-        let rows = try await client.query(
-            """
-            SELECT \(unescaped: LedgerTransaction.columns) FROM credits.transactions
-            WHERE user_id = \(userID) ORDER BY seq DESC LIMIT \(limit) OFFSET \(offset)
-            """, logger: logger)
-        var result: [LedgerTransaction] = []
-        for try await row in rows { result.append(try LedgerTransaction(row: row)) }
-        return result
+        try await client.withGuardedConnection { connection in
+            let rows = try await connection.query(
+                """
+                SELECT \(unescaped: LedgerTransaction.columns) FROM credits.transactions
+                WHERE user_id = \(userID) ORDER BY seq DESC LIMIT \(limit) OFFSET \(offset)
+                """, logger: logger)
+            var result: [LedgerTransaction] = []
+            for try await row in rows { result.append(try LedgerTransaction(row: row)) }
+            return result
+        }
     }
 
     // MARK: Changing

@@ -51,24 +51,26 @@ struct PackageRepository: Sendable {
 
     /// Every package, active or not, by sort order.
     func list(activeOnly: Bool) async throws -> [CreditPackage] {
-        let rows = try await client.query(
-            """
-            SELECT id, name, description, credits, price_cents, currency, active, sort_order FROM credits.packages
-            WHERE active OR NOT \(activeOnly) ORDER BY sort_order, name
-            """, logger: logger)
-        var result: [CreditPackage] = []
-        for try await (id, name, description, credits, price, currency, active, sort) in rows.decode(
-            (UUID, String, String, Int64, Int64, String, Bool, Int).self)
-        {
-            result.append(.init(id: id.uuidString.lowercased(), name: name, description: description, credits: credits, priceCents: price,
-                                currency: currency, active: active, sortOrder: sort))
+        try await client.withGuardedConnection { connection in
+            let rows = try await connection.query(
+                """
+                SELECT id, name, description, credits, price_cents, currency, active, sort_order FROM credits.packages
+                WHERE active OR NOT \(activeOnly) ORDER BY sort_order, name
+                """, logger: logger)
+            var result: [CreditPackage] = []
+            for try await (id, name, description, credits, price, currency, active, sort) in rows.decode(
+                (UUID, String, String, Int64, Int64, String, Bool, Int).self)
+            {
+                result.append(.init(id: id.uuidString.lowercased(), name: name, description: description, credits: credits, priceCents: price,
+                                    currency: currency, active: active, sortOrder: sort))
+            }
+            return result
         }
-        return result
     }
 
     /// Adds a package, or updates the one of that name (and activates it).
     func upsert(name: String, description: String, credits: Int64, priceCents: Int64, sortOrder: Int) async throws {
-        try await client.query(
+        try await client.guardedExecute(
             """
             INSERT INTO credits.packages (name, description, credits, price_cents, sort_order)
             VALUES (\(name), \(description), \(credits), \(priceCents), \(sortOrder))
@@ -79,27 +81,31 @@ struct PackageRepository: Sendable {
 
     /// Deactivates a package by name; false when there is none.
     func deactivate(name: String) async throws -> Bool {
-        let rows = try await client.query(
-            "UPDATE credits.packages SET active = false WHERE name = \(name) RETURNING id", logger: logger)
-        for try await _ in rows { return true }
-        return false
+        try await client.withGuardedConnection { connection in
+            let rows = try await connection.query(
+                "UPDATE credits.packages SET active = false WHERE name = \(name) RETURNING id", logger: logger)
+            for try await _ in rows { return true }
+            return false
+        }
     }
 
     /// The user's purchases, newest first.
     func purchases(userID: String) async throws -> [Purchase] {
-        let rows = try await client.query(
-            """
-            SELECT id, user_id, package_id, credits, amount_cents, currency, status, stripe_payment_intent_id,
-                created_at, completed_at
-            FROM credits.purchases WHERE user_id = \(userID) ORDER BY created_at DESC, id
-            """, logger: logger)
-        var result: [Purchase] = []
-        for try await (id, user, package, credits, amount, currency, status, intent, created, completed) in rows.decode(
-            (UUID, String, UUID, Int64, Int64, String, String, String?, Date, Date?).self)
-        {
-            result.append(.init(id: id.uuidString.lowercased(), userId: user, packageId: package.uuidString.lowercased(), credits: credits, amount: amount, currency: currency,
-                                status: status, stripePaymentIntentId: intent, createdAt: created, completedAt: completed))
+        try await client.withGuardedConnection { connection in
+            let rows = try await connection.query(
+                """
+                SELECT id, user_id, package_id, credits, amount_cents, currency, status, stripe_payment_intent_id,
+                    created_at, completed_at
+                FROM credits.purchases WHERE user_id = \(userID) ORDER BY created_at DESC, id
+                """, logger: logger)
+            var result: [Purchase] = []
+            for try await (id, user, package, credits, amount, currency, status, intent, created, completed) in rows.decode(
+                (UUID, String, UUID, Int64, Int64, String, String, String?, Date, Date?).self)
+            {
+                result.append(.init(id: id.uuidString.lowercased(), userId: user, packageId: package.uuidString.lowercased(), credits: credits, amount: amount, currency: currency,
+                                    status: status, stripePaymentIntentId: intent, createdAt: created, completedAt: completed))
+            }
+            return result
         }
-        return result
     }
 }

@@ -46,10 +46,10 @@ struct PurchaseService: Sendable {
                 metadata: [("userId", user.id), ("packageId", package.id), ("purchaseId", purchase)],
                 idempotencyKey: "mana-purchase-\(purchase)")
         } catch {
-            _ = try? await client.query("UPDATE credits.purchases SET status = 'failed' WHERE id = \(purchaseID)", logger: logger)
+            try? await client.guardedExecute("UPDATE credits.purchases SET status = 'failed' WHERE id = \(purchaseID)", logger: logger)
             throw error
         }
-        try await client.query(
+        try await client.guardedExecute(
             "UPDATE credits.purchases SET stripe_payment_intent_id = \(intent.id) WHERE id = \(purchaseID)", logger: logger)
         return [
             "purchaseId": .string(purchase), "clientSecret": intent.client_secret.map(JSONValue.string) ?? .null,
@@ -62,15 +62,17 @@ struct PurchaseService: Sendable {
     private func customer(for user: AuthenticatedUser, stripe: StripeClient) async throws -> String {
         if let known = try await storedCustomer(user.id) { return known }
         let created = try await stripe.createCustomer(userID: user.id, email: user.email, idempotencyKey: "mana-customer-\(user.id)")
-        try await client.query(
+        try await client.guardedExecute(
             "INSERT INTO credits.stripe_customers (user_id, stripe_customer_id) VALUES (\(user.id), \(created)) ON CONFLICT DO NOTHING",
             logger: logger)
         return try await storedCustomer(user.id) ?? created
     }
 
     private func storedCustomer(_ userID: String) async throws -> String? {
-        try await client.query("SELECT stripe_customer_id FROM credits.stripe_customers WHERE user_id = \(userID)", logger: logger)
-            .decode(String.self).reduce(into: [String]()) { $0.append($1) }.first
+        try await client.withGuardedConnection { connection in
+            try await connection.query("SELECT stripe_customer_id FROM credits.stripe_customers WHERE user_id = \(userID)", logger: logger)
+                .decode(String.self).reduce(into: [String]()) { $0.append($1) }.first
+        }
     }
 
     /// The caller's own purchase; 404 for anyone else's.

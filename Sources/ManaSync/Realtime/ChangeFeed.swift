@@ -45,7 +45,7 @@ struct ChangeFeed: Service {
     /// Announces a billing invalidation to every replica.
     static func announceInvalidation(userID: String, client: PostgresClient, logger: Logger) async {
         do {
-            try await client.query("SELECT pg_notify(\(channel), \(invalidationPayload(userID: userID)))", logger: logger)
+            try await client.guardedExecute("SELECT pg_notify(\(channel), \(invalidationPayload(userID: userID)))", logger: logger)
         } catch {
             logger.warning("could not announce a billing invalidation to the other replicas", metadata: ["error": "\(error)"])
         }
