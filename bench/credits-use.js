@@ -2,15 +2,11 @@
 //   k6 run -e BASE=http://127.0.0.1:3261 -e TOKENS=tokens.json -e VUS=32 bench/credits-use.js
 import http from 'k6/http';
 import { check } from 'k6';
+import { loadOptions } from './k6-options.js';
 
 const tokens = JSON.parse(open(__ENV.TOKENS));
 
-export const options = {
-  vus: parseInt(__ENV.VUS || '1'),
-  duration: __ENV.DURATION || '10s',
-  summaryTrendStats: ['med', 'p(95)', 'p(99)', 'max'],
-  thresholds: { http_req_failed: ['rate<0.001'], checks: ['rate>0.999'], http_req_duration: ['p(99)<2000'] },
-};
+export const options = loadOptions(2000);
 
 export default function () {
   const token = tokens[(__VU * 7919 + __ITER) % tokens.length];

@@ -2,16 +2,12 @@
 //   k6 run -e BASE=... -e TOKEN=<jwt> -e FIRST=<cursor µs> -e COUNT=<changes> -e VUS=32 bench/sync-pull.js
 import http from 'k6/http';
 import { check } from 'k6';
+import { loadOptions } from './k6-options.js';
 
 const first = parseInt(__ENV.FIRST);
 const count = parseInt(__ENV.COUNT);
 
-export const options = {
-  vus: parseInt(__ENV.VUS || '1'),
-  duration: __ENV.DURATION || '10s',
-  summaryTrendStats: ['med', 'p(95)', 'p(99)', 'max'],
-  thresholds: { http_req_failed: ['rate<0.001'], checks: ['rate>0.999'], http_req_duration: ['p(99)<3000'] },
-};
+export const options = loadOptions(3000);
 
 function cursor(micros) {
   const ms = Math.floor(micros / 1000);

@@ -63,6 +63,19 @@ enum Chaos {
         var cancelled: [String] = []
         var purchases: [String] = []
         var counts: [String: Int] = [:]
+
+        /// Counts one attempt of an operation without an idempotency key: acknowledged, or
+        /// uncertain when no answer came (or a 5xx: the outcome is unknown to the client).
+        mutating func tally(
+            _ answer: (status: HTTPResponse.Status, body: JSONValue)?, acknowledged: Bool, user: String,
+            _ counts: WritableKeyPath<Record, [String: (acked: Int, uncertain: Int)]>
+        ) {
+            if acknowledged {
+                self[keyPath: counts][user, default: (0, 0)].acked += 1
+            } else if (answer?.status.code ?? 500) >= 500 {
+                self[keyPath: counts][user, default: (0, 0)].uncertain += 1
+            }
+        }
     }
 
     static let users = (0..<10).map { "chaos-\($0)" }
@@ -134,12 +147,8 @@ enum Chaos {
             let answer = try? await system.credits(.post, "/api/v1/credits/use", as: user, json: json)
             let id = answer?.status == .ok ? answer?.body["transaction"]?["id"]?.stringValue : nil
             record.withLock {
-                if let id {
-                    $0.transactions[id] = user
-                    $0.unkeyedUses[user, default: (0, 0)].acked += 1
-                } else if answer == nil || (answer?.status.code ?? 500) >= 500 {
-                    $0.unkeyedUses[user, default: (0, 0)].uncertain += 1
-                }
+                if let id { $0.transactions[id] = user }
+                $0.tally(answer, acknowledged: id != nil, user: user, \.unkeyedUses)
             }
             count("unkeyed uses")
         case 55..<65:  // a refund from a service
@@ -147,23 +156,19 @@ enum Chaos {
             let answer = try? await system.credits(.post, "/api/v1/internal/credits/refund", service: true, json: json)
             let id = answer?.status == .ok ? answer?.body["transaction"]?["id"]?.stringValue : nil
             record.withLock {
-                if let id {
-                    $0.transactions[id] = user
-                    $0.refunds[user, default: (0, 0)].acked += 1
-                } else if answer == nil || (answer?.status.code ?? 500) >= 500 {
-                    $0.refunds[user, default: (0, 0)].uncertain += 1
-                }
+                if let id { $0.transactions[id] = user }
+                $0.tally(answer, acknowledged: id != nil, user: user, \.refunds)
             }
             count("refunds")
         case 65..<75:  // a gift code
             let answer = try? await system.credits(.post, "/api/v1/gifts", as: user, json: #"{"credits": 5}"#)
             record.withLock {
+                var created = false
                 if answer?.status == .created, let id = answer?.body["id"]?.stringValue, let code = answer?.body["code"]?.stringValue {
                     $0.gifts.append((id, code))
-                    $0.giftReservations[user, default: (0, 0)].acked += 1
-                } else if answer == nil || (answer?.status.code ?? 500) >= 500 {
-                    $0.giftReservations[user, default: (0, 0)].uncertain += 1
+                    created = true
                 }
+                $0.tally(answer, acknowledged: created, user: user, \.giftReservations)
             }
             count("gift creates")
         case 75..<83:  // someone redeems a code

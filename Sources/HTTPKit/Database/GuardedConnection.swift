@@ -33,16 +33,7 @@ extension PostgresClient {
                 return try await connection.guarded(body)
             }
         }
-        let outcome = OneShot<T>()
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                outcome.attach(continuation)
-                Task { outcome.resume(with: await work.result) }
-            }
-        } onCancel: {
-            work.cancel()
-            outcome.resume(with: .failure(CancellationError()))
-        }
+        return try await value(of: work, cancellingItWhenAbandoned: true)
     }
 
     /// One statement whose rows are not needed, on a guarded connection.
@@ -75,20 +66,16 @@ extension PostgresConnection {
     /// connection closes, even if `body` is stuck in a query that will never answer.
     package func guarded<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let work = Task { try await body(self) }
-        let token = CloseWatch.shared.watch(self) { work.cancel() }
+        let outcome = OneShot<T>()
+        let token = CloseWatch.shared.watch(self) {
+            work.cancel()
+            outcome.resume(with: .failure(DatabaseConnectionLost()))
+        }
         defer { CloseWatch.shared.unwatch(self, token) }
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-                let resumed = NIOLockedValueBox(false)
-                let finish: @Sendable (Result<T, any Error>) -> Void = { result in
-                    let first = resumed.withLockedValue { done in
-                        defer { done = true }
-                        return !done
-                    }
-                    if first { continuation.resume(with: result) }
-                }
-                Task { finish(await work.result) }
-                CloseWatch.shared.onClose(of: self, token) { finish(.failure(DatabaseConnectionLost())) }
+            try await withCheckedThrowingContinuation { continuation in
+                outcome.attach(continuation)
+                Task { outcome.resume(with: await work.result) }
             }
         } onCancel: {
             work.cancel()
@@ -103,60 +90,32 @@ extension PostgresConnection {
 final class CloseWatch: Sendable {
     static let shared = CloseWatch()
 
-    private struct Entry {
-        var watchers: [Int: [@Sendable () -> Void]] = [:]
-        var closed = false
-    }
+    /// Per connection, its watchers' actions by token. A connection's entry goes when it
+    /// closes; watching it again afterwards registers on its (completed) close future, which
+    /// runs the action at once.
+    private let state = NIOLockedValueBox<(next: Int, connections: [ObjectIdentifier: [Int: @Sendable () -> Void]])>((0, [:]))
 
-    private let state = NIOLockedValueBox<(next: Int, connections: [ObjectIdentifier: Entry])>((0, [:]))
-
-    /// Starts watching `connection`; `onClose` actions added under the returned token run when it closes.
-    func watch(_ connection: PostgresConnection, _ first: @escaping @Sendable () -> Void) -> Int {
+    /// Runs `onClose` when `connection` closes, unless ``unwatch(_:_:)`` comes first.
+    func watch(_ connection: PostgresConnection, onClose: @escaping @Sendable () -> Void) -> Int {
         let key = ObjectIdentifier(connection)
-        let (token, isNew, closed) = state.withLockedValue { state -> (Int, Bool, Bool) in
+        let (token, isNew) = state.withLockedValue { state -> (Int, Bool) in
             state.next += 1
             let isNew = state.connections[key] == nil
-            state.connections[key, default: Entry()].watchers[state.next] = [first]
-            return (state.next, isNew, state.connections[key]?.closed ?? false)
+            state.connections[key, default: [:]][state.next] = onClose
+            return (state.next, isNew)
         }
         if isNew {
             connection.closeFuture.whenComplete { [weak self] _ in self?.closed(key) }
         }
-        if closed { first() }
         return token
     }
 
-    /// Adds an action to run when the connection closes (at once if it already has).
-    func onClose(of connection: PostgresConnection, _ token: Int, _ action: @escaping @Sendable () -> Void) {
-        let key = ObjectIdentifier(connection)
-        let runNow = state.withLockedValue { state -> Bool in
-            guard var entry = state.connections[key], entry.watchers[token] != nil else { return true }
-            if entry.closed { return true }
-            entry.watchers[token]?.append(action)
-            state.connections[key] = entry
-            return false
-        }
-        if runNow { action() }
-    }
-
     func unwatch(_ connection: PostgresConnection, _ token: Int) {
-        let key = ObjectIdentifier(connection)
-        state.withLockedValue { state in
-            state.connections[key]?.watchers[token] = nil
-            if let entry = state.connections[key], entry.closed, entry.watchers.isEmpty { state.connections[key] = nil }
-        }
+        _ = state.withLockedValue { $0.connections[ObjectIdentifier(connection)]?.removeValue(forKey: token) }
     }
 
     private func closed(_ key: ObjectIdentifier) {
-        let actions = state.withLockedValue { state -> [@Sendable () -> Void] in
-            guard var entry = state.connections[key] else { return [] }
-            entry.closed = true
-            let actions = entry.watchers.values.flatMap { $0 }
-            // Watchers still registered learn of the close when they add an action.
-            entry.watchers = entry.watchers.mapValues { _ in [] }
-            state.connections[key] = entry.watchers.isEmpty ? nil : entry
-            return actions
-        }
+        let actions = state.withLockedValue { $0.connections.removeValue(forKey: key)?.values.map { $0 } ?? [] }
         actions.forEach { $0() }
     }
 }
@@ -208,16 +167,20 @@ package final class OneShot<T: Sendable>: Sendable {
     }
 }
 
-/// The value of a task shared by several waiters, or `CancellationError` as soon as this
-/// waiter is cancelled (the shared task goes on for the others).
-package func value<T: Sendable>(of task: Task<T, Never>) async throws -> T {
+/// The value of `task`, or `CancellationError` as soon as the waiting task is cancelled,
+/// even if `task` ignores cancellation (a pool lease, a lookup other requests share).
+/// `cancellingItWhenAbandoned` also cancels `task`; leave it false for a shared one.
+package func value<T: Sendable, Failure: Error>(
+    of task: Task<T, Failure>, cancellingItWhenAbandoned: Bool = false
+) async throws -> T {
     let outcome = OneShot<T>()
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { continuation in
             outcome.attach(continuation)
-            Task { outcome.resume(with: .success(await task.value)) }
+            Task { outcome.resume(with: await task.result.mapError { $0 as any Error }) }
         }
     } onCancel: {
+        if cancellingItWhenAbandoned { task.cancel() }
         outcome.resume(with: .failure(CancellationError()))
     }
 }

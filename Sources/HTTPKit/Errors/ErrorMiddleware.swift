@@ -44,18 +44,21 @@ package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return APIError.badRequest("text must not contain NUL characters (U+0000) or invalid UTF-8")
         case let error as PSQLError where Self.databaseUnavailable(error):
             logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))"])
-            return APIError(
-                .serviceUnavailable, code: "database_unavailable", message: "the database is unavailable; try again shortly",
-                headers: [.retryAfter: "1"])
+            return Self.unavailableDatabase
         case is DatabaseConnectionLost:
-            return APIError(
-                .serviceUnavailable, code: "database_unavailable", message: "the database connection was lost; try again",
-                headers: [.retryAfter: "1"])
+            return Self.unavailableDatabase
         case is CancellationError:
             return APIError(.serviceUnavailable, message: "the request was cancelled")
         default:
             return internalError(error, logger: logger)
         }
+    }
+
+    /// Retryable: the database is down or the connection broke under the request.
+    private static var unavailableDatabase: APIError {
+        APIError(
+            .serviceUnavailable, code: "database_unavailable", message: "the database is unavailable; try again shortly",
+            headers: [.retryAfter: "1"])
     }
 
     /// The connection to PostgreSQL broke or could not be made (a restart, a failover, a

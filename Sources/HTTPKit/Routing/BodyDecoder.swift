@@ -25,20 +25,11 @@ package struct BodyDecoder: Sendable {
         if let declared = request.headers[.contentLength].flatMap(Int.init), declared > limit {
             throw APIError.tooLarge("request body is larger than \(limit) bytes")
         }
-        let (limit, timeout) = (limit, timeout)
+        let limit = limit
         do {
-            return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-                group.addTask { try await request.body.collect(upTo: limit) }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    return nil
-                }
-                defer { group.cancelAll() }
-                guard let first = try await group.next(), let buffer = first else {
-                    throw APIError(.requestTimeout, message: "request body did not arrive within \(timeout.components.seconds) s")
-                }
-                return buffer
-            }
+            return try await withTimeout(timeout) { try await request.body.collect(upTo: limit) }
+        } catch is TimeoutError {
+            throw APIError(.requestTimeout, message: "request body did not arrive within \(timeout.secondsText) s")
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw APIError.tooLarge("request body is larger than \(limit) bytes")
         }

@@ -51,7 +51,7 @@ package struct HealthController<Context: RequestContext>: Sendable {
         guard let database else { return true }
         do {
             return try await withTimeout(readinessTimeout) {
-                try await database.withGuardedConnection { _ = try await $0.query("SELECT 1", logger: logger) }
+                try await database.guardedExecute("SELECT 1", logger: logger)
                 return true
             }
         } catch {

@@ -38,22 +38,19 @@ struct StoredChange: Sendable, Equatable {
         out.append(UInt8(ascii: "}"))
     }
 
-    /// A page as the JSON object clients receive: `{"serverChanges"|"changes": [...],
-    /// "syncedUntil", "hasMore", ...}` with `extra` members (already JSON) first.
-    static func pageJSON(
-        _ changes: [StoredChange], key: String, syncedUntil: Int64, hasMore: Bool, extra: [(String, String)] = []
-    ) -> [UInt8] {
+    /// A page as the JSON object clients receive: a push or pull answer
+    /// (`{"conflicts":[],"serverChanges":[...],"syncedUntil","hasMore"}`) or, with `table`, an SSE
+    /// `changes` event (`{"table","changes":[...],"syncedUntil","hasMore"}`).
+    static func pageJSON(_ changes: [StoredChange], table: String? = nil, syncedUntil: Int64, hasMore: Bool) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(64 + changes.count * 160)
-        out.append(UInt8(ascii: "{"))
-        for (name, json) in extra {
-            JSONText.appendString(name, to: &out)
-            out.append(UInt8(ascii: ":"))
-            out.append(contentsOf: json.utf8)
-            out.append(UInt8(ascii: ","))
+        if let table {
+            out.append(contentsOf: #"{"table":"#.utf8)
+            JSONText.appendString(table, to: &out)
+            out.append(contentsOf: #","changes":["#.utf8)
+        } else {
+            out.append(contentsOf: #"{"conflicts":[],"serverChanges":["#.utf8)
         }
-        JSONText.appendString(key, to: &out)
-        out.append(contentsOf: ":[".utf8)
         for (index, change) in changes.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             change.appendJSON(to: &out)

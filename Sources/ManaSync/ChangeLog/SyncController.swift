@@ -62,7 +62,7 @@ struct SyncController: Sendable {
             await hooks.afterPush(.init(userID: user.id, appID: appID, tables: tables, clientID: clientID))
         }
         metrics.count("sync_changes_returned_total", by: page.changes.count)
-        return try Self.response(page)
+        return Self.response(page)
     }
 
     private func pull(_ request: Request, _ context: AppRequestContext) async throws -> JSONResponse {
@@ -80,15 +80,13 @@ struct SyncController: Sendable {
         let page = try await changeLog.pull(
             userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit)
         metrics.count("sync_changes_returned_total", by: page.changes.count)
-        return try Self.response(page)
+        return Self.response(page)
     }
 
     // MARK: Input
 
-    static func response(_ page: ChangeLogRepository.Page) throws -> JSONResponse {
-        JSONResponse(
-            rawJSON: StoredChange.pageJSON(
-                page.changes, key: "serverChanges", syncedUntil: page.syncedUntil, hasMore: page.hasMore, extra: [("conflicts", "[]")]))
+    static func response(_ page: ChangeLogRepository.Page) -> JSONResponse {
+        JSONResponse(rawJSON: StoredChange.pageJSON(page.changes, syncedUntil: page.syncedUntil, hasMore: page.hasMore))
     }
 
     /// 1–64 characters of `A–Z a–z 0–9 _ . -`, starting with a letter or digit.

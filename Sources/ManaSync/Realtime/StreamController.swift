@@ -53,11 +53,8 @@ struct StreamController: Sendable {
                             limit: Self.pageSize)
                         cursors[table] = page.syncedUntil
                         if catchUp || !page.changes.isEmpty {
-                            var name = [UInt8]()
-                            JSONText.appendString(table, to: &name)
                             let data = StoredChange.pageJSON(
-                                page.changes, key: "changes", syncedUntil: page.syncedUntil, hasMore: page.hasMore,
-                                extra: [("table", String(decoding: name, as: UTF8.self))])
+                                page.changes, table: table, syncedUntil: page.syncedUntil, hasMore: page.hasMore)
                             try await writer.write(Self.event("changes", rawJSON: data))
                         }
                         if !page.hasMore { return }
