@@ -92,18 +92,21 @@ import TestSupport
     @Test func theBreakerProbesAfterItsCooldownAndCloses() async throws {
         try await SyncHarness.run(billing: {
             $0.breakerThreshold = 2
-            $0.breakerCooldown = .seconds(4)
+            $0.breakerCooldown = .seconds(8)
         }) { (h: SyncHarness) async throws in
             h.credits.setActive("probe", false)
             await h.credits.server.stop()
             for _ in 0..<4 {
                 #expect(try await h.pull("todo", as: "probe", collection: "t", since: Self.epoch).status == .ok)
             }
+            // The breaker opened at the second failure, before this instant. (The cool-down is
+            // long enough that a loaded CI machine still checks "open" within it.)
+            let opened = ContinuousClock.now
             try await h.credits.server.start()
             // Still open: no call reaches mana-credits, the request is let through.
             #expect(try await h.pull("todo", as: "probe", collection: "t", since: Self.epoch).status == .ok)
             #expect(h.credits.statusCalls() == 0)
-            try await Task.sleep(for: .milliseconds(4200))
+            try await Task.sleep(until: opened + .milliseconds(8200), clock: .continuous)
             // The probe goes through, the breaker closes, and the answer counts again.
             #expect(try await h.pull("todo", as: "probe", collection: "t", since: Self.epoch).status == .paymentRequired)
             #expect(h.credits.statusCalls() == 1)
