@@ -21,6 +21,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
     package let router: ServiceRouter<Context>
     package let metrics: ServiceMetrics
     package let database: PostgresClient
+    private let databaseService: DatabaseService
     package let logger: Logger
     package let body: BodyDecoder
     package private(set) var services: [any Service] = []
@@ -44,6 +45,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         self.database = PostgresClient(
             configuration: settings.database.clientConfiguration(maximumConnections: settings.databasePoolSize),
             backgroundLogger: logger)
+        self.databaseService = DatabaseService(database)
         let router = ServiceRouter<Context>()
         router.add(middleware: RequestLogMiddleware())
         router.add(middleware: PrometheusMetricsMiddleware(metrics: metrics))
@@ -77,19 +79,44 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         beforeServerStarts: [@Sendable () async throws -> Void] = [],
         onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
+        let migrated = Latch()
         var app = Application(
             router: router,
             server: server ?? .http1(configuration: .init(idleTimeout: TimeAmount(settings.idleTimeout))),
             configuration: .init(
                 address: .hostname(settings.host, port: settings.port),
                 serverName: settings.serviceName),
-            services: [database] + services,
+            services: [databaseService] + services.map { AfterMigrations($0, migrated: migrated) },
             onServerRunning: onServerRunning,
             logger: logger)
         let runner = MigrationRunner(
             client: database, migrations: migrations, lockName: "\(settings.serviceName)-migrations", logger: logger)
-        app.beforeServerStarts { try await runner.run() }
+        let databaseService = self.databaseService
+        app.beforeServerStarts {
+            await databaseService.waitUntilRunning()
+            try await runner.run(retryingFor: .seconds(60))
+            migrated.open()
+        }
         for process in beforeServerStarts { app.beforeServerStarts(perform: process) }
         return app
+    }
+}
+
+/// A background service that starts once the migrations have run (so it never leases a
+/// connection before the client runs, nor reads a table that is not there yet).
+private struct AfterMigrations: Service {
+    let service: any Service
+    let migrated: Latch
+
+    init(_ service: any Service, migrated: Latch) {
+        self.service = service
+        self.migrated = migrated
+    }
+
+    func run() async throws {
+        // Shut down before the migrations finished: there is nothing to stop.
+        try? await cancelWhenGracefulShutdown { await migrated.wait() }
+        guard migrated.isOpen, !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
+        try await service.run()
     }
 }

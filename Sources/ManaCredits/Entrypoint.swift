@@ -25,7 +25,7 @@ extension ManaCreditsCommand {
             let metrics = ServiceMetrics()
             ServiceRuntime.bootstrap(settings: configuration.chassis, metrics: metrics)
             let app = try await buildApplication(configuration, metrics: metrics)
-            try await app.runService()
+            try await ServiceRuntime.serve(app, settings: configuration.chassis, logger: Logger(label: configuration.chassis.serviceName))
         }
     }
 

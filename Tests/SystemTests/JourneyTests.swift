@@ -57,7 +57,7 @@ import TestSupport
             creditsCaller = HTTPCaller(port: creditsPort)
             syncCaller = HTTPCaller(port: syncPort)
             try await startCredits()
-            #expect(try await ServiceProcessTests.waitUntilReady(port: syncPort), "mana-sync: \(sync.output)")
+            #expect(await sync.waitUntilReady(port: syncPort), "mana-sync never became ready")
             let install = try ChildProcess(
                 "mana-credits", ["packages", "install-defaults"], environment: ["DATABASE_URL": Self.url(creditsDatabase)])
             #expect(try await install.waitForExit(timeout: .seconds(30)) == 0, "\(install.output)")
@@ -80,7 +80,7 @@ import TestSupport
                     "OUTBOX_RETRY_BASE": "0.2",
                 ].merging(environment) { _, new in new })
             credits.withLock { $0 = process }
-            #expect(try await ServiceProcessTests.waitUntilReady(port: creditsPort), "mana-credits: \(process.output)")
+            #expect(await process.waitUntilReady(port: creditsPort), "mana-credits never became ready")
         }
 
         func killCredits() async throws {

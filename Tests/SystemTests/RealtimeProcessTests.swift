@@ -29,7 +29,7 @@ import TestSupport
             return Neighbours(key: key, jwksURL: "file://\(path)", credits: credits, database: database)
         }
 
-        func startSync() async throws -> (ChildProcess, Int) {
+        func startSync(_ extra: [String: String] = [:]) async throws -> (ChildProcess, Int) {
             let port = try FreePort.find()
             let process = try ChildProcess(
                 "mana-sync", ["serve"],
@@ -37,8 +37,8 @@ import TestSupport
                     "PORT": String(port), "HOST": "127.0.0.1", "LOG_LEVEL": "warning", "JWKS_URL": jwksURL,
                     "MANA_CREDITS_URL": credits.baseURL, "MANA_SERVICE_KEY": RealtimeProcessTests.serviceKey,
                     "DATABASE_URL": "postgresql://mana@127.0.0.1:\(database.port)/\(database.database)?sslmode=disable",
-                ])
-            #expect(try await ServiceProcessTests.waitUntilReady(port: port), "mana-sync on \(port) never became ready: \(process.output)")
+                ].merging(extra) { _, new in new })
+            #expect(await process.waitUntilReady(port: port), "mana-sync on \(port) never became ready")
             return (process, port)
         }
     }
@@ -125,6 +125,33 @@ import TestSupport
         await health.shutdown()
         process.signal(SIGTERM)
         #expect(try await process.waitForExit(timeout: .seconds(15)) == 0)
+        await neighbours.credits.stop()
+    }
+
+    /// A peer that stops reading and never answers the close frame must not hold up a
+    /// rolling deploy: SIGTERM ends the process within `SHUTDOWN_TIMEOUT` (plus the backstop).
+    @Test func sigtermEndsWithinTheShutdownBoundDespiteASilentWebSocket() async throws {
+        let neighbours = try await Neighbours.make()
+        let (process, port) = try await neighbours.startSync(["SHUTDOWN_TIMEOUT": "2"])
+        let token = try await neighbours.key.mint(userID: "silent")
+        let stalled = try StalledWebSocket(port: port, path: "/ws", token: token)
+        defer { stalled.close() }
+        // Something queued for it, so the server's close frame sits behind unread data.
+        let caller = HTTPCaller(port: port)
+        for index in 0..<20 {
+            let change: JSONValue = ["table": "t", "id": .string("r\(index)"), "op": "insert", "data": ["text": .string(String(repeating: "x", count: 2000))]]
+            _ = try await caller.send(
+                .post, "/sync/app", headers: [.authorization: "Bearer \(token)", .contentType: "application/json"],
+                body: String(decoding: try JSONEncoder().encode(["clientId": "other", "changes": [change]] as JSONValue), as: UTF8.self))
+        }
+        await caller.shutdown()
+        let start = ContinuousClock.now
+        process.signal(SIGTERM)
+        let status = try await process.waitForExit(timeout: .seconds(15))
+        let took = ContinuousClock.now - start
+        print("SIGTERM with a silent WebSocket: exited \(String(describing: status)) after \(took)")
+        #expect(status == 0, "mana-sync exit \(String(describing: status)): \(process.output.suffix(3000))")
+        #expect(took < .seconds(2 + 2 + 2), "shutdown took \(took)")
         await neighbours.credits.stop()
     }
 

@@ -37,8 +37,8 @@ import TestSupport
                     "DATABASE_URL": "postgresql://mana@127.0.0.1:\(database.port)/\(database.database)?sslmode=disable",
                 ])
         }
-        for port in ports {
-            #expect(try await Self.waitUntilReady(port: port), "replica on \(port) never became ready")
+        for (port, replica) in zip(ports, replicas) {
+            #expect(await replica.waitUntilReady(port: port), "replica on \(port) never became ready")
         }
         let migrations = try await TestDatabase.withClient(database) { client in
             try await client.query("SELECT count(*) FROM schema_migrations").decode(Int.self).reduce(0, +)
@@ -51,17 +51,5 @@ import TestSupport
             #expect(status == 0, "exit \(String(describing: status)): \(replica.output)")
         }
         #expect(ContinuousClock.now - start < .seconds(10))
-    }
-
-    static func waitUntilReady(port: Int) async throws -> Bool {
-        for _ in 0..<200 {
-            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/ready")
-            request.method = .GET
-            if let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(1)), response.status == .ok {
-                return true
-            }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        return false
     }
 }

@@ -134,8 +134,9 @@ import TestSupport
             "MANA_CREDITS_URL": neighbours.credits.baseURL, "MANA_SERVICE_KEY": RealtimeProcessTests.serviceKey,
             "DATABASE_URL": "postgresql://mana@127.0.0.1:\(neighbours.database.port)/\(neighbours.database.database)?sslmode=disable",
         ]
-        let sync = Shared<ChildProcess?>(try ChildProcess("mana-sync", ["serve"], environment: environment))
-        #expect(try await ServiceProcessTests.waitUntilReady(port: port))
+        let first = try ChildProcess("mana-sync", ["serve"], environment: environment)
+        let sync = Shared<ChildProcess?>(first)
+        try #require(await first.waitUntilReady(port: port), "mana-sync never became ready")
         let callers = Shared<HTTPCaller>(HTTPCaller(port: port))
         let caller: @Sendable () -> HTTPCaller = { callers.withLock { $0 } }
 
@@ -191,14 +192,16 @@ import TestSupport
                         process?.signal(SIGKILL)
                         _ = try await process?.waitForExit(timeout: .seconds(10))
                         try await Chaos.sleep(0.1...0.5)
-                        sync.withLock { $0 = try? ChildProcess("mana-sync", ["serve"], environment: environment) }
+                        let restarted = try ChildProcess("mana-sync", ["serve"], environment: environment)
+                        sync.withLock { $0 = restarted }
                         // A fresh connection pool: the old one only holds dead connections.
                         let old = callers.withLock { callers in
                             defer { callers = HTTPCaller(port: port) }
                             return callers
                         }
                         await old.shutdown()
-                        #expect(try await ServiceProcessTests.waitUntilReady(port: port))
+                        // Comes up while the terminator keeps ending its connections (migrations too).
+                        #expect(await restarted.waitUntilReady(port: port), "restarted mana-sync never became ready")
                     }
                     try await Chaos.sleep(Chaos.pause)
                     done.set()

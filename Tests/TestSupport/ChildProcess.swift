@@ -1,4 +1,6 @@
+import AsyncHTTPClient
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -8,6 +10,7 @@ import Glibc
 package final class ChildProcess: Sendable {
     package let pid: pid_t
     package let outputPath: String
+    private let exited = Mutex<Int32?>(nil)
 
     /// The folder holding the built executables (next to the test bundle).
     package static var productsDirectory: String {
@@ -41,19 +44,45 @@ package final class ChildProcess: Sendable {
     package func waitForExit(timeout: Duration) async throws -> Int32? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
-            var status: Int32 = 0
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid {
-                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            }
+            if let status = exitStatus { return status }
             try await Task.sleep(for: .milliseconds(20))
         }
         return nil
     }
 
+    /// The exit status (128 + signal when a signal ended it), or nil while it runs.
+    package var exitStatus: Int32? {
+        exited.withLock { exited in
+            if exited == nil {
+                var status: Int32 = 0
+                if waitpid(pid, &status, WNOHANG) == pid {
+                    exited = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                }
+            }
+            return exited
+        }
+    }
+
+    /// Waits until `GET /ready` on `port` answers 200 (within `timeout`); false when the program
+    /// exited or the time ran out, with what the program printed recorded as the reason.
+    package func waitUntilReady(port: Int, timeout: Duration = .seconds(60)) async -> Bool {
+        let started = ContinuousClock.now
+        while ContinuousClock.now - started < timeout {
+            if let status = exitStatus {
+                print("child \(pid) exited with status \(status) before it was ready; its output:\n\(output.suffix(6000))")
+                return false
+            }
+            let request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/ready")
+            if let answer = try? await HTTPClient.shared.execute(request, timeout: .seconds(1)), answer.status == .ok { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        print("child \(pid) not ready on port \(port) after \(timeout); its output:\n\(output.suffix(6000))")
+        return false
+    }
+
     deinit {
-        var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == 0 {
+        if exitStatus == nil {
+            var status: Int32 = 0
             kill(pid, SIGKILL)
             waitpid(pid, &status, 0)
         }

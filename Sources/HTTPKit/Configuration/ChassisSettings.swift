@@ -17,12 +17,14 @@ package struct ChassisSettings: Sendable {
     package var bodyTimeout: Duration
     /// A request that has not produced its response after this long is cancelled with 503.
     package var requestTimeout: Duration
+    /// After SIGTERM, the most time graceful shutdown may take before the process exits anyway.
+    package var shutdownTimeout: Duration
 
     package init(
         serviceName: String, host: String = "127.0.0.1", port: Int, corsOrigins: [String] = [],
         logLevel: Logger.Level = .info, logFormat: String = "text", isProduction: Bool = false,
         database: DatabaseURL, databasePoolSize: Int = 20, idleTimeout: Duration = .seconds(30), bodyTimeout: Duration = .seconds(30),
-        requestTimeout: Duration = .seconds(30)
+        requestTimeout: Duration = .seconds(30), shutdownTimeout: Duration = .seconds(10)
     ) {
         self.serviceName = serviceName
         self.host = host
@@ -36,6 +38,7 @@ package struct ChassisSettings: Sendable {
         self.idleTimeout = idleTimeout
         self.bodyTimeout = bodyTimeout
         self.requestTimeout = requestTimeout
+        self.shutdownTimeout = shutdownTimeout
     }
 
     /// The documented variables behind these settings, with a service's own defaults.
@@ -54,6 +57,9 @@ package struct ChassisSettings: Sendable {
             EnvironmentVariable("HTTP_BODY_TIMEOUT", default: "30", help: "seconds a request body may take to arrive before 408"),
             EnvironmentVariable(
                 "HTTP_REQUEST_TIMEOUT", default: "30", help: "seconds a request may take to answer before it is cancelled with 503"),
+            EnvironmentVariable(
+                "SHUTDOWN_TIMEOUT", default: "10",
+                help: "seconds graceful shutdown may take after SIGTERM before open connections are cut and the process exits"),
             EnvironmentVariable("CORS_ORIGINS", default: "", help: "comma-separated origins allowed by CORS (* allows any)"),
             EnvironmentVariable("LOG_LEVEL", default: "info", help: "trace, debug, info, notice, warning, error or critical"),
             EnvironmentVariable("LOG_FORMAT", default: "text", help: "text or json (one JSON object per line)"),
@@ -71,6 +77,7 @@ package struct ChassisSettings: Sendable {
         let idleTimeout = reader.seconds(variables["HTTP_IDLE_TIMEOUT"]!, in: 0.1...3600)
         let bodyTimeout = reader.seconds(variables["HTTP_BODY_TIMEOUT"]!, in: 0.1...3600)
         let requestTimeout = reader.seconds(variables["HTTP_REQUEST_TIMEOUT"]!, in: 0.1...3600)
+        let shutdownTimeout = reader.seconds(variables["SHUTDOWN_TIMEOUT"]!, in: 0.1...3600)
         let origins = reader.list(variables["CORS_ORIGINS"]!)
         let levelText = reader.choice(
             variables["LOG_LEVEL"]!, from: ["info", "trace", "debug", "notice", "warning", "error", "critical"])
@@ -87,6 +94,6 @@ package struct ChassisSettings: Sendable {
             serviceName: serviceName, host: host, port: port, corsOrigins: origins,
             logLevel: Logger.Level(rawValue: levelText) ?? .info, logFormat: format, isProduction: reader.isProduction,
             database: database, databasePoolSize: poolSize, idleTimeout: idleTimeout, bodyTimeout: bodyTimeout,
-            requestTimeout: requestTimeout)
+            requestTimeout: requestTimeout, shutdownTimeout: shutdownTimeout)
     }
 }

@@ -3,6 +3,8 @@ import Logging
 import Metrics
 import PostgresNIO
 import Prometheus
+import Hummingbird
+import ServiceLifecycle
 
 /// Process-wide set-up shared by the `serve` and `migrate` commands of both executables.
 package enum ServiceRuntime {
@@ -26,6 +28,22 @@ package enum ServiceRuntime {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics.registry))
     }
 
+    /// Runs a service's application until SIGTERM or SIGINT, then shuts it down gracefully
+    /// within `settings.shutdownTimeout` whatever its peers do (a WebSocket peer that never
+    /// answers the close frame, a stream that never drains): past the bound the remaining work
+    /// is cancelled, and a process still alive two seconds after that exits.
+    package static func serve(_ app: some ApplicationProtocol, settings: ChassisSettings, logger: Logger) async throws {
+        var configuration = ServiceGroupConfiguration(
+            services: [
+                .init(service: app),
+                // Last, so graceful shutdown reaches it first: it arms the backstop at once.
+                .init(service: ShutdownBackstop(limit: settings.shutdownTimeout + .seconds(2), logger: logger)),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        configuration.maximumGracefulShutdownDuration = settings.shutdownTimeout
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
     /// Reads a configuration, or prints every problem and exits with status 78 (EX_CONFIG).
     package static func loadConfiguration<C>(_ read: (inout ConfigReader) -> C) -> C {
         var reader = ConfigReader()
@@ -44,7 +62,7 @@ package enum ServiceRuntime {
         try await withDatabase(settings.database, logger: logger) { client in
             try await MigrationRunner(
                 client: client, migrations: migrations, lockName: "\(settings.serviceName)-migrations", logger: logger
-            ).run()
+            ).run(retryingFor: .seconds(60))
         }
     }
 
@@ -54,12 +72,31 @@ package enum ServiceRuntime {
         _ database: DatabaseURL, maximumConnections: Int = 4, logger: Logger,
         _ body: @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
-        let client = PostgresClient(
-            configuration: database.clientConfiguration(maximumConnections: maximumConnections), backgroundLogger: logger)
+        let service = DatabaseService(
+            PostgresClient(configuration: database.clientConfiguration(maximumConnections: maximumConnections), backgroundLogger: logger))
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
+            group.addTask { await service.run() }
             defer { group.cancelAll() }
-            return try await body(client)
+            await service.waitUntilRunning()
+            return try await body(service.client)
+        }
+    }
+}
+
+/// Waits for graceful shutdown, then ends the process if it is still running after `limit`:
+/// cancellation that some task ignores must not keep a pod terminating.
+struct ShutdownBackstop: Service {
+    let limit: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        let limit = self.limit
+        let logger = self.logger
+        Thread.detachNewThread {
+            Thread.sleep(forTimeInterval: limit.seconds)
+            logger.error("graceful shutdown did not finish in time; exiting", metadata: ["limit": "\(limit)"])
+            exit(0)
         }
     }
 }

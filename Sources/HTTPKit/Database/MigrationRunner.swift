@@ -78,12 +78,37 @@ package struct MigrationRunner: Sendable {
     }
 
     /// Applies what is pending and returns the versions it applied.
+    ///
+    /// A lost or refused connection (PostgreSQL restarting, the backend terminated, a
+    /// failover) is retried with backoff for up to `retryingFor`; the transaction rolled back,
+    /// so a retry starts clean. A failing statement or an edited migration is not retried.
     @discardableResult
-    package func run() async throws -> [Int] {
+    package func run(retryingFor window: Duration = .zero) async throws -> [Int] {
         let migrations = self.migrations
         let lockName = self.lockName
         let logger = self.logger
-        return try await apply(migrations: migrations, lockName: lockName, logger: logger)
+        let deadline = ContinuousClock.now + window
+        var pause = Duration.milliseconds(100)
+        while true {
+            do {
+                return try await apply(migrations: migrations, lockName: lockName, logger: logger)
+            } catch where Self.isTransient(error) && ContinuousClock.now + pause < deadline {
+                logger.warning(
+                    "migrations could not reach the database; retrying",
+                    metadata: ["error": "\(String(reflecting: error))", "retry_in": "\(pause)"])
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(2))
+            }
+        }
+    }
+
+    /// A connection problem, not a problem of the migrations themselves.
+    static func isTransient(_ error: any Error) -> Bool {
+        switch error {
+        case is DatabaseConnectionLost: true
+        case let error as PSQLError: error.isConnectionProblem
+        default: false
+        }
     }
 
     private func apply(migrations: [Migration], lockName: String, logger: Logger) async throws -> [Int] {
@@ -116,7 +141,7 @@ package struct MigrationRunner: Sendable {
                 for statement in SQLScript.statements(migration.sql) {
                     do {
                         try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-                    } catch let error as PSQLError {
+                    } catch let error as PSQLError where !Self.isTransient(error) {
                         let reason = error.serverInfo?[.message] ?? "\(error.code)"
                         throw MigrationError("migration \(migration.version) (\(migration.name)) failed: \(reason)")
                     }

@@ -42,7 +42,7 @@ package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case let error as PSQLError where error.serverInfo?[.sqlState].map(Self.unstorableText.contains) == true:
             // Text PostgreSQL cannot store (a NUL character, invalid encoding) is bad input, not a failure.
             return APIError.badRequest("text must not contain NUL characters (U+0000) or invalid UTF-8")
-        case let error as PSQLError where Self.databaseUnavailable(error):
+        case let error as PSQLError where error.isConnectionProblem:
             logger.warning("database unavailable", metadata: ["error": "\(String(reflecting: error))"])
             return Self.unavailableDatabase
         case is DatabaseConnectionLost:
@@ -61,21 +61,6 @@ package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             headers: [.retryAfter: "1"])
     }
 
-    /// The connection to PostgreSQL broke or could not be made (a restart, a failover, a
-    /// terminated backend): the request may succeed when retried, so 503, not 500.
-    package static func databaseUnavailable(_ error: PSQLError) -> Bool {
-        switch error.code {
-        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
-            return true
-        case .server:
-            // 08xxx connection exceptions; 57P01-57P03 admin/crash shutdown, cannot connect now.
-            let state = error.serverInfo?[.sqlState] ?? ""
-            return state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state)
-        default:
-            return false
-        }
-    }
-
     /// character_not_in_repertoire, untranslatable_character.
     private static var unstorableText: Set<String> { ["22021", "22P05"] }
 
@@ -89,6 +74,23 @@ package struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         case 404: "no such route"
         case 413: "request body too large"
         default: status.reasonPhrase.lowercased()
+        }
+    }
+}
+
+extension PSQLError {
+    /// The connection to PostgreSQL broke or could not be made (a restart, a failover, a
+    /// terminated backend): the work may succeed when retried, so 503, not 500.
+    package var isConnectionProblem: Bool {
+        switch code {
+        case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
+            return true
+        case .server:
+            // 08xxx connection exceptions; 57P01-57P03 admin/crash shutdown, cannot connect now.
+            let state = serverInfo?[.sqlState] ?? ""
+            return state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state)
+        default:
+            return false
         }
     }
 }

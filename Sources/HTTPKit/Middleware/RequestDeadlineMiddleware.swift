@@ -43,7 +43,7 @@ struct UnsafeTransfer<Value>: @unchecked Sendable {
 extension Duration {
     /// Seconds as short text: "30", "1.5".
     var secondsText: String {
-        let seconds = Double(components.seconds) + Double(components.attoseconds) / 1e18
+        let seconds = self.seconds
         return seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
     }
 }

@@ -103,8 +103,8 @@ struct OutboxSender: Service {
 
     /// retryBase · 2^attempt, at most retryMax, in seconds.
     func backoff(attempt: Int) -> Double {
-        let base = Double(settings.retryBase.components.seconds) + Double(settings.retryBase.components.attoseconds) / 1e18
-        let max = Double(settings.retryMax.components.seconds) + Double(settings.retryMax.components.attoseconds) / 1e18
+        let base = settings.retryBase.seconds
+        let max = settings.retryMax.seconds
         return min(max, base * pow(2, Double(min(attempt, 30))))
     }
 }
