@@ -24,7 +24,7 @@ func buildApplication(
 ) async throws -> some ApplicationProtocol {
     let hub = hub ?? RealtimeHub(metrics: metrics, queueLimit: configuration.realtime.queueLimit)
     var chassis = ServiceChassis<AppRequestContext>(
-        settings: configuration.chassis, envelope: .errorMessage, bodyLimit: 10 * 1024 * 1024,
+        settings: configuration.chassis, envelope: .errorMessage, bodyLimit: configuration.push.maximumBodyBytes,
         logger: logger, metrics: metrics,
         healthDetails: {
             let counts = hub.counts
@@ -35,7 +35,9 @@ func buildApplication(
     let changeLog = ChangeLogRepository(client: chassis.database, logger: chassis.logger)
     let gate = BillingGate(
         settings: configuration.billing, serviceKey: configuration.auth.serviceKeys[0], metrics: metrics, logger: chassis.logger)
-    SyncController(changeLog: changeLog, body: chassis.body, gate: gate, hooks: hooks, metrics: metrics)
+    SyncController(
+        changeLog: changeLog, body: chassis.body, gate: gate, hooks: hooks, metrics: metrics,
+        maximumChanges: configuration.push.maximumChanges)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
     StreamController(changeLog: changeLog, gate: gate, hub: hub, settings: configuration.realtime)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))

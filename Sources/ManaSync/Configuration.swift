@@ -7,6 +7,7 @@ struct SyncConfiguration: Sendable {
     var auth: AuthSettings
     var billing: BillingSettings
     var realtime = RealtimeSettings()
+    var push = PushLimits()
 
     static let serviceName = "mana-sync"
 
@@ -15,7 +16,7 @@ struct SyncConfiguration: Sendable {
         ChassisSettings.variables(defaultPort: 3050, defaultDatabase: "mana_sync") + [
             Variables.jwksURL, Variables.issuer, Variables.audience,
             AuthSettings.Variables.refresh, AuthSettings.Variables.leeway, AuthSettings.Variables.serviceKey,
-        ] + BillingSettings.Variables.all + RealtimeSettings.Variables.all
+        ] + BillingSettings.Variables.all + RealtimeSettings.Variables.all + PushLimits.Variables.all
     }
 
     enum Variables {
@@ -41,5 +42,29 @@ struct SyncConfiguration: Sendable {
             audience: reader.optionalString(Variables.audience))
         billing = BillingSettings(reading: &reader)
         realtime = RealtimeSettings(reading: &reader)
+        push = PushLimits(reading: &reader)
+    }
+}
+
+/// How large one push may be. The local-store clients push everything pending in one request
+/// after a login, so the limits are generous; a push is still one transaction.
+struct PushLimits: Sendable {
+    /// Most changes in one push (413 above).
+    var maximumChanges = 50_000
+    /// Largest push body in bytes (413 above).
+    var maximumBodyBytes = 32 << 20
+
+    enum Variables {
+        static let changes = EnvironmentVariable("SYNC_MAX_CHANGES", default: "50000", help: "most changes one push may carry (413 above)")
+        static let bodyBytes = EnvironmentVariable(
+            "SYNC_MAX_BODY_BYTES", default: "33554432", help: "largest request body in bytes (413 above)")
+        static var all: [EnvironmentVariable] { [changes, bodyBytes] }
+    }
+
+    init() {}
+
+    init(reading reader: inout ConfigReader) {
+        maximumChanges = reader.int(Variables.changes, in: 1...1_000_000)
+        maximumBodyBytes = reader.int(Variables.bodyBytes, in: 1024...(1 << 30))
     }
 }

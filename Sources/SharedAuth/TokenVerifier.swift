@@ -53,7 +53,7 @@ package struct TokenVerifier: Sendable {
         } catch {
             throw .badSignature
         }
-        let leeway = Double(options.leeway.components.seconds)
+        let leeway = options.leeway.inSeconds
         let time = now.timeIntervalSince1970
         guard let exp = claims.exp else { throw .expired }
         guard time <= exp + leeway else { throw .expired }

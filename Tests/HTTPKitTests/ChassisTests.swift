@@ -153,6 +153,23 @@ import TestSupport
         }
     }
 
+    /// The production configuration lists `https://*.mana.how`: one wildcard label.
+    @Test func corsWildcardEntriesMatchSubdomainsOfThatSchemeAndHostOnly() async throws {
+        try await Self.withApp(corsOrigins: ["https://*.mana.how", "https://exact.example"]) { client in
+            for origin in ["https://arcade.mana.how", "https://a.b.mana.how", "https://exact.example"] {
+                let allowed = try await client.execute(uri: "/items", method: .get, headers: [.origin: origin])
+                #expect(allowed.headers[.accessControlAllowOrigin] == origin, "\(origin)")
+            }
+            for origin in ["https://mana.how.evil.com", "http://arcade.mana.how", "https://mana.how", "https://evilmana.how", "https://arcade.mana.how:8443"] {
+                let refused = try await client.execute(uri: "/items", method: .get, headers: [.origin: origin])
+                #expect(refused.headers[.accessControlAllowOrigin] == nil, "\(origin)")
+            }
+            let preflight = try await client.execute(
+                uri: "/items", method: .options, headers: [.origin: "https://arcade.mana.how", .accessControlRequestMethod: "POST"])
+            #expect(preflight.status == .noContent && preflight.headers[.accessControlAllowOrigin] == "https://arcade.mana.how")
+        }
+    }
+
     @Test func requestIDIsEchoedOrGenerated() async throws {
         try await Self.withApp { client in
             let echoed = try await client.execute(uri: "/items", method: .get, headers: [.requestID: "abc-123"])

@@ -26,9 +26,9 @@ import TestSupport
             #expect(cursor.count == 27 && cursor.hasSuffix("Z"))
 
             let todos = try await h.pull("todo", as: "alice", collection: "todos", since: Self.epoch, client: "B")
-            #expect(todos.body["serverChanges"] == .array(Array(changes.prefix(2))))
+            #expect(todos.body["serverChanges"]?.withoutEventIDs == .array(Array(changes.prefix(2))))
             let notes = try await h.pull("todo", as: "alice", collection: "notes", since: Self.epoch, client: "B")
-            #expect(notes.body["serverChanges"] == .array(Array(changes.suffix(2))))
+            #expect(notes.body["serverChanges"]?.withoutEventIDs == .array(Array(changes.suffix(2))))
             #expect(notes.body["syncedUntil"]?.stringValue == cursor)
             let own = try await h.pull("todo", as: "alice", collection: "todos", since: Self.epoch, client: "A")
             #expect(own.body["serverChanges"] == [])
@@ -37,7 +37,7 @@ import TestSupport
             let pushedB = try await h.push("todo", as: "alice", client: "B", since: cursor, changes: [fromB])
             #expect(pushedB.body["serverChanges"] == [])
             let next = try await h.push("todo", as: "alice", client: "A", since: cursor, changes: [])
-            #expect(next.body["serverChanges"] == [fromB])
+            #expect(next.body["serverChanges"]?.withoutEventIDs == [fromB])
 
             let text = try await h.caller.sendText(.get, "/metrics").text
             #expect(text.contains("sync_changes_stored_total 5"), "\(text)")
@@ -62,7 +62,7 @@ import TestSupport
             #expect(raw.status == .ok, "\(raw.text)")
             #expect((try? JSONSerialization.jsonObject(with: Data(raw.text.utf8))) != nil, "not valid JSON: \(raw.text)")
             let pulled = try JSONDecoder().decode(JSONValue.self, from: Data(raw.text.utf8))
-            #expect(pulled["serverChanges"] == .array(changes))
+            #expect(pulled["serverChanges"]?.withoutEventIDs == .array(changes))
         }
     }
 
@@ -165,7 +165,7 @@ import TestSupport
 
     @Test(arguments: [
         (["table": "t", "id": "x", "op": "insert"] as JSONValue, "data"),
-        (["table": "t", "id": "x", "op": "update", "fields": [:]] as JSONValue, "fields"),
+        (["table": "t", "id": "x", "op": "update", "fields": []] as JSONValue, "fields"),
         (["table": "t", "id": "x", "op": "update", "fields": ["f": ["value": 1, "updatedAt": "yesterday"]]] as JSONValue, "fields.f.updatedAt"),
         (["id": "x", "op": "delete"] as JSONValue, "table"),
         (["table": "t", "op": "delete"] as JSONValue, "id"),
@@ -197,9 +197,9 @@ import TestSupport
             #expect(try await h.call(.get, "/sync/todo/pull?collection=t", as: "u").body["details"]?["field"] == "since")
             #expect(try await h.call(.get, "/sync/todo/pull?collection=t&since=\(Self.epoch)", as: nil).status == .unauthorized)
 
-            let many = (0...5_000).map { Changes.delete("t", "r\($0)") }
+            let many = (0...50_000).map { Changes.delete("t", "r\($0)") }
             #expect(try await h.push("todo", as: "u", client: "A", changes: many).status == .contentTooLarge)
-            let huge = #"{"clientId": "A", "changes": [{"table": "t", "id": "x", "op": "insert", "data": {"blob": ""# + String(repeating: "x", count: 10 * 1024 * 1024) + #""}}]}"#
+            let huge = #"{"clientId": "A", "changes": [{"table": "t", "id": "x", "op": "insert", "data": {"blob": ""# + String(repeating: "x", count: 32 * 1024 * 1024) + #""}}]}"#
             #expect(try await h.call(.post, "/sync/todo", as: "u", body: huge).status == .contentTooLarge)
         }
     }

@@ -22,6 +22,7 @@ struct SyncHarness: Sendable {
         hooks: SyncHooks = SyncHooks(), billing: @Sendable (inout BillingSettings) -> Void = { _ in },
         realtime: @Sendable (inout RealtimeSettings) -> Void = { _ in },
         hub: RealtimeHub? = nil,
+        chassis: @Sendable (inout ChassisSettings) -> Void = { _ in },
         _ test: @Sendable (SyncHarness) async throws -> Void
     ) async throws {
         let key = try DevelopmentSigningKey(kid: "sync-test")
@@ -35,8 +36,10 @@ struct SyncHarness: Sendable {
         billing(&billingSettings)
         var realtimeSettings = RealtimeSettings()
         realtime(&realtimeSettings)
+        var chassisSettings = TestDatabase.settings(serviceName: "mana-sync", database: database)
+        chassis(&chassisSettings)
         let configuration = SyncConfiguration(
-            chassis: TestDatabase.settings(serviceName: "mana-sync", database: database),
+            chassis: chassisSettings,
             auth: AuthSettings(jwksURL: jwks.url, serviceKeys: [serviceKey]), billing: billingSettings, realtime: realtimeSettings)
         let outcome: Result<Void, any Error>
         do {

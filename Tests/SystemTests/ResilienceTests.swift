@@ -115,10 +115,10 @@ import TestSupport
         let nested = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
         let deepData = #"{"clientId": "m", "changes": [{"table": "t", "id": "1", "op": "insert", "data": "#
             + String(repeating: #"{"a":"#, count: 5_000) + "1" + String(repeating: "}", count: 5_000) + "}]}"
-        let manyChanges = #"{"clientId": "m", "changes": ["# + Array(repeating: #"{"table": "t", "id": "1", "op": "delete"}"#, count: 5_001)
+        let manyChanges = #"{"clientId": "m", "changes": ["# + Array(repeating: #"{"table": "t", "id": "1", "op": "delete"}"#, count: 50_001)
             .joined(separator: ",") + "]}"
         let huge = #"{"clientId": "m", "changes": [{"table": "t", "id": "1", "op": "insert", "data": {"x": ""#
-            + String(repeating: "x", count: 11 << 20) + #""}}]}"#
+            + String(repeating: "x", count: 33 << 20) + #""}}]}"#
         let cases: [(service: String, path: String, body: String, expected: Set<Int>)] = [
             ("sync", "/sync/notes", nested, [400]),
             ("sync", "/sync/notes", deepData, [400]),

@@ -123,11 +123,18 @@ def document(title, description, port, paths, schemas, envelope):
 # ---------------------------------------------------------------- mana-sync
 
 sync_error = obj({"error": S, "message": S, "details": {"type": "object"}}, ["error", "message"])
-change = obj({
+# A field entry carries its client timestamp as `updatedAt` or (newer clients) `at`; a missing
+# `value` means null. Other keys of a change (spaceId, actor, origin, schemaVersion, ...) are
+# stored and served verbatim; served changes also carry the server's `eventId`.
+field_entry = {"type": "object", "properties": {"value": ANY, "updatedAt": S, "at": S},
+               "anyOf": [{"required": ["updatedAt"]}, {"required": ["at"]}]}
+change = {**obj({
     "table": S, "id": S, "op": {"enum": ["insert", "update", "delete"]}, "data": ANY,
-    "fields": {"type": "object", "additionalProperties": obj({"value": ANY, "updatedAt": S}, ["value", "updatedAt"])},
-    "deletedAt": NS,
-}, ["table", "id", "op"])
+    "fields": {"type": "object", "additionalProperties": field_entry},
+    "deletedAt": NS, "spaceId": S, "actor": ANY, "origin": S,
+    "schemaVersion": {"type": "integer", "minimum": 1, "maximum": 1},
+    "eventId": {"type": "string", "format": "uuid", "description": "the stored change's id (served; ignored on push)"},
+}, ["table", "id", "op"]), "additionalProperties": True}
 sync_page = obj({"serverChanges": {"type": "array", "items": ref("Change")}, "conflicts": {"type": "array"},
                  "syncedUntil": T, "hasMore": B}, ["serverChanges", "conflicts", "syncedUntil", "hasMore"])
 app_id = path_param("appId", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"})
@@ -135,7 +142,8 @@ sync_paths = {
     "/sync/{appId}": {"post": op(
         "Push a batch of changes; answers the changes other clients stored since `since`",
         {**ok(ref("SyncPage")), **errors("Error", "400", "401", "402", "413")}, JWT,
-        body(obj({"clientId": S, "since": NT, "changes": {"type": "array", "items": ref("Change"), "maxItems": 5000}}, ["changes"])),
+        body(obj({"clientId": S, "since": NT, "schemaVersion": {"type": "integer", "minimum": 1, "maximum": 1},
+                  "changes": {"type": "array", "items": ref("Change"), "maxItems": 50000}}, ["changes"])),
         [app_id, header("X-Client-Id"), header("Idempotency-Key")])},
     "/sync/{appId}/pull": {"get": op(
         "Pull one table's changes after a cursor", {**ok(ref("SyncPage")), **errors("Error", "400", "401", "402")}, JWT,

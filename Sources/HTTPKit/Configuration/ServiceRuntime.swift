@@ -94,7 +94,7 @@ struct ShutdownBackstop: Service {
         let limit = self.limit
         let logger = self.logger
         Thread.detachNewThread {
-            Thread.sleep(forTimeInterval: limit.seconds)
+            Thread.sleep(forTimeInterval: limit.inSeconds)
             logger.error("graceful shutdown did not finish in time; exiting", metadata: ["limit": "\(limit)"])
             exit(0)
         }

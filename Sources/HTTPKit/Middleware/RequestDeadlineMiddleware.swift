@@ -43,7 +43,7 @@ struct UnsafeTransfer<Value>: @unchecked Sendable {
 extension Duration {
     /// Seconds as short text: "30", "1.5".
     var secondsText: String {
-        let seconds = self.seconds
+        let seconds = self.inSeconds
         return seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
     }
 }

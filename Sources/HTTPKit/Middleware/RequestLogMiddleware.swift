@@ -20,7 +20,7 @@ package struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
         var response = try await next(request, context)
         response.headers[.requestID] = requestID
         let elapsed = ContinuousClock.now - start
-        let milliseconds = elapsed.seconds * 1000
+        let milliseconds = elapsed.inSeconds * 1000
         let level: Logger.Level = response.status.code >= 500 ? .error : .info
         context.logger.log(
             level: level, "request",

@@ -23,7 +23,7 @@ package final class RateLimiter: Sendable {
     /// back) when the bucket is empty.
     package func take(_ key: String, what: String) throws {
         let now = ContinuousClock.now
-        let windowSeconds = window.seconds
+        let windowSeconds = window.inSeconds
         let rate = Double(limit) / windowSeconds
         let wait: Double? = buckets.withLock { state in
             if now - state.sweep > window {
@@ -32,7 +32,7 @@ package final class RateLimiter: Sendable {
             }
             var bucket = state.entries[key] ?? Bucket(tokens: Double(limit), updated: now)
             let elapsed = now - bucket.updated
-            bucket.tokens = min(Double(limit), bucket.tokens + rate * elapsed.seconds)
+            bucket.tokens = min(Double(limit), bucket.tokens + rate * elapsed.inSeconds)
             bucket.updated = now
             defer { state.entries[key] = bucket }
             guard bucket.tokens >= 1 else { return (1 - bucket.tokens) / rate }

@@ -33,7 +33,7 @@ struct PurchaseController: Sendable {
             do {
                 try WebhookSignature.verify(
                     header: request.headers[HTTPField.Name("Stripe-Signature")!], payload: payload, secret: secret,
-                    tolerance: TimeInterval(settings.tolerance.components.seconds))
+                    tolerance: settings.tolerance.inSeconds)
             } catch let failure as WebhookSignature.Failure {
                 metrics.count("credits_stripe_webhooks_total", [("outcome", "bad_signature")])
                 throw APIError.badRequest(Self.message(for: failure), field: "Stripe-Signature")

@@ -103,8 +103,8 @@ struct OutboxSender: Service {
 
     /// retryBase · 2^attempt, at most retryMax, in seconds.
     func backoff(attempt: Int) -> Double {
-        let base = settings.retryBase.seconds
-        let max = settings.retryMax.seconds
+        let base = settings.retryBase.inSeconds
+        let max = settings.retryMax.inSeconds
         return min(max, base * pow(2, Double(min(attempt, 30))))
     }
 }

@@ -1,25 +1,46 @@
 import HTTPKit
 
-/// One record change, as the wire carries it (`sync-protocol.md` section 2).
+/// One record change, as the wire carries it (`sync-protocol.md` section 2, widened by the
+/// compatibility contract in `docs/compatibility.md`).
 struct Change: Sendable, Equatable {
     enum Operation: String, Sendable { case insert, update, delete }
+
+    /// The schema version of changes this server understands.
+    static let supportedSchemaVersion = 1
+    /// Keys with a meaning of their own; every other key of a change is kept verbatim.
+    static let knownKeys: Set<String> = ["table", "id", "op", "data", "fields", "deletedAt"]
 
     let table: String
     let id: String
     let op: Operation
     /// The whole record (`insert`).
     let data: JSONValue?
-    /// Field name → `{value, updatedAt}` (`update`).
+    /// Field name → `{value, updatedAt}` or `{value, at}` (`update`); an entry sent without
+    /// `value` carries `"value": null`.
     let fields: JSONValue?
     /// Soft-delete time as the client sent it (`delete`); absent means a hard delete.
     let deletedAt: String?
+    /// Every other key of the change (`spaceId`, `actor`, `origin`, `schemaVersion`, …), stored
+    /// and served verbatim; a client's `eventId` is not kept (the server assigns its own).
+    let extra: [String: JSONValue]
 
-    /// The change as JSON, in the shape it came in.
-    var json: JSONValue {
+    /// An update that changes nothing (no or empty `fields`, or only internal ones): accepted,
+    /// not stored.
+    var changesNothing: Bool {
+        guard op == .update, let members = fields?.objectValue else { return false }
+        return members.keys.allSatisfy(Self.isInternalField)
+    }
+
+    /// A field the local-store clients keep for themselves (`_updatedAt`, `__meta`, …).
+    static func isInternalField(_ name: String) -> Bool { name.hasPrefix("_") }
+
+    /// The change as JSON for storage: the known keys, and the extras under `x`.
+    var storageJSON: JSONValue {
         var object: [String: JSONValue] = ["table": .string(table), "id": .string(id), "op": .string(op.rawValue)]
         if let data { object["data"] = data }
         if let fields { object["fields"] = fields }
         if let deletedAt { object["deletedAt"] = .string(deletedAt) }
+        if !extra.isEmpty { object["x"] = .object(extra) }
         return .object(object)
     }
 
@@ -43,6 +64,10 @@ struct Change: Sendable, Equatable {
             throw bad("op", "must be insert, update or delete")
         }
         self.op = op
+        if let version = object["schemaVersion"] {
+            try Self.checkSchemaVersion(version) { bad("schemaVersion", $0) }
+        }
+        extra = object.filter { !Self.knownKeys.contains($0.key) && $0.key != "eventId" }
         switch op {
         case .insert:
             guard case .object = object["data"] else { throw bad("data", "must be an object for an insert") }
@@ -50,19 +75,29 @@ struct Change: Sendable, Equatable {
             fields = nil
             deletedAt = nil
         case .update:
-            guard let members = object["fields"]?.objectValue, !members.isEmpty else {
-                throw bad("fields", "must be a non-empty object for an update")
+            // The original accepted an update without `fields` and served it without content;
+            // refusing it would make the client resend its queue forever. It changes nothing.
+            let members: [String: JSONValue]
+            switch object["fields"] {
+            case nil, .null?: members = [:]
+            case .object(let given)?: members = given
+            default: throw bad("fields", "must be an object for an update")
             }
+            var normalized: [String: JSONValue] = [:]
             for (field, entry) in members {
                 guard !field.isEmpty, field.count <= 256 else { throw bad("fields", "has a field name that is empty or over 256 characters") }
-                guard let entry = entry.objectValue, entry.keys.contains("value") else {
-                    throw bad("fields.\(field)", "must be an object with value and updatedAt")
+                guard var entry = entry.objectValue else {
+                    throw bad("fields.\(field)", "must be an object with value and updatedAt (or at)")
                 }
-                guard let updatedAt = entry["updatedAt"]?.stringValue, Timestamp.parseMicroseconds(updatedAt) != nil else {
-                    throw bad("fields.\(field).updatedAt", "must be an RFC 3339 timestamp")
+                let stampKey = entry["updatedAt"] != nil ? "updatedAt" : "at"
+                guard let stamp = entry[stampKey]?.stringValue, Timestamp.parseMicroseconds(stamp) != nil else {
+                    throw bad("fields.\(field).\(stampKey)", "must be an RFC 3339 timestamp")
                 }
+                // JavaScript drops `value: undefined`: a missing value is null.
+                if entry["value"] == nil { entry["value"] = .null }
+                normalized[field] = .object(entry)
             }
-            fields = object["fields"]
+            fields = .object(normalized)
             data = nil
             deletedAt = nil
         case .delete:
@@ -79,12 +114,13 @@ struct Change: Sendable, Equatable {
         }
     }
 
-    init(table: String, id: String, op: Operation, data: JSONValue?, fields: JSONValue?, deletedAt: String?) {
-        self.table = table
-        self.id = id
-        self.op = op
-        self.data = data
-        self.fields = fields
-        self.deletedAt = deletedAt
+    /// A `schemaVersion` must be a whole number from 1 to the supported version.
+    static func checkSchemaVersion(_ value: JSONValue, _ error: (String) -> APIError) throws {
+        guard case .number(let number) = value, number == number.rounded(), number >= 1 else {
+            throw error("must be a whole number from 1")
+        }
+        guard number <= Double(supportedSchemaVersion) else {
+            throw error("\(Int(number)) is not supported; this server supports schema version \(supportedSchemaVersion)")
+        }
     }
 }

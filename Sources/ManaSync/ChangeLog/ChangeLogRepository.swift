@@ -45,12 +45,12 @@ struct ChangeLogRepository: Sendable {
                     FROM sync.heads WHERE user_id = \(userID) AND app_id = \(appID) FOR UPDATE
                     """, logger: logger
                 ).decode(Int64.self).reduce(0) { $1 }
-                let batch = String(decoding: try JSONEncoder().encode(JSONValue.array(changes.map(\.json))), as: UTF8.self)
+                let batch = String(decoding: try JSONEncoder().encode(JSONValue.array(changes.map(\.storageJSON))), as: UTF8.self)
                 try await connection.query(
                     """
-                    INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id)
+                    INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id, extra)
                     SELECT \(userID), \(appID), \(base) + e.ordinality - 1, e.value->>'table', e.value->>'id', e.value->>'op',
-                        e.value->'data', e.value->'fields', e.value->>'deletedAt', \(clientID)
+                        e.value->'data', e.value->'fields', e.value->>'deletedAt', \(clientID), e.value->'x'
                     FROM jsonb_array_elements(\(batch)::jsonb) WITH ORDINALITY AS e
                     """, logger: logger)
                 let last = base + Int64(changes.count) - 1
@@ -93,9 +93,10 @@ struct ChangeLogRepository: Sendable {
             WITH head AS (
                 SELECT coalesce((SELECT last_cursor FROM sync.heads WHERE user_id = \(userID) AND app_id = \(appID)), 0) AS cursor
             )
-            SELECT head.cursor, c.cursor, c.table_name, c.record_id, c.op, c.data::text, c.fields::text, c.deleted_at
+            SELECT head.cursor, c.cursor, c.table_name, c.record_id, c.op, c.data::text, c.fields::text, c.deleted_at,
+                c.event_id::text, c.extra::text
             FROM head LEFT JOIN LATERAL (
-                SELECT cursor, table_name, record_id, op, data, fields, deleted_at FROM sync.changes
+                SELECT cursor, table_name, record_id, op, data, fields, deleted_at, event_id, extra FROM sync.changes
                 WHERE user_id = \(userID) AND app_id = \(appID) AND cursor > \(since)
                     AND (\(table)::text IS NULL OR table_name = \(table))
                     AND (\(excludingClient)::text IS NULL OR client_id <> \(excludingClient))
@@ -105,12 +106,13 @@ struct ChangeLogRepository: Sendable {
             """, logger: logger)
         var head: Int64 = 0
         var changes: [(Int64, StoredChange)] = []
-        for try await (headCursor, cursor, table, id, op, data, fields, deletedAt) in rows.decode(
-            (Int64, Int64?, String?, String?, String?, String?, String?, String?).self)
+        for try await (headCursor, cursor, table, id, op, data, fields, deletedAt, eventID, extra) in rows.decode(
+            (Int64, Int64?, String?, String?, String?, String?, String?, String?, String?, String?).self)
         {
             head = headCursor
-            guard let cursor, let table, let id, let op = op.flatMap(Change.Operation.init(rawValue:)) else { continue }
-            changes.append((cursor, StoredChange(table: table, id: id, op: op, data: data, fields: fields, deletedAt: deletedAt)))
+            guard let cursor, let table, let id, let op = op.flatMap(Change.Operation.init(rawValue:)), let eventID else { continue }
+            changes.append(
+                (cursor, StoredChange(table: table, id: id, op: op, data: data, fields: fields, deletedAt: deletedAt, eventID: eventID, extra: extra)))
         }
         if changes.count > limit {
             let page = changes.prefix(limit)

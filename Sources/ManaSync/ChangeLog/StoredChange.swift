@@ -13,6 +13,10 @@ struct StoredChange: Sendable, Equatable {
     let fields: String?
     /// Soft-delete time as the client sent it (`delete`).
     let deletedAt: String?
+    /// The stored change's own id (a UUID), stable across reads.
+    let eventID: String
+    /// JSON text of the change's other keys (`spaceId`, `actor`, …), as the client sent them.
+    let extra: String?
 
     /// Appends the change as a JSON object, in the shape it came in.
     func appendJSON(to out: inout [UInt8]) {
@@ -35,7 +39,14 @@ struct StoredChange: Sendable, Equatable {
             out.append(contentsOf: #","deletedAt":"#.utf8)
             JSONText.appendString(deletedAt, to: &out)
         }
-        out.append(UInt8(ascii: "}"))
+        // The extras' members, spliced in from the stored object's text ("{...}").
+        if let extra, extra.utf8.count > 2 {
+            out.append(UInt8(ascii: ","))
+            out.append(contentsOf: extra.utf8.dropFirst().dropLast())
+        }
+        out.append(contentsOf: #","eventId":""#.utf8)
+        out.append(contentsOf: eventID.utf8)
+        out.append(contentsOf: #""}"#.utf8)
     }
 
     /// A page as the JSON object clients receive: a push or pull answer

@@ -25,7 +25,8 @@ struct SyncController: Sendable {
     let hooks: SyncHooks
     let metrics: ServiceMetrics
 
-    static let maximumChanges = 5_000
+    /// Most changes one push may carry (`SYNC_MAX_CHANGES`).
+    let maximumChanges: Int
     static let pushPageSize = 1_000
 
     func addRoutes(to group: RouterGroup<AppRequestContext>) {
@@ -44,10 +45,14 @@ struct SyncController: Sendable {
         guard case .array(let rawChanges)? = object["changes"] else {
             throw APIError.badRequest("changes must be an array", field: "changes")
         }
-        guard rawChanges.count <= Self.maximumChanges else {
-            throw APIError.tooLarge("a push carries at most \(Self.maximumChanges) changes, not \(rawChanges.count)")
+        guard rawChanges.count <= maximumChanges else {
+            throw APIError.tooLarge("a push carries at most \(maximumChanges) changes (SYNC_MAX_CHANGES), not \(rawChanges.count)")
         }
-        let changes = try rawChanges.enumerated().map { try Change(validating: $1, index: $0) }
+        if let version = object["schemaVersion"] {
+            try Change.checkSchemaVersion(version) { APIError.badRequest("schemaVersion \($0)", field: "schemaVersion") }
+        }
+        // Updates of internal keys only change nothing: accepted, not stored.
+        let changes = try rawChanges.enumerated().map { try Change(validating: $1, index: $0) }.filter { !$0.changesNothing }
         let since = try Self.cursor(object["since"])
         let key = request.headers[.idempotencyKey]
         if let key, key.isEmpty || key.count > 200 {

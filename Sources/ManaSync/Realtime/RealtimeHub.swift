@@ -227,6 +227,9 @@ final class RealtimeHub: Sendable {
         metrics.set("sync_ws_connections", to: Double(connections))
         metrics.set("sync_ws_users", to: Double(users))
         metrics.set("sync_sse_streams", to: Double(streams))
+        // The original server's names, so existing dashboards keep working.
+        metrics.set("mana_sync_connections_total", to: Double(connections))
+        metrics.set("mana_sync_users_connected", to: Double(users))
     }
 
     static func syncAvailable(appID: String, tables: [String]) -> String {
