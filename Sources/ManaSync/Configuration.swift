@@ -13,18 +13,8 @@ struct SyncConfiguration: Sendable {
 
     /// Every variable mana-sync reads, for `--help` and the README.
     static var variables: [EnvironmentVariable] {
-        ChassisSettings.variables(defaultPort: 3050, defaultDatabase: "mana_sync") + [
-            Variables.jwksURL, Variables.issuer, Variables.audience,
-            AuthSettings.Variables.refresh, AuthSettings.Variables.leeway, AuthSettings.Variables.serviceKey,
-        ] + BillingSettings.Variables.all + RealtimeSettings.Variables.all + PushLimits.Variables.all
-    }
-
-    enum Variables {
-        static let jwksURL = EnvironmentVariable(
-            "JWKS_URL", default: "http://localhost:3001/api/auth/jwks",
-            help: "mana-auth's JWKS document (http://, https:// or file://)")
-        static let issuer = EnvironmentVariable("JWT_ISSUER", default: "", help: "required token issuer (checked only when set)")
-        static let audience = EnvironmentVariable("JWT_AUDIENCE", default: "", help: "required token audience (checked only when set)")
+        ChassisSettings.variables(defaultPort: 3050, defaultDatabase: "mana_sync") + AuthSettings.Variables.all
+            + BillingSettings.Variables.all + RealtimeSettings.Variables.all + PushLimits.Variables.all
     }
 
     init(chassis: ChassisSettings, auth: AuthSettings, billing: BillingSettings, realtime: RealtimeSettings = RealtimeSettings()) {
@@ -36,10 +26,7 @@ struct SyncConfiguration: Sendable {
 
     init(reading reader: inout ConfigReader) {
         chassis = ChassisSettings(reading: &reader, serviceName: Self.serviceName, defaultPort: 3050, defaultDatabase: "mana_sync")
-        let jwksURL = reader.url(Variables.jwksURL, schemes: ["http", "https", "file"])
-        auth = AuthSettings(
-            reading: &reader, jwksURL: jwksURL, issuer: reader.optionalString(Variables.issuer),
-            audience: reader.optionalString(Variables.audience))
+        auth = AuthSettings(readingTokenRules: &reader)
         billing = BillingSettings(reading: &reader)
         realtime = RealtimeSettings(reading: &reader)
         push = PushLimits(reading: &reader)

@@ -23,7 +23,35 @@ package struct AuthSettings: Sendable {
             "JWKS_REFRESH_INTERVAL", default: "300", help: "seconds between JWKS refreshes")
         package static let leeway = EnvironmentVariable(
             "JWT_LEEWAY", default: "30", help: "seconds of clock skew allowed for exp and nbf")
+        package static let authURL = EnvironmentVariable("MANA_AUTH_URL", default: "http://localhost:3001", help: "mana-auth's base URL")
+        package static let jwksURL = EnvironmentVariable(
+            "JWKS_URL", default: "", help: "mana-auth's JWKS document (default: {MANA_AUTH_URL}/api/auth/jwks; http://, https:// or file://)")
+        package static let issuer = EnvironmentVariable(
+            "JWT_ISSUER", default: "", help: "required token issuer (default: MANA_AUTH_URL; production needs one of them set)")
+        package static let audience = EnvironmentVariable("JWT_AUDIENCE", default: "mana", help: "required token audience")
+        /// The variables behind ``init(readingTokenRules:)``, in `--help` order.
+        package static var all: [EnvironmentVariable] { [authURL, jwksURL, issuer, audience, refresh, leeway, serviceKey] }
     }
+
+    /// Reads mana-auth's address and the token rules both services share: JWKS at
+    /// `{MANA_AUTH_URL}/api/auth/jwks` unless `JWKS_URL` says otherwise, issuer `MANA_AUTH_URL`
+    /// unless `JWT_ISSUER` says otherwise, audience `mana`. Without an issuer check any token
+    /// mana-auth signs for another purpose would pass, so issuer and audience are always
+    /// checked; production refuses the development issuer (neither variable set).
+    package init(readingTokenRules reader: inout ConfigReader) {
+        let authURL = reader.url(Variables.authURL)
+        let jwksURL =
+            reader.optionalString(Variables.jwksURL) == nil
+            ? authURL + "/api/auth/jwks" : reader.url(Variables.jwksURL, schemes: ["http", "https", "file"])
+        let issuer = reader.optionalString(Variables.issuer)
+        if reader.isProduction, issuer == nil, reader.environment[Variables.authURL.name, default: ""].isEmpty {
+            reader.report("JWT_ISSUER: production needs the token issuer (set JWT_ISSUER or MANA_AUTH_URL)")
+        }
+        self.init(reading: &reader, jwksURL: jwksURL, issuer: issuer ?? authURL, audience: reader.string(Variables.audience))
+    }
+
+    /// Service keys that appear in this repository's files (development defaults, examples).
+    static let placeholderKeys: Set<String> = ["dev-service-key", "compose-service-key", "replace-with-a-long-random-key"]
 
     /// Reads the shared part (refresh, leeway, service keys); the caller supplies the JWKS
     /// URL and the issuer/audience rules, which differ per service.
@@ -32,6 +60,15 @@ package struct AuthSettings: Sendable {
         let leeway = reader.seconds(Variables.leeway, in: 0...600)
         let keys = reader.list(Variables.serviceKey)
         if keys.isEmpty { reader.report("MANA_SERVICE_KEY: at least one key is required") }
+        if reader.isProduction {
+            for (index, key) in keys.enumerated() {
+                if Self.placeholderKeys.contains(key) {
+                    reader.report("MANA_SERVICE_KEY: key \(index + 1) is a shipped placeholder; generate a random one")
+                } else if key.count < 32 {
+                    reader.report("MANA_SERVICE_KEY: key \(index + 1) has \(key.count) characters; production needs at least 32")
+                }
+            }
+        }
         self.init(
             jwksURL: jwksURL, verifier: .init(issuer: issuer, audience: audience, leeway: leeway),
             refreshInterval: refresh, serviceKeys: keys)

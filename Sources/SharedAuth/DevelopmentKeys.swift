@@ -41,10 +41,11 @@ package struct DevelopmentSigningKey: Sendable {
         try JSONSerialization.data(withJSONObject: ["keys": [jwk]], options: [.sortedKeys])
     }
 
-    /// A token for `userID`, valid for `lifetime`.
+    /// A token for `userID`, valid for `lifetime`; issuer and audience default to what both
+    /// services expect in development (`MANA_AUTH_URL` http://localhost:3001, `mana`).
     package func mint(
         userID: String, email: String? = nil, role: String = "user", sessionID: String? = nil,
-        issuer: String? = nil, audience: String? = "mana", lifetime: Duration = .seconds(3600), now: Date = Date()
+        issuer: String? = "http://localhost:3001", audience: String? = "mana", lifetime: Duration = .seconds(3600), now: Date = Date()
     ) async throws -> String {
         let keys = JWTKeyCollection()
         await keys.add(eddsa: privateKey, kid: JWKIdentifier(string: kid))

@@ -27,6 +27,20 @@ import Testing
         #expect(reader.problems.count == 4)
     }
 
+    @Test func productionRefusesWeakDatabaseTLSAndAnyOriginWithCredentials() {
+        let base = ["MANA_ENV": "production", "DATABASE_URL": "postgresql://mana@db/mana_sync?sslmode=require"]
+        var weak = ConfigReader(environment: base.merging(["CORS_ORIGINS": "*"]) { $1 })
+        _ = ChassisSettings(reading: &weak, serviceName: "s", defaultPort: 3050, defaultDatabase: "mana_sync")
+        #expect(weak.problems.contains { $0.hasPrefix("DATABASE_URL") && $0.contains("verify-full") }, "\(weak.problems)")
+        #expect(weak.problems.contains { $0.hasPrefix("CORS_ORIGINS") })
+        var onPurpose = ConfigReader(environment: base.merging(["DATABASE_TLS_INSECURE": "1", "CORS_ORIGINS": "https://*.mana.how"]) { $1 })
+        _ = ChassisSettings(reading: &onPurpose, serviceName: "s", defaultPort: 3050, defaultDatabase: "mana_sync")
+        #expect(onPurpose.problems.isEmpty, "\(onPurpose.problems)")
+        var verified = ConfigReader(environment: ["MANA_ENV": "production", "DATABASE_URL": "postgresql://mana@db/x?sslmode=verify-full"])
+        _ = ChassisSettings(reading: &verified, serviceName: "s", defaultPort: 3050, defaultDatabase: "mana_sync")
+        #expect(verified.problems.isEmpty, "\(verified.problems)")
+    }
+
     @Test func productionRefusesDevelopmentDefaults() {
         let key = EnvironmentVariable("MANA_SERVICE_KEY", default: "dev-service-key", help: "", refusedInProduction: true)
         var unset = ConfigReader(environment: ["MANA_ENV": "production"])

@@ -23,6 +23,7 @@ struct SyncHarness: Sendable {
         realtime: @Sendable (inout RealtimeSettings) -> Void = { _ in },
         hub: RealtimeHub? = nil,
         chassis: @Sendable (inout ChassisSettings) -> Void = { _ in },
+        limits: @Sendable (inout PushLimits) -> Void = { _ in },
         _ test: @Sendable (SyncHarness) async throws -> Void
     ) async throws {
         let key = try DevelopmentSigningKey(kid: "sync-test")
@@ -38,9 +39,10 @@ struct SyncHarness: Sendable {
         realtime(&realtimeSettings)
         var chassisSettings = TestDatabase.settings(serviceName: "mana-sync", database: database)
         chassis(&chassisSettings)
-        let configuration = SyncConfiguration(
+        var configuration = SyncConfiguration(
             chassis: chassisSettings,
-            auth: AuthSettings(jwksURL: jwks.url, serviceKeys: [serviceKey]), billing: billingSettings, realtime: realtimeSettings)
+            auth: try authSettings(jwksURL: jwks.url), billing: billingSettings, realtime: realtimeSettings)
+        limits(&configuration.push)
         let outcome: Result<Void, any Error>
         do {
             try await LiveService.run(
@@ -53,6 +55,15 @@ struct SyncHarness: Sendable {
         await credits.server.stop()
         await jwks.stop()
         try outcome.get()
+    }
+
+    /// The token rules as a deployment without JWT settings reads them (issuer
+    /// http://localhost:3001 and audience `mana` checked), with the stand-in's JWKS.
+    static func authSettings(jwksURL: String) throws -> AuthSettings {
+        var reader = ConfigReader(environment: ["JWKS_URL": jwksURL, "MANA_SERVICE_KEY": serviceKey])
+        let settings = AuthSettings(readingTokenRules: &reader)
+        try reader.finish()
+        return settings
     }
 
     /// `ws://` address of a WebSocket path.

@@ -51,7 +51,7 @@ import TestSupport
                 "mana-sync", ["serve"],
                 environment: [
                     "PORT": String(syncPort), "HOST": "127.0.0.1", "LOG_LEVEL": "warning", "JWKS_URL": jwksURL,
-                    "DATABASE_URL": Self.url(syncDatabase), "MANA_SERVICE_KEY": JourneyTests.serviceKey,
+                    "MANA_AUTH_URL": JourneyTests.issuer, "DATABASE_URL": Self.url(syncDatabase), "MANA_SERVICE_KEY": JourneyTests.serviceKey,
                     "MANA_CREDITS_URL": "http://127.0.0.1:\(creditsPort)", "SYNC_BILLING_BREAKER_COOLDOWN": "1",
                 ].merging(environment) { _, new in new })
             creditsCaller = HTTPCaller(port: creditsPort)

@@ -51,6 +51,9 @@ package struct ChassisSettings: Sendable {
                 "DATABASE_URL", default: "postgresql://mana:devpassword@localhost:5432/\(defaultDatabase)",
                 help: "PostgreSQL URL (postgres:// or postgresql://, optional ?sslmode=disable|prefer|require|verify-ca|verify-full)",
                 refusedInProduction: true),
+            EnvironmentVariable(
+                "DATABASE_TLS_INSECURE", default: "0",
+                help: "1 lets production use an sslmode weaker than verify-full (a database on a private network, on purpose)"),
             EnvironmentVariable("DATABASE_POOL_SIZE", default: "20", help: "maximum PostgreSQL connections of this process"),
             EnvironmentVariable(
                 "HTTP_IDLE_TIMEOUT", default: "30", help: "seconds before a connection without a complete request (idle or slow) is closed"),
@@ -89,6 +92,17 @@ package struct ChassisSettings: Sendable {
         } catch {
             reader.report("\(error)")
             database = try! DatabaseURL("postgresql://invalid@localhost/invalid")
+        }
+        if reader.isProduction {
+            // Production refuses settings that are fine on a laptop and dangerous on the internet.
+            if database.sslMode != "verify-full", reader.string(variables["DATABASE_TLS_INSECURE"]!) != "1" {
+                reader.report(
+                    "DATABASE_URL: production needs sslmode=verify-full (it has \(database.sslMode)); "
+                        + "set DATABASE_TLS_INSECURE=1 to accept a weaker mode on purpose")
+            }
+            if origins.contains("*") {
+                reader.report("CORS_ORIGINS: * with credentials lets every web site act as the signed-in user; list the origins")
+            }
         }
         self.init(
             serviceName: serviceName, host: host, port: port, corsOrigins: origins,
