@@ -22,7 +22,7 @@ func buildApplication(
         settings: configuration.chassis, envelope: .statusCodeMessage, bodyLimit: 1024 * 1024,
         // The cron's trigger runs as long as the due subscriptions take; it is resumable.
         unbounded: ["/api/v1/internal/sync/charge-recurring"], logger: logger, metrics: metrics)
-    let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger)
+    let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger, wording: .credits)
     chassis.addService(auth.refreshService)
     let ledger = LedgerRepository(client: chassis.database, logger: chassis.logger)
     let packages = PackageRepository(client: chassis.database, logger: chassis.logger)

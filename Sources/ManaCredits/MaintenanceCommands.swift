@@ -48,7 +48,7 @@ extension ManaCreditsCommand {
                     try await PackageRepository(client: client, logger: logger).list(activeOnly: false)
                 }
                 for package in packages {
-                    print("\(package.name)\t\(package.credits) credits\t\(package.priceCents) cents\t\(package.active ? "active" : "inactive")\t\(package.id)")
+                    print("\(package.name)\t\(package.credits) credits\t\(package.priceEuroCents) cents\t\(package.active ? "active" : "inactive")\t\(package.id)")
                 }
             }
         }
@@ -68,7 +68,7 @@ extension ManaCreditsCommand {
             func run() async throws {
                 try await ManaCreditsCommand.withDatabase { client, logger in
                     try await PackageRepository(client: client, logger: logger).upsert(
-                        name: name, description: description, credits: credits, priceCents: price, sortOrder: sortOrder)
+                        name: name, description: description, credits: credits, priceEuroCents: price, sortOrder: sortOrder)
                 }
                 print("package \(name) saved")
             }
@@ -97,7 +97,7 @@ extension ManaCreditsCommand {
                     for (index, package) in PackageRepository.defaults.enumerated() {
                         try await repository.upsert(
                             name: package.name, description: package.description, credits: package.credits,
-                            priceCents: package.priceCents, sortOrder: index)
+                            priceEuroCents: package.priceEuroCents, sortOrder: index)
                     }
                 }
                 print("installed \(PackageRepository.defaults.count) default packages")

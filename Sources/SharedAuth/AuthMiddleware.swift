@@ -7,23 +7,25 @@ import Hummingbird
 /// Requires a valid bearer token and puts its user in the request context; 401 otherwise.
 package struct JWTAuthMiddleware<Context: AuthRequestContext>: RouterMiddleware {
     let verifier: TokenVerifier
+    let wording: AuthErrorWording
 
-    package init(verifier: TokenVerifier) {
+    package init(verifier: TokenVerifier, wording: AuthErrorWording = .detailed) {
         self.verifier = verifier
+        self.wording = wording
     }
 
     package func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        guard let header = request.headers[.authorization] else { throw AuthError.missingHeader.apiError }
-        guard header.count > 7, header.prefix(7).lowercased() == "bearer " else { throw AuthError.notBearer.apiError }
+        guard let header = request.headers[.authorization] else { throw wording.apiError(for: .missingHeader) }
+        guard header.count > 7, header.prefix(7).lowercased() == "bearer " else { throw wording.apiError(for: .notBearer) }
         let token = header.dropFirst(7).trimmingCharacters(in: .whitespaces)
         var context = context
         do {
             context.user = try await verifier.verify(token)
         } catch {
             context.logger.info("token refused", metadata: ["reason": "\(error.message)"])
-            throw error.apiError
+            throw wording.apiError(for: error)
         }
         context.logger[metadataKey: "user_id"] = .string(context.user!.id)
         return try await next(request, context)
@@ -34,18 +36,20 @@ package struct JWTAuthMiddleware<Context: AuthRequestContext>: RouterMiddleware 
 /// time) and exposes `X-App-Id` (default `unknown`); 401 otherwise.
 package struct ServiceKeyMiddleware<Context: AuthRequestContext>: RouterMiddleware {
     let keys: ServiceKeys
+    let wording: AuthErrorWording
 
-    package init(keys: ServiceKeys) {
+    package init(keys: ServiceKeys, wording: AuthErrorWording = .detailed) {
         self.keys = keys
+        self.wording = wording
     }
 
     package func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
         guard let presented = request.headers[.serviceKey], !presented.isEmpty else {
-            throw AuthError.missingServiceKey.apiError
+            throw wording.apiError(for: .missingServiceKey)
         }
-        guard keys.accepts(presented) else { throw AuthError.wrongServiceKey.apiError }
+        guard keys.accepts(presented) else { throw wording.apiError(for: .wrongServiceKey) }
         var context = context
         let appID = request.headers[.appID].flatMap { $0.isEmpty ? nil : String($0.prefix(64)) } ?? "unknown"
         context.callerAppID = appID

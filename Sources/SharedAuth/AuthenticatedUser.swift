@@ -9,12 +9,15 @@ package struct AuthenticatedUser: Sendable, Equatable {
     package let role: String
     /// `sid`: the mana-auth session id.
     package let sessionID: String?
+    /// `name`: the display name, when mana-auth puts one in the token.
+    package let name: String?
 
-    package init(id: String, email: String? = nil, role: String = "user", sessionID: String? = nil) {
+    package init(id: String, email: String? = nil, role: String = "user", sessionID: String? = nil, name: String? = nil) {
         self.id = id
         self.email = email
         self.role = role
         self.sessionID = sessionID
+        self.name = name
     }
 
     package var isAdmin: Bool { role == "admin" }
@@ -32,10 +35,11 @@ package struct ManaClaims: JWTPayload, Equatable {
     package var email: String?
     package var role: String?
     package var sid: String?
+    package var name: String?
 
     package init(
         sub: String?, exp: Double?, nbf: Double? = nil, iat: Double? = nil, iss: String? = nil, aud: Audience? = nil,
-        email: String? = nil, role: String? = nil, sid: String? = nil
+        email: String? = nil, role: String? = nil, sid: String? = nil, name: String? = nil
     ) {
         self.sub = sub
         self.exp = exp
@@ -46,6 +50,7 @@ package struct ManaClaims: JWTPayload, Equatable {
         self.email = email
         self.role = role
         self.sid = sid
+        self.name = name
     }
 
     package func verify(using algorithm: some JWTAlgorithm) throws {}

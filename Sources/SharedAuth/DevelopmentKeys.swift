@@ -45,14 +45,15 @@ package struct DevelopmentSigningKey: Sendable {
     /// services expect in development (`MANA_AUTH_URL` http://localhost:3001, `mana`).
     package func mint(
         userID: String, email: String? = nil, role: String = "user", sessionID: String? = nil,
-        issuer: String? = "http://localhost:3001", audience: String? = "mana", lifetime: Duration = .seconds(3600), now: Date = Date()
+        issuer: String? = "http://localhost:3001", audience: String? = "mana", lifetime: Duration = .seconds(3600), now: Date = Date(),
+        name: String? = nil
     ) async throws -> String {
         let keys = JWTKeyCollection()
         await keys.add(eddsa: privateKey, kid: JWKIdentifier(string: kid))
         let time = now.timeIntervalSince1970.rounded(.down)
         let claims = ManaClaims(
             sub: userID, exp: time + Double(lifetime.components.seconds), nbf: nil, iat: time, iss: issuer,
-            aud: audience.map { .one($0) }, email: email, role: role, sid: sessionID)
+            aud: audience.map { .one($0) }, email: email, role: role, sid: sessionID, name: name)
         return try await keys.sign(claims, kid: JWKIdentifier(string: kid))
     }
 }

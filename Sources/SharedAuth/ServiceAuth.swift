@@ -13,21 +13,24 @@ package struct ServiceAuth: Sendable {
     package let verifier: TokenVerifier
     package let serviceKeys: ServiceKeys
     package let refreshService: JWKSRefreshService
+    /// How the middleware words its 401s.
+    package let wording: AuthErrorWording
 
-    package init(settings: AuthSettings, logger: Logger) {
+    package init(settings: AuthSettings, logger: Logger, wording: AuthErrorWording = .detailed) {
         keys = JWKSKeyStore(url: settings.jwksURL, logger: logger)
         verifier = TokenVerifier(keys: keys, options: settings.verifier)
         serviceKeys = ServiceKeys(settings.serviceKeys)
         refreshService = JWKSRefreshService(keys: keys, interval: settings.refreshInterval)
+        self.wording = wording
     }
 
     /// Middleware requiring a valid bearer token.
     package func userMiddleware<Context: AuthRequestContext>() -> JWTAuthMiddleware<Context> {
-        JWTAuthMiddleware(verifier: verifier)
+        JWTAuthMiddleware(verifier: verifier, wording: wording)
     }
 
     /// Middleware requiring a valid `X-Service-Key`.
     package func serviceKeyMiddleware<Context: AuthRequestContext>() -> ServiceKeyMiddleware<Context> {
-        ServiceKeyMiddleware(keys: serviceKeys)
+        ServiceKeyMiddleware(keys: serviceKeys, wording: wording)
     }
 }

@@ -213,13 +213,13 @@ import TestSupport
                 let repository = PackageRepository(client: client, logger: TestDatabase.logger)
                 for (index, package) in PackageRepository.defaults.enumerated() {
                     try await repository.upsert(name: package.name, description: package.description, credits: package.credits,
-                                                priceCents: package.priceCents, sortOrder: index)
+                                                priceEuroCents: package.priceEuroCents, sortOrder: index)
                 }
                 #expect(try await repository.deactivate(name: "Plus"))
             }
             let packages = try await h.call(.get, "/api/v1/credits/packages", as: "buyer")
             #expect(packages.body.array?.map { $0["name"] } == ["Starter", "Standard", "Max"])
-            #expect(packages.body.array?.first?["priceCents"] == 500)
+            #expect(packages.body.array?.first?["priceEuroCents"] == 500)
             #expect(try await h.call(.get, "/api/v1/credits/purchases", as: "buyer").body == [])
         }
     }

@@ -24,10 +24,10 @@ extension StripeStandIn {
             let repository = PackageRepository(client: client, logger: TestDatabase.logger)
             for package in PackageRepository.defaults {
                 try await repository.upsert(
-                    name: package.name, description: package.description, credits: package.credits, priceCents: package.priceCents, sortOrder: 0)
+                    name: package.name, description: package.description, credits: package.credits, priceEuroCents: package.priceEuroCents, sortOrder: 0)
             }
-            try await repository.upsert(name: "Declined", description: "", credits: 666, priceCents: 666, sortOrder: 9)
-            try await repository.upsert(name: "Old", description: "", credits: 10, priceCents: 10, sortOrder: 9)
+            try await repository.upsert(name: "Declined", description: "", credits: 666, priceEuroCents: 666, sortOrder: 9)
+            try await repository.upsert(name: "Old", description: "", credits: 10, priceEuroCents: 10, sortOrder: 9)
             _ = try await repository.deactivate(name: "Old")
             return Dictionary(uniqueKeysWithValues: try await repository.list(activeOnly: false).map { ($0.name, $0.id) })
         }

@@ -38,7 +38,7 @@ import TestSupport
 
             let changed = try await h.call(.post, "/api/v1/sync/change-interval", as: "ann", json: #"{"interval": "quarterly"}"#)
             #expect(changed.status == .ok)
-            #expect(changed.body["interval"] == "quarterly" && changed.body["amountCharged"] == 0)
+            #expect(changed.body["interval"] == "quarterly" && changed.body["amountCharged"] == 90)
             #expect(changed.body["effectiveAt"] == activated.body["nextChargeAt"])
             #expect(try await h.call(.get, "/api/v1/credits/balance", as: "ann").body["balance"] == 70)
 

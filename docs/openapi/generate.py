@@ -177,11 +177,23 @@ transaction = obj({
     "createdAt": T, "completedAt": NT,
 }, ["id", "userId", "type", "amount", "balanceBefore", "balanceAfter"])
 balance = obj({"balance": I, "totalEarned": I, "totalSpent": I}, ["balance"])
-package = obj({"id": S, "name": S, "description": S, "credits": I, "priceCents": I, "currency": S, "active": B, "sortOrder": I},
-              ["id", "name", "credits", "priceCents"])
-purchase = obj({"id": S, "userId": S, "packageId": S, "credits": I, "amount": I, "currency": S,
-                "status": {"enum": ["pending", "completed", "failed"]}, "stripePaymentIntentId": NS, "createdAt": T,
-                "completedAt": NT}, ["id", "status"])
+NANY = {"type": ["object", "null"]}
+package = obj({"id": S, "name": S, "description": S, "credits": I, "priceEuroCents": I, "currency": S, "stripePriceId": NS,
+               "active": B, "sortOrder": I, "metadata": NANY, "createdAt": T, "updatedAt": T},
+              ["id", "name", "description", "credits", "priceEuroCents", "stripePriceId", "active", "sortOrder", "metadata",
+               "createdAt", "updatedAt"])
+purchase = obj({"id": S, "userId": S, "packageId": S, "credits": I, "priceEuroCents": I, "currency": S,
+                "stripePaymentIntentId": NS, "stripeCustomerId": NS, "status": {"enum": ["pending", "completed", "failed"]},
+                "metadata": NANY, "createdAt": T, "completedAt": NT},
+               ["id", "userId", "packageId", "credits", "priceEuroCents", "stripePaymentIntentId", "stripeCustomerId", "status",
+                "metadata", "createdAt", "completedAt"])
+received_gift = obj({"id": S, "giftCodeId": S, "redeemerUserId": S, "status": {"enum": ["success"]}, "creditsReceived": I,
+                     "creditTransactionId": NS, "sourceAppId": NS, "createdAt": T, "code": S, "creatorName": NS, "message": NS,
+                     "redeemedAt": T},
+                    ["id", "giftCodeId", "redeemerUserId", "status", "creditsReceived", "creditTransactionId", "sourceAppId",
+                     "createdAt", "code", "creatorName", "message", "redeemedAt"])
+admin_refusal = obj({"statusCode": {"const": 403}, "error": {"const": "Forbidden"}, "message": {"const": "Admin access required"}},
+                    ["statusCode", "error", "message"])
 sync_status = obj({"active": B, "interval": {"enum": ["monthly", "quarterly", "yearly"]}, "nextChargeAt": NT, "pausedAt": NT,
                    "gifted": B}, ["active", "interval", "nextChargeAt", "pausedAt", "gifted"])
 gift_public = obj({"code": S, "type": {"enum": ["simple", "personalized"]}, "status": S, "totalCredits": I, "redeemed": B,
@@ -194,6 +206,8 @@ use_answer = obj({"success": B, "transaction": ref("Transaction"), "newBalance":
 interval_body = obj({"interval": {"enum": ["monthly", "quarterly", "yearly"]}})
 user_id = path_param("userId")
 E = lambda *codes: errors("Error", *codes)
+ADMIN_403 = {"403": {"description": "Not an admin (the original's body, with error)",
+                     "content": {"application/json": {"schema": ref("AdminRefusal")}}}}
 credits_paths = {
     "/api/v1/credits/balance": {"get": op("The caller's balance", {**ok(ref("Balance")), **E("401")}, JWT)},
     "/api/v1/credits/use": {"post": op("Spend credits (idempotent with idempotencyKey)",
@@ -217,30 +231,33 @@ credits_paths = {
                                                    ["success", "active", "interval", "amountCharged"])),
                                           **E("400", "401", "402")}, JWT, body(interval_body, required=False))},
     "/api/v1/sync/deactivate": {"post": op("Stop renewals", {**ok(obj({"success": B}, ["success"])), **E("400", "401")}, JWT)},
-    "/api/v1/sync/change-interval": {"post": op("Change the interval from the next charge on",
+    "/api/v1/sync/change-interval": {"post": op(
+        "Change the interval from the next charge on; nothing is charged now: amountCharged (as the original) and nextAmount "
+        "are the new interval's price, charged from effectiveAt",
                                                 {**ok(obj({"success": B, "interval": S, "amountCharged": I, "nextAmount": I,
                                                            "effectiveAt": NT}, ["success", "interval", "amountCharged", "effectiveAt"])),
                                                  **E("400", "401")}, JWT, body(obj({"interval": interval_body["properties"]["interval"]}, ["interval"])))},
     "/api/v1/admin/sync/{userId}": {"get": op("Any user's subscription (admin)",
                                               {**ok({"allOf": [ref("SyncStatus"), obj({"userId": S, "amountCharged": I, "activatedAt": NT,
                                                                                        "giftedBy": NS, "giftedAt": NT})]}),
-                                               **E("400", "401", "403")}, JWT, parameters=[user_id])},
+                                               **E("400", "401"), **ADMIN_403}, JWT, parameters=[user_id])},
     "/api/v1/admin/sync/{userId}/gift": {
-        "post": op("Gift Cloud Sync (admin)", {**ok(obj({"success": B, "userId": S, "gifted": B, "active": B})), **E("400", "401", "403")},
+        "post": op("Gift Cloud Sync (admin)", {**ok(obj({"success": B, "userId": S, "gifted": B, "active": B})), **E("400", "401"), **ADMIN_403},
                    JWT, parameters=[user_id]),
         "delete": op("Revoke a gift (admin)", {**ok(obj({"success": B, "userId": S, "gifted": B, "active": B})),
-                                               **E("400", "401", "403", "404")}, JWT, parameters=[user_id])},
+                                               **E("400", "401", "404"), **ADMIN_403}, JWT, parameters=[user_id])},
     "/api/v1/gifts": {"post": op("Create a gift code (debits the creator)",
                                  {"201": {"description": "Created", "content": {"application/json": {"schema": ref("GiftOwner")}}},
                                   **E("400", "401", "402", "413")}, JWT,
                                  body(obj({"credits": {"type": "integer", "minimum": 1, "maximum": 10000}, "message": {"type": "string", "maxLength": 500},
                                            "type": {"enum": ["simple", "personalized"]}, "targetEmail": S,
                                            "expirationDays": {"type": "integer", "minimum": 1, "maximum": 365},
-                                           "creatorName": {"type": "string", "maxLength": 100}}, ["credits"])))},
+                                           "creatorName": {"type": "string", "maxLength": 100,
+                                                           "description": "default: the token's name claim, else its email before '@'"}},
+                                          ["credits"])))},
     "/api/v1/gifts/me/created": {"get": op("Codes the caller created", {**ok({"type": "array", "items": ref("GiftOwner")}), **E("401")}, JWT)},
-    "/api/v1/gifts/me/received": {"get": op("The caller's redemptions",
-                                            {**ok({"type": "array", "items": obj({"id": S, "code": S, "creditsReceived": I, "creatorName": NS,
-                                                                                   "message": NS, "redeemedAt": T})}), **E("401")}, JWT)},
+    "/api/v1/gifts/me/received": {"get": op("The caller's successful redemptions, newest first",
+                                            {**ok({"type": "array", "items": ref("ReceivedGift")}), **E("401")}, JWT)},
     "/api/v1/gifts/{code}": {
         "get": op("Look up a code (public, rate limited; never shows targetEmail)", {**ok(ref("GiftPublic")), **E("404", "429")}, PUBLIC,
                   parameters=[path_param("code")]),
@@ -279,7 +296,7 @@ credits_doc = document(
     "mana-credits", "Prepaid credits (1 credit = 1 cent), gift codes, Stripe purchases and the Cloud Sync subscription.", 3061,
     credits_paths, {"Error": credits_error, "Transaction": transaction, "Balance": balance, "Package": package,
                     "Purchase": purchase, "SyncStatus": sync_status, "GiftPublic": gift_public, "GiftOwner": gift_owner,
-                    "UseAnswer": use_answer}, "Error")
+                    "ReceivedGift": received_gift, "AdminRefusal": admin_refusal, "UseAnswer": use_answer}, "Error")
 
 for service, name, doc in (("ManaSync", "mana-sync", sync_doc), ("ManaCredits", "mana-credits", credits_doc)):
     # The copy the executable ships and serves, and the same document under docs/.

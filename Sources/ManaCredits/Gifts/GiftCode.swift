@@ -1,5 +1,6 @@
 import Foundation
 import HTTPKit
+import SharedAuth
 
 /// A gift code as stored in `gifts.gift_codes`.
 struct GiftCode: Sendable {
@@ -51,6 +52,18 @@ struct GiftCode: Sendable {
         fields["targetEmail"] = targetEmail.map(JSONValue.string) ?? .null
         fields["createdAt"] = .string(Timestamp.iso8601(createdAt))
         return .object(fields)
+    }
+
+    /// The name a gift shows when its creator gave none: the token's `name`, else the part
+    /// of its `email` before `@` — never the whole address, since the lookup is public.
+    static func creatorName(of creator: AuthenticatedUser) -> String? {
+        if let name = creator.name?.trimmingCharacters(in: .whitespacesAndNewlines), !name.isEmpty {
+            return String(name.prefix(100))
+        }
+        guard let local = creator.email?.split(separator: "@", omittingEmptySubsequences: false).first, !local.isEmpty else {
+            return nil
+        }
+        return String(local.prefix(100))
     }
 
     /// Codes from a cryptographically secure generator (the system's, `getrandom` on Linux)

@@ -26,7 +26,7 @@ struct GiftController: Sendable {
         group.get(":code") { request, context in
             try lookupLimiter.take("address:\(address(request, context))", what: "gift code lookups")
             let code = context.parameters.get("code") ?? ""
-            guard let gift = try await gifts.lookup(code: code) else { throw APIError.notFound("no gift code \(code.uppercased().prefix(40))") }
+            guard let gift = try await gifts.lookup(code: code) else { throw APIError.notFound("Gift code not found") }
             return try JSONResponse(gift.publicJSON)
         }
     }
@@ -42,7 +42,7 @@ struct GiftController: Sendable {
             try JSONResponse(JSONValue.array(try await gifts.created(by: try context.requireUser().id).map(\.ownerJSON)))
         }
         group.get("me/received") { _, context in
-            try JSONResponse(JSONValue.array(try await gifts.received(by: try context.requireUser().id)))
+            try JSONResponse(try await gifts.received(by: try context.requireUser().id))
         }
         group.post(":code/redeem") { request, context in
             let user = try context.requireUser()

@@ -23,20 +23,29 @@ struct GiftRepository: Sendable {
 
     // MARK: Creating
 
+    /// Reserves the creator's credits and stores a new code. Without `creatorName` in the
+    /// body, the name comes from the token (``GiftCode/creatorName(of:)``).
     func create(_ gift: NewGift, by creator: AuthenticatedUser) async throws -> GiftCode {
-        try await client.withGuardedTransaction(logger: logger) { connection in
-            let debit = try await LedgerRepository.debit(
-                .init(
-                    userID: creator.id, amount: gift.credits, appID: "gifts", description: "Gift code",
-                    idempotencyKey: nil, metadata: ["type": .string(gift.type)], type: "gift"),
-                on: connection, logger: logger)
+        let creatorName = gift.creatorName ?? GiftCode.creatorName(of: creator)
+        return try await client.withGuardedTransaction(logger: logger) { connection in
+            let debit: LedgerRepository.Debit
+            do {
+                debit = try await LedgerRepository.debit(
+                    .init(
+                        userID: creator.id, amount: gift.credits, appID: "gifts", description: "Gift code",
+                        idempotencyKey: nil, metadata: ["type": .string(gift.type)], type: "gift"),
+                    on: connection, logger: logger)
+            } catch var error as APIError where error.status == .paymentRequired {
+                error.message = "Insufficient credits to create gift"
+                throw error
+            }
             for _ in 0..<8 {
                 let code = GiftCode.generate()
                 let rows = try await connection.query(
                     """
                     INSERT INTO gifts.gift_codes (code, short_url, creator_id, creator_name, total_credits, type, target_email, message,
                         expires_at, reservation_transaction_id)
-                    VALUES (\(code), \(baseURL + "/g/" + code), \(creator.id), \(gift.creatorName), \(gift.credits), \(gift.type),
+                    VALUES (\(code), \(baseURL + "/g/" + code), \(creator.id), \(creatorName), \(gift.credits), \(gift.type),
                         \(gift.targetEmail), \(gift.message), now() + make_interval(days => \(gift.expirationDays)::int),
                         \(debit.transaction.id)::uuid)
                     ON CONFLICT (code) DO NOTHING
@@ -77,22 +86,19 @@ struct GiftRepository: Sendable {
         }
     }
 
-    func received(by userID: String) async throws -> [JSONValue] {
+    /// The caller's successful redemptions, newest first (200 at most).
+    func received(by userID: String) async throws -> [ReceivedGift] {
         try await client.withGuardedConnection { connection in
-            try await connection.query(
+            let rows = try await connection.query(
                 """
-                SELECT r.id::text, c.code, r.credits_received, c.creator_name, c.message, r.created_at
+                SELECT \(unescaped: ReceivedGift.columns)
                 FROM gifts.gift_redemptions r JOIN gifts.gift_codes c ON c.id = r.gift_code_id
                 WHERE r.redeemer_user_id = \(userID) AND r.status = 'success'
                 ORDER BY r.created_at DESC LIMIT 200
-                """, logger: logger
-            ).decode((String, String, Int64, String?, String?, Date).self).reduce(into: []) { list, row in
-                list.append([
-                    "id": .string(row.0), "code": .string(row.1), "creditsReceived": .number(Double(row.2)),
-                    "creatorName": row.3.map(JSONValue.string) ?? .null, "message": row.4.map(JSONValue.string) ?? .null,
-                    "redeemedAt": .string(Timestamp.iso8601(row.5)),
-                ])
-            }
+                """, logger: logger)
+            var result: [ReceivedGift] = []
+            for try await row in rows { result.append(try ReceivedGift(row: row)) }
+            return result
         }
     }
 
@@ -113,7 +119,7 @@ struct GiftRepository: Sendable {
         }
         let outcome: Outcome = try await client.withGuardedTransaction(logger: logger) { connection in
             guard let gift = try await Self.code(code, forUpdate: true, on: connection, logger: logger) else {
-                throw APIError.notFound("no gift code \(code.uppercased().prefix(40))")
+                throw APIError.notFound("Gift code not found")
             }
             if let failure = try await Self.failure(of: gift, for: user, on: connection, logger: logger) {
                 try await connection.query(
@@ -159,11 +165,9 @@ struct GiftRepository: Sendable {
                 WHERE gift_code_id = \(gift.id)::uuid AND redeemer_user_id = \(user.id) AND status = 'success'
                 """, logger: logger
             ).decode(Int.self).reduce(0, +)
-            return mine > 0
-                ? ("failed_already_claimed", .badRequest("you have already redeemed this gift code"))
-                : ("failed_depleted", .badRequest("this gift code has already been redeemed"))
+            return (mine > 0 ? "failed_already_claimed" : "failed_depleted", .badRequest("Gift already claimed"))
         case "expired":
-            return ("failed_expired", .badRequest("this gift code has expired"))
+            return ("failed_expired", .badRequest("Gift code expired"))
         default:  // cancelled, refunded: its credits went back to the creator
             return ("failed_depleted", .badRequest("this gift code is no longer active"))
         }
@@ -199,14 +203,14 @@ struct GiftRepository: Sendable {
     /// Cancels the creator's active code and refunds it: 404 for someone else's or an unknown
     /// id, 400 when it is no longer active.
     func cancel(id: String, by userID: String) async throws -> Int64 {
-        guard UUID(uuidString: id) != nil else { throw APIError.notFound("no gift code with this id") }
+        guard UUID(uuidString: id) != nil else { throw APIError.notFound("Gift not found") }
         return try await client.withGuardedTransaction(logger: logger) { connection in
             let rows = try await connection.query(
                 "SELECT \(unescaped: GiftCode.columns) FROM gifts.gift_codes WHERE id = \(id)::uuid FOR UPDATE", logger: logger)
             var found: GiftCode?
             for try await row in rows.decode(GiftCode.Row.self) { found = GiftCode(row) }
-            guard let gift = found, gift.creatorID == userID else { throw APIError.notFound("no gift code with this id") }
-            guard gift.status == "active" else { throw APIError.badRequest("only an active gift code can be cancelled; this one is \(gift.status)") }
+            guard let gift = found, gift.creatorID == userID else { throw APIError.notFound("Gift not found") }
+            guard gift.status == "active" else { throw APIError.badRequest("Only active gifts can be cancelled") }
             try await Self.giveBack(gift, status: "cancelled", reason: "Gift code \(gift.code) cancelled", on: connection, logger: logger)
             return gift.totalCredits
         }

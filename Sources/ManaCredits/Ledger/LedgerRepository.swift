@@ -81,8 +81,9 @@ struct LedgerRepository: Sendable {
         }
         let available = locked?.balance ?? 0
         guard locked != nil, available >= request.amount else {
+            // The original's texts: a user without a balance row has none to debit.
             throw APIError(
-                .paymentRequired, code: "insufficient_credits", message: "insufficient credits",
+                .paymentRequired, code: "insufficient_credits", message: locked == nil ? "User balance not found" : "Insufficient credits",
                 details: ["required": .number(Double(request.amount)), "available": .number(Double(available))])
         }
         try await connection.query(

@@ -26,15 +26,15 @@ struct PurchaseService: Sendable {
             throw APIError.badRequest("packageId must be a UUID", field: "packageId")
         }
         guard let package = try await packages.active().first(where: { $0.id == packageUUID.uuidString.lowercased() }) else {
-            throw APIError.notFound("no active package \(packageID)")
+            throw APIError.notFound("Package not found or inactive")
         }
         let stripe = try stripe
         let customer = try await customer(for: user, stripe: stripe)
         let purchaseID = try await client.withGuardedConnection { connection in
             try await connection.query(
                 """
-                INSERT INTO credits.purchases (user_id, package_id, credits, amount_cents, currency)
-                VALUES (\(user.id), \(packageUUID), \(package.credits), \(package.priceCents), 'eur') RETURNING id
+                INSERT INTO credits.purchases (user_id, package_id, credits, price_euro_cents, currency, stripe_customer_id)
+                VALUES (\(user.id), \(packageUUID), \(package.credits), \(package.priceEuroCents), 'eur', \(customer)) RETURNING id
                 """, logger: logger
             ).decode(UUID.self).reduce(into: [UUID]()) { $0.append($1) }.first!
         }
@@ -42,7 +42,7 @@ struct PurchaseService: Sendable {
         let intent: StripeClient.PaymentIntent
         do {
             intent = try await stripe.createPaymentIntent(
-                amount: package.priceCents, customer: customer,
+                amount: package.priceEuroCents, customer: customer,
                 metadata: [("userId", user.id), ("packageId", package.id), ("purchaseId", purchase)],
                 idempotencyKey: "mana-purchase-\(purchase)")
         } catch {
@@ -53,7 +53,7 @@ struct PurchaseService: Sendable {
             "UPDATE credits.purchases SET stripe_payment_intent_id = \(intent.id) WHERE id = \(purchaseID)", logger: logger)
         return [
             "purchaseId": .string(purchase), "clientSecret": intent.client_secret.map(JSONValue.string) ?? .null,
-            "amount": .number(Double(package.priceCents)), "credits": .number(Double(package.credits)),
+            "amount": .number(Double(package.priceEuroCents)), "credits": .number(Double(package.credits)),
         ]
     }
 
@@ -77,9 +77,9 @@ struct PurchaseService: Sendable {
 
     /// The caller's own purchase; 404 for anyone else's.
     func purchase(id: String, userID: String) async throws -> Purchase {
-        guard let uuid = UUID(uuidString: id) else { throw APIError.notFound("no purchase \(id.prefix(40))") }
+        guard let uuid = UUID(uuidString: id) else { throw APIError.notFound("Purchase not found") }
         guard let found = try await packages.purchases(userID: userID).first(where: { $0.id == uuid.uuidString.lowercased() }) else {
-            throw APIError.notFound("no purchase \(id.prefix(40))")
+            throw APIError.notFound("Purchase not found")
         }
         return found
     }
@@ -142,7 +142,7 @@ struct PurchaseService: Sendable {
         guard status != "completed" else { return }
         let (transaction, _) = try await LedgerRepository.credit(
             userID: userID, amount: credits, kind: .purchase, appID: "stripe", description: "Credit purchase",
-            metadata: ["purchaseId": .string(purchaseID.uuidString.lowercased()), "paymentIntent": .string(intent)],
+            metadata: ["purchaseId": .string(purchaseID.uuidString.lowercased()), "paymentIntentId": .string(intent)],
             on: connection, logger: logger)
         try await connection.query(
             """

@@ -37,27 +37,28 @@ struct SubscriptionController: Sendable {
             let user = try context.requireUser()
             let interval = try BillingInterval.parse(try await optionalBody(request, context).interval)
             let subscription = try await subscriptions.changeInterval(userID: user.id, to: interval)
-            // Nothing is charged now: the new price applies from the next charge.
+            // Nothing is charged now. As in the original, amountCharged is the new interval's
+            // price, charged from effectiveAt (the next charge date); nextAmount says the same.
             return try JSONResponse([
-                "success": true, "interval": .string(interval.rawValue), "amountCharged": 0,
+                "success": true, "interval": .string(interval.rawValue), "amountCharged": .number(Double(interval.price)),
                 "nextAmount": .number(Double(interval.price)), "effectiveAt": Subscription.time(subscription.nextChargeAt),
             ] as JSONValue)
         }
     }
 
+    /// The group must be behind ``JWTAuthMiddleware``; this adds ``AdminOnlyMiddleware``.
     func addAdminRoutes(to group: RouterGroup<AppRequestContext>) {
+        let group = group.add(middleware: AdminOnlyMiddleware())
         group.get(":userId") { _, context in
-            _ = try Self.requireAdmin(context)
-            return try JSONResponse(try await subscriptions.subscription(userID: try Self.userID(context)).adminStatus)
+            try JSONResponse(try await subscriptions.subscription(userID: try Self.userID(context)).adminStatus)
         }
         group.post(":userId/gift") { _, context in
-            let admin = try Self.requireAdmin(context)
+            let admin = try context.requireUser()
             let userID = try Self.userID(context)
             _ = try await subscriptions.gift(userID: userID, by: admin.id)
             return try JSONResponse(["success": true, "userId": .string(userID), "gifted": true, "active": true] as JSONValue)
         }
         group.delete(":userId/gift") { _, context in
-            _ = try Self.requireAdmin(context)
             let userID = try Self.userID(context)
             _ = try await subscriptions.revokeGift(userID: userID)
             return try JSONResponse(["success": true, "userId": .string(userID), "gifted": false, "active": false] as JSONValue)
@@ -79,12 +80,6 @@ struct SubscriptionController: Sendable {
         let buffer = try await body.collect(request)
         guard buffer.readableBytes > 0 else { return IntervalBody(interval: nil) }
         return try BodyDecoder.decode(IntervalBody.self, from: Data(buffer: buffer))
-    }
-
-    static func requireAdmin(_ context: AppRequestContext) throws -> AuthenticatedUser {
-        let user = try context.requireUser()
-        guard user.role == "admin" else { throw APIError.forbidden("this route needs the admin role") }
-        return user
     }
 
     static func userID(_ context: AppRequestContext) throws -> String {

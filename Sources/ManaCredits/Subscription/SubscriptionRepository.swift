@@ -110,8 +110,8 @@ struct SubscriptionRepository: Sendable {
     /// gifted, 402 when short (nothing changes).
     func activate(userID: String, interval: BillingInterval, now: Date = Date()) async throws -> Subscription {
         try await change(userID) { subscription, connection in
-            guard !subscription.isGifted else { throw APIError.badRequest("Cloud Sync is a gift for this account; nothing to activate") }
-            guard !subscription.active else { throw APIError.badRequest("Cloud Sync is already active") }
+            guard !subscription.isGifted else { throw APIError.badRequest("Sync is already gifted — no activation needed") }
+            guard !subscription.active else { throw APIError.badRequest("Sync is already active") }
             _ = try await LedgerRepository.debit(
                 .init(
                     userID: userID, amount: interval.price, appID: "sync", description: "Cloud Sync (\(interval.rawValue))",
@@ -130,8 +130,8 @@ struct SubscriptionRepository: Sendable {
     /// Stops renewals. 400 when not active or gifted.
     func deactivate(userID: String) async throws {
         try await change(userID) { subscription, _ in
-            guard !subscription.isGifted else { throw APIError.badRequest("Cloud Sync is a gift for this account; it cannot be deactivated") }
-            guard subscription.active else { throw APIError.badRequest("Cloud Sync is not active") }
+            guard !subscription.isGifted else { throw APIError.badRequest("Sync is gifted — contact support to revoke") }
+            guard subscription.active else { throw APIError.badRequest("Sync is not active") }
             subscription.active = false
             subscription.nextChargeAt = nil
         }
@@ -140,7 +140,7 @@ struct SubscriptionRepository: Sendable {
     /// The new interval's price applies from the next charge. 400 when not active.
     func changeInterval(userID: String, to interval: BillingInterval) async throws -> Subscription {
         try await change(userID) { subscription, _ in
-            guard subscription.active, !subscription.isGifted else { throw APIError.badRequest("Cloud Sync is not active") }
+            guard subscription.active, !subscription.isGifted else { throw APIError.badRequest("Sync is not active") }
             subscription.interval = interval
             return subscription
         }
@@ -166,7 +166,7 @@ struct SubscriptionRepository: Sendable {
         let exists = try await client.withGuardedConnection { try await Self.row(userID, forUpdate: false, on: $0, logger: logger) } != nil
         guard exists else { throw APIError.notFound("no Cloud Sync subscription for this user") }
         return try await change(userID) { subscription, _ in
-            guard subscription.isGifted else { throw APIError.badRequest("Cloud Sync is not a gift for this user") }
+            guard subscription.isGifted else { throw APIError.badRequest("Sync is not gifted — nothing to revoke") }
             subscription.active = false
             subscription.isGifted = false
             subscription.giftedBy = nil
