@@ -75,9 +75,11 @@ import TestSupport
             for i in 0..<9 { broken.append(try await timedPush("after-\(i)")) }
 
             print("billing gate push latency medians: mana-credits healthy \(median(healthy)), hanging \(median(hanging)), breaker open \(median(broken))")
-            // The hanging calls waited for the timeout, but not much longer.
+            // The hanging calls waited for the timeout, but not much longer than the timeout plus
+            // what a push costs on this machine right now (a loaded CI machine is slow throughout).
+            let slowestHealthy = healthy.max() ?? .zero
             for duration in hanging {
-                #expect(duration >= .milliseconds(1450) && duration < .seconds(5), "\(duration)")
+                #expect(duration >= .milliseconds(1450) && duration < .milliseconds(1500) + slowestHealthy * 2 + .seconds(2), "\(duration), healthy up to \(slowestHealthy)")
             }
             // With the breaker open no call is made: pushes no longer wait for the 1.5 s
             // timeout. (Compared with the hanging pushes, not with a fixed bound: under a

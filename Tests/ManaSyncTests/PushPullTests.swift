@@ -183,7 +183,7 @@ import TestSupport
     }
 
     @Test func badRequestsAre400Or413() async throws {
-        try await SyncHarness.run(limits: { $0.maximumChanges = 5_000 }) { (h: SyncHarness) async throws in
+        try await SyncHarness.run(limits: { $0.maximumChanges = 5_000; $0.maximumBodyBytes = 10 << 20 }) { (h: SyncHarness) async throws in
             #expect(try await h.call(.post, "/sync/todo", as: "u", body: "{not json").status == .badRequest)
             #expect(try await h.call(.post, "/sync/todo", as: "u", body: #"{"changes": []}"#).body["details"]?["field"] == "clientId")
             #expect(try await h.call(.post, "/sync/-bad", as: "u", body: #"{"clientId": "A", "changes": []}"#).status == .badRequest)
@@ -199,7 +199,7 @@ import TestSupport
 
             let many = (0...5_000).map { Changes.delete("t", "r\($0)") }
             #expect(try await h.push("todo", as: "u", client: "A", changes: many).status == .contentTooLarge)
-            let huge = #"{"clientId": "A", "changes": [{"table": "t", "id": "x", "op": "insert", "data": {"blob": ""# + String(repeating: "x", count: 32 * 1024 * 1024) + #""}}]}"#
+            let huge = #"{"clientId": "A", "changes": [{"table": "t", "id": "x", "op": "insert", "data": {"blob": ""# + String(repeating: "x", count: 10 * 1024 * 1024) + #""}}]}"#
             #expect(try await h.call(.post, "/sync/todo", as: "u", body: huge).status == .contentTooLarge)
         }
     }

@@ -41,6 +41,12 @@ enum Chaos {
         func set() { value.store(true, ordering: .relaxed) }
     }
 
+    /// Waits until `condition` holds or `limit` passes, looking every 100 ms.
+    static func until(within limit: Duration, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + limit
+        while !condition(), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+    }
+
     static func sleep(_ range: ClosedRange<Double>) async throws {
         try await Task.sleep(for: .milliseconds(Int(Double.random(in: range) * 1000)))
     }
@@ -104,6 +110,9 @@ enum Chaos {
                     try await system.startCredits()
                 }
                 try await Chaos.sleep(Chaos.pause)
+                // A loaded machine acknowledges less per second: go on until the workload means
+                // something (bounded), instead of judging a fixed number of seconds.
+                try await Chaos.until(within: .seconds(90)) { record.withLock { $0.transactions.count } > 20 }
             })
 
         let done = record.withLock { $0 }

@@ -204,6 +204,10 @@ import TestSupport
                         #expect(await restarted.waitUntilReady(port: port), "restarted mana-sync never became ready")
                     }
                     try await Chaos.sleep(Chaos.pause)
+                    // Enough acknowledged edits to mean something, however loaded the machine.
+                    try await Chaos.until(within: .seconds(90)) {
+                        acknowledged.withLock { $0.values.map(\.count).reduce(0, +) } > 30
+                    }
                     done.set()
                     try await group.waitForAll()
                 }

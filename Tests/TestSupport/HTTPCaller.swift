@@ -17,7 +17,9 @@ package final class HTTPCaller: Sendable {
     package init(port: Int) {
         self.baseURL = "http://127.0.0.1:\(port)"
         var configuration = HTTPClient.Configuration()
-        configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        // Idle connections go well before the services' HTTP_IDLE_TIMEOUT (30 s): reusing one the
+        // server is closing at that moment fails with "connection reset by peer".
+        configuration.connectionPool = .init(idleTimeout: .seconds(10), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
