@@ -22,7 +22,11 @@ func buildApplication(
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in },
     registeredRoutes: (@Sendable ([(method: HTTPRequest.Method, path: String)]) -> Void)? = nil
 ) async throws -> some ApplicationProtocol {
-    let hub = hub ?? RealtimeHub(metrics: metrics, queueLimit: configuration.realtime.queueLimit)
+    let hub =
+        hub
+        ?? RealtimeHub(
+            metrics: metrics, queueLimit: configuration.realtime.queueLimit,
+            connectionsPerUser: configuration.realtime.webSocketsPerUser, streamsPerUser: configuration.realtime.streamsPerUser)
     var chassis = ServiceChassis<AppRequestContext>(
         settings: configuration.chassis, envelope: .errorMessage, bodyLimit: configuration.push.maximumBodyBytes,
         logger: logger, metrics: metrics,
@@ -39,7 +43,7 @@ func buildApplication(
         changeLog: changeLog, body: chassis.body, gate: gate, hooks: hooks, metrics: metrics,
         maximumChanges: configuration.push.maximumChanges)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
-    StreamController(changeLog: changeLog, gate: gate, hub: hub, settings: configuration.realtime)
+    StreamController(changeLog: changeLog, gate: gate, hub: hub, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
     let database = chassis.database
     let log = chassis.logger

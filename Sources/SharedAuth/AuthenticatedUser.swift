@@ -1,3 +1,4 @@
+import Foundation
 import JWTKit
 
 /// The verified user behind a request, from the token's claims.
@@ -11,13 +12,19 @@ package struct AuthenticatedUser: Sendable, Equatable {
     package let sessionID: String?
     /// `name`: the display name, when mana-auth puts one in the token.
     package let name: String?
+    /// When the token stops being accepted (`exp` plus the leeway): long-lived connections
+    /// opened with it (WebSocket, SSE) end then. Nil for users not made from a token.
+    package let validUntil: Date?
 
-    package init(id: String, email: String? = nil, role: String = "user", sessionID: String? = nil, name: String? = nil) {
+    package init(
+        id: String, email: String? = nil, role: String = "user", sessionID: String? = nil, name: String? = nil, validUntil: Date? = nil
+    ) {
         self.id = id
         self.email = email
         self.role = role
         self.sessionID = sessionID
         self.name = name
+        self.validUntil = validUntil
     }
 
     package var isAdmin: Bool { role == "admin" }

@@ -61,7 +61,9 @@ package struct TokenVerifier: Sendable {
         guard let sub = claims.sub, !sub.isEmpty else { throw .missingSubject }
         if let issuer = options.issuer, claims.iss != issuer { throw .wrongIssuer }
         if let audience = options.audience, !(claims.aud?.values.contains(audience) ?? false) { throw .wrongAudience }
-        return AuthenticatedUser(id: sub, email: claims.email, role: claims.role ?? "user", sessionID: claims.sid, name: claims.name)
+        return AuthenticatedUser(
+            id: sub, email: claims.email, role: claims.role ?? "user", sessionID: claims.sid, name: claims.name,
+            validUntil: Date(timeIntervalSince1970: exp + leeway))
     }
 
     private struct Header: Decodable {

@@ -24,6 +24,7 @@ struct SyncHarness: Sendable {
         hub: RealtimeHub? = nil,
         chassis: @Sendable (inout ChassisSettings) -> Void = { _ in },
         limits: @Sendable (inout PushLimits) -> Void = { _ in },
+        authEnvironment: [String: String] = [:],
         _ test: @Sendable (SyncHarness) async throws -> Void
     ) async throws {
         let key = try DevelopmentSigningKey(kid: "sync-test")
@@ -41,7 +42,7 @@ struct SyncHarness: Sendable {
         chassis(&chassisSettings)
         var configuration = SyncConfiguration(
             chassis: chassisSettings,
-            auth: try authSettings(jwksURL: jwks.url), billing: billingSettings, realtime: realtimeSettings)
+            auth: try authSettings(jwksURL: jwks.url, environment: authEnvironment), billing: billingSettings, realtime: realtimeSettings)
         limits(&configuration.push)
         let outcome: Result<Void, any Error>
         do {
@@ -59,8 +60,8 @@ struct SyncHarness: Sendable {
 
     /// The token rules as a deployment without JWT settings reads them (issuer
     /// http://localhost:3001 and audience `mana` checked), with the stand-in's JWKS.
-    static func authSettings(jwksURL: String) throws -> AuthSettings {
-        var reader = ConfigReader(environment: ["JWKS_URL": jwksURL, "MANA_SERVICE_KEY": serviceKey])
+    static func authSettings(jwksURL: String, environment: [String: String] = [:]) throws -> AuthSettings {
+        var reader = ConfigReader(environment: ["JWKS_URL": jwksURL, "MANA_SERVICE_KEY": serviceKey].merging(environment) { $1 })
         let settings = AuthSettings(readingTokenRules: &reader)
         try reader.finish()
         return settings

@@ -94,9 +94,9 @@ struct ChangeLogRepository: Sendable {
                 SELECT coalesce((SELECT last_cursor FROM sync.heads WHERE user_id = \(userID) AND app_id = \(appID)), 0) AS cursor
             )
             SELECT head.cursor, c.cursor, c.table_name, c.record_id, c.op, c.data::text, c.fields::text, c.deleted_at,
-                c.event_id::text, c.extra::text
+                c.event_id::text, c.extra::text, c.client_id
             FROM head LEFT JOIN LATERAL (
-                SELECT cursor, table_name, record_id, op, data, fields, deleted_at, event_id, extra FROM sync.changes
+                SELECT cursor, table_name, record_id, op, data, fields, deleted_at, event_id, extra, client_id FROM sync.changes
                 WHERE user_id = \(userID) AND app_id = \(appID) AND cursor > \(since)
                     AND (\(table)::text IS NULL OR table_name = \(table))
                     AND (\(excludingClient)::text IS NULL OR client_id <> \(excludingClient))
@@ -106,13 +106,15 @@ struct ChangeLogRepository: Sendable {
             """, logger: logger)
         var head: Int64 = 0
         var changes: [(Int64, StoredChange)] = []
-        for try await (headCursor, cursor, table, id, op, data, fields, deletedAt, eventID, extra) in rows.decode(
-            (Int64, Int64?, String?, String?, String?, String?, String?, String?, String?, String?).self)
+        for try await (headCursor, cursor, table, id, op, data, fields, deletedAt, eventID, extra, clientID) in rows.decode(
+            (Int64, Int64?, String?, String?, String?, String?, String?, String?, String?, String?, String?).self)
         {
             head = headCursor
             guard let cursor, let table, let id, let op = op.flatMap(Change.Operation.init(rawValue:)), let eventID else { continue }
             changes.append(
-                (cursor, StoredChange(table: table, id: id, op: op, data: data, fields: fields, deletedAt: deletedAt, eventID: eventID, extra: extra)))
+                (cursor, StoredChange(
+                    table: table, id: id, op: op, data: data, fields: fields, deletedAt: deletedAt, eventID: eventID, extra: extra,
+                    clientID: clientID)))
         }
         if changes.count > limit {
             let page = changes.prefix(limit)

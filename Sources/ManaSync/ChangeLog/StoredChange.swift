@@ -17,6 +17,8 @@ struct StoredChange: Sendable, Equatable {
     let eventID: String
     /// JSON text of the change's other keys (`spaceId`, `actor`, …), as the client sent them.
     let extra: String?
+    /// The client that pushed it (not served; streams that share a read leave out their own).
+    var clientID: String? = nil
 
     /// Appends the change as a JSON object, in the shape it came in.
     func appendJSON(to out: inout [UInt8]) {

@@ -14,62 +14,91 @@ struct PushNotice: Sendable, Equatable {
 /// This replica's real-time listeners: WebSocket connections (each with a bounded send queue)
 /// and SSE streams. ``publish(_:)`` delivers one push notice to the listeners it concerns.
 final class RealtimeHub: Sendable {
+    /// Why the server ends a WebSocket connection.
+    enum CloseReason: Sendable, Equatable {
+        /// The server is shutting down (1001).
+        case shutdown
+        /// Its send queue overflowed or a write took too long (1008 "too slow").
+        case tooSlow
+        /// The user opened more connections than allowed; this was the oldest (1008).
+        case replaced
+        /// The token it authenticated with expired (1008).
+        case expired
+    }
+
     /// A WebSocket connection's end of its send queue.
     final class Connection: Sendable {
         let id = UUID()
+        /// Order of registration, to find a user's oldest connection.
+        fileprivate let sequence: UInt64
         let userID: String
         /// nil for the unified `/ws`, the app for a legacy `/ws/{appId}`.
         let appID: String?
         let clientID: String?
+        /// When the token the connection authenticated with stops being valid.
+        let validUntil: Date?
         let outbox: AsyncStream<String>
         fileprivate let continuation: AsyncStream<String>.Continuation
-        private let dropped = Mutex(false)
+        private let reason = Mutex<CloseReason?>(nil)
 
-        init(userID: String, appID: String?, clientID: String?, queueLimit: Int) {
+        init(userID: String, appID: String?, clientID: String?, validUntil: Date? = nil, queueLimit: Int, sequence: UInt64 = 0) {
+            self.sequence = sequence
             self.userID = userID
             self.appID = appID
             self.clientID = clientID
+            self.validUntil = validUntil
             (outbox, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(queueLimit))
         }
 
+        /// Why the connection was ended (the first reason given), nil while it is open.
+        var closeReason: CloseReason? { reason.withLock { $0 } }
+
         /// Whether the connection was dropped for not keeping up.
-        var wasDropped: Bool { dropped.withLock { $0 } }
+        var wasDropped: Bool { closeReason == .tooSlow }
 
         /// Queues a message; false (and the queue is closed) when it is full.
         func send(_ text: String) -> Bool {
             if case .dropped = continuation.yield(text) {
-                dropped.withLock { $0 = true }
-                continuation.finish()
+                close(.tooSlow)
                 return false
             }
             return true
         }
 
-        /// Ends the send queue; the connection's writer then closes it.
-        func close() { continuation.finish() }
+        /// Ends the send queue; the connection's writer then closes it for `why`.
+        func close(_ why: CloseReason = .shutdown) {
+            reason.withLock { if $0 == nil { $0 = why } }
+            continuation.finish()
+        }
     }
 
     /// An SSE stream's subscription: the tables with news since it last looked.
     final class Subscription: Sendable {
         let id = UUID()
+        fileprivate let sequence: UInt64
         let userID: String
         let appID: String
         let clientID: String?
         let tables: Set<String>
         let signal = WakeSignal()
-        private let state = Mutex<(dirty: Set<String>, closed: Bool)>(([], false))
+        private let state = Mutex<(dirty: Set<String>, closed: Bool, markedAt: ContinuousClock.Instant?)>(([], false, nil))
 
-        init(userID: String, appID: String, clientID: String?, tables: Set<String>) {
+        init(userID: String, appID: String, clientID: String?, tables: Set<String>, sequence: UInt64 = 0) {
+            self.sequence = sequence
             self.userID = userID
             self.appID = appID
             self.clientID = clientID
             self.tables = tables
         }
 
-        fileprivate func mark(_ changed: [String]) {
+        /// Notes news for `changed` tables, announced at `at` (after its commit).
+        fileprivate func mark(_ changed: [String], at: ContinuousClock.Instant) {
             let relevant = tables.intersection(changed)
             guard !relevant.isEmpty else { return }
-            state.withLock { $0.dirty.formUnion(relevant) }
+            state.withLock { state in
+                state.dirty.formUnion(relevant)
+                state.markedAt = max(state.markedAt ?? at, at)
+            }
             signal.wake()
         }
 
@@ -78,11 +107,15 @@ final class RealtimeHub: Sendable {
             signal.wake()
         }
 
-        /// The tables with news (emptied), and whether the stream should end.
-        func take() -> (tables: Set<String>, closed: Bool) {
+        /// The tables with news (emptied), whether the stream should end, and when the latest
+        /// of that news was announced: a read that starts no earlier sees all of it.
+        func take() -> (tables: Set<String>, closed: Bool, announcedAt: ContinuousClock.Instant) {
             state.withLock { state in
-                defer { state.dirty = [] }
-                return (state.dirty, state.closed)
+                defer {
+                    state.dirty = []
+                    state.markedAt = nil
+                }
+                return (state.dirty, state.closed, state.markedAt ?? .now)
             }
         }
     }
@@ -93,50 +126,86 @@ final class RealtimeHub: Sendable {
         var connectionCount = 0
         var subscriptions: [String: [UUID: Subscription]] = [:]
         var subscriptionCount = 0
+        var sequence: UInt64 = 0
         var closed = false
     }
 
     private let state = Mutex(State())
     private let metrics: ServiceMetrics
     let queueLimit: Int
+    /// Most WebSockets and SSE streams per user; a new one beyond ends that user's oldest.
+    let connectionsPerUser: Int
+    let streamsPerUser: Int
 
-    init(metrics: ServiceMetrics, queueLimit: Int = 256) {
+    init(metrics: ServiceMetrics, queueLimit: Int = 256, connectionsPerUser: Int = 20, streamsPerUser: Int = 10) {
         self.metrics = metrics
         self.queueLimit = queueLimit
+        self.connectionsPerUser = connectionsPerUser
+        self.streamsPerUser = streamsPerUser
         updateGauges()
     }
 
     // MARK: Registration
 
-    /// Registers an authenticated WebSocket connection; nil once the hub is shut down.
-    func connect(userID: String, appID: String?, clientID: String?) -> Connection? {
-        let connection = Connection(userID: userID, appID: appID, clientID: clientID, queueLimit: queueLimit)
-        let accepted = state.withLock { state -> Bool in
-            guard !state.closed else { return false }
+    /// Registers an authenticated WebSocket connection; nil once the hub is shut down. A user
+    /// at the limit loses the oldest connection (closed 1008), so a token holder cannot pile up
+    /// sockets that every push of theirs wakes.
+    func connect(userID: String, appID: String?, clientID: String?, validUntil: Date? = nil) -> Connection? {
+        let (connection, evicted) = state.withLock { state -> (Connection?, Connection?) in
+            guard !state.closed else { return (nil, nil) }
+            state.sequence += 1
+            let connection = Connection(
+                userID: userID, appID: appID, clientID: clientID, validUntil: validUntil, queueLimit: queueLimit, sequence: state.sequence)
+            var evicted: Connection?
+            if let existing = state.connections[userID], existing.count >= connectionsPerUser,
+                let oldest = existing.values.min(by: { $0.sequence < $1.sequence })
+            {
+                state.connections[userID]?[oldest.id] = nil
+                state.connectionCount -= 1
+                evicted = oldest
+            }
             state.connections[userID, default: [:]][connection.id] = connection
             state.connectionCount += 1
-            return true
+            return (connection, evicted)
+        }
+        if let evicted {
+            metrics.count("sync_ws_evicted_total")
+            evicted.close(.replaced)
         }
         updateGauges()
-        return accepted ? connection : nil
+        return connection
     }
 
-    func disconnect(_ connection: Connection) {
+    func disconnect(_ connection: Connection, _ why: CloseReason = .shutdown) {
         state.withLock { state in
             guard state.connections[connection.userID]?.removeValue(forKey: connection.id) != nil else { return }
             state.connectionCount -= 1
             if state.connections[connection.userID]?.isEmpty == true { state.connections[connection.userID] = nil }
         }
-        connection.close()
+        connection.close(why)
         updateGauges()
     }
 
+    /// Registers an SSE stream; a user at the limit loses the oldest stream (it ends).
     func subscribe(userID: String, appID: String, clientID: String?, tables: Set<String>) -> Subscription {
-        let subscription = Subscription(userID: userID, appID: appID, clientID: clientID, tables: tables)
-        let closed = state.withLock { state -> Bool in
+        let (subscription, evicted, closed) = state.withLock { state -> (Subscription, Subscription?, Bool) in
+            state.sequence += 1
+            let subscription = Subscription(userID: userID, appID: appID, clientID: clientID, tables: tables, sequence: state.sequence)
+            var evicted: Subscription?
+            if let existing = state.subscriptions[userID], existing.count >= streamsPerUser,
+                let oldest = existing.values.min(by: { $0.sequence < $1.sequence })
+            {
+                state.subscriptions[userID]?[oldest.id] = nil
+                state.subscriptionCount -= 1
+                evicted = oldest
+            }
             state.subscriptions[userID, default: [:]][subscription.id] = subscription
             state.subscriptionCount += 1
-            return state.closed
+            return (subscription, evicted, state.closed)
+        }
+        if let evicted {
+            metrics.count("sync_sse_evicted_total")
+            evicted.close()
         }
         if closed { subscription.close() }
         updateGauges()
@@ -170,7 +239,8 @@ final class RealtimeHub: Sendable {
         }
         let message = Self.syncAvailable(appID: notice.appID, tables: notice.tables)
         for connection in connections { deliver(message, to: connection) }
-        for subscription in subscriptions { subscription.mark(notice.tables) }
+        let now = ContinuousClock.now
+        for subscription in subscriptions { subscription.mark(notice.tables, at: now) }
     }
 
     /// After the listener lost notifications: tells every connection to pull, one
@@ -191,7 +261,8 @@ final class RealtimeHub: Sendable {
                 deliver(Self.syncAvailable(appID: appID, tables: []), to: connection)
             }
         }
-        for subscription in subscriptions { subscription.mark(Array(subscription.tables)) }
+        let now = ContinuousClock.now
+        for subscription in subscriptions { subscription.mark(Array(subscription.tables), at: now) }
     }
 
     private func deliver(_ message: String, to connection: Connection) {
@@ -199,7 +270,7 @@ final class RealtimeHub: Sendable {
             metrics.count("sync_notifications_sent_total")
         } else {
             metrics.count("sync_ws_dropped_slow_total")
-            disconnect(connection)
+            disconnect(connection, .tooSlow)
         }
     }
 

@@ -13,6 +13,8 @@ struct StreamController: Sendable {
     let gate: BillingGate
     let hub: RealtimeHub
     let settings: RealtimeSettings
+    let metrics: ServiceMetrics
+    let shared = SharedReads()
 
     static let maximumCollections = 100
     static let pageSize = 1_000
@@ -38,46 +40,17 @@ struct StreamController: Sendable {
         let tables = Array(Set(names)).sorted()
         // Subscribe before the catch-up, so a push during it is not missed.
         let subscription = hub.subscribe(userID: user.id, appID: appID, clientID: clientID, tables: Set(tables))
-        let changeLog = self.changeLog
-        let heartbeat = settings.heartbeat
+        let live = LiveStream(
+            changeLog: changeLog, gate: gate, shared: shared, metrics: metrics, settings: settings, userID: user.id, appID: appID,
+            clientID: clientID, validUntil: user.validUntil)
         let hub = self.hub
         return Response(
             status: .ok,
             headers: [.contentType: "text/event-stream", .cacheControl: "no-cache", .init("X-Accel-Buffering")!: "no"],
             body: ResponseBody { writer in
-                var cursors = Dictionary(uniqueKeysWithValues: tables.map { ($0, since) })
-                func send(_ table: String, catchUp: Bool) async throws {
-                    while true {
-                        let page = try await changeLog.pull(
-                            userID: user.id, appID: appID, table: table, since: cursors[table] ?? since, excludingClient: clientID,
-                            limit: Self.pageSize)
-                        cursors[table] = page.syncedUntil
-                        if catchUp || !page.changes.isEmpty {
-                            let data = StoredChange.pageJSON(
-                                page.changes, table: table, syncedUntil: page.syncedUntil, hasMore: page.hasMore)
-                            try await writer.write(Self.event("changes", rawJSON: data))
-                        }
-                        if !page.hasMore { return }
-                    }
-                }
                 do {
                     try await withGracefulShutdownHandler {
-                        for table in tables { try await send(table, catchUp: true) }
-                        let clock = ContinuousClock()
-                        var lastWrite = clock.now
-                        while true {
-                            await subscription.signal.wait(upTo: heartbeat - (clock.now - lastWrite))
-                            let (dirty, closed) = subscription.take()
-                            if closed || Task.isCancelled { break }
-                            for table in dirty.sorted() {
-                                try await send(table, catchUp: false)
-                                lastWrite = clock.now
-                            }
-                            if clock.now - lastWrite >= heartbeat {
-                                try await writer.write(Self.event("heartbeat", [:]))
-                                lastWrite = clock.now
-                            }
-                        }
+                        try await live.run(subscription: subscription, tables: tables, since: since) { try await writer.write($0) }
                     } onGracefulShutdown: {
                         subscription.close()
                     }

@@ -60,7 +60,7 @@ struct WebSocketController: Sendable {
                         let json = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
                         let type = json?["type"]?.stringValue
                         if let connection = session.current {
-                            if type == "ping", !connection.send(#"{"type":"pong"}"#) { hub.disconnect(connection) }
+                            if type == "ping", !connection.send(#"{"type":"pong"}"#) { hub.disconnect(connection, .tooSlow) }
                             continue  // anything else is ignored
                         }
                         guard let connection = await authenticate(json, type: type, appID: appID, outbound: outbound, logger: logger) else {
@@ -68,6 +68,13 @@ struct WebSocketController: Sendable {
                         }
                         session.connection.withLock { $0 = connection }
                         group.addTask { await write(connection, to: outbound, logger: logger) }
+                        if let validUntil = connection.validUntil {
+                            // The socket lives no longer than the token it was opened with.
+                            group.addTask {
+                                try? await Task.sleep(for: .seconds(max(0, validUntil.timeIntervalSinceNow)))
+                                if !Task.isCancelled { hub.disconnect(connection, .expired) }
+                            }
+                        }
                     }
                 } catch {
                     logger.debug("websocket closed", metadata: ["error": "\(error)"])
@@ -106,7 +113,7 @@ struct WebSocketController: Sendable {
             return nil
         }
         let clientID = json?["clientId"]?.stringValue.flatMap { $0.isEmpty || $0.count > 200 ? nil : $0 }
-        guard let connection = hub.connect(userID: user.id, appID: appID, clientID: clientID) else {
+        guard let connection = hub.connect(userID: user.id, appID: appID, clientID: clientID, validUntil: user.validUntil) else {
             try? await outbound.close(.goingAway, reason: "server shutting down")
             return nil
         }
@@ -128,15 +135,22 @@ struct WebSocketController: Sendable {
             let write = Task { try await outbound.write(.text(text)) }
             guard await finishes(write, within: settings.writeTimeout), (try? await write.value) != nil else {
                 metrics.count("sync_ws_dropped_slow_total")
-                hub.disconnect(connection)
+                hub.disconnect(connection, .tooSlow)
                 Task { try? await outbound.close(.policyViolation, reason: "too slow") }
                 return
             }
         }
         guard !Task.isCancelled else { return }
-        if connection.wasDropped {
+        switch connection.closeReason {
+        case .tooSlow?:
             Task { try? await outbound.close(.policyViolation, reason: "too slow") }
-        } else {
+        case .replaced?:
+            metrics.count("sync_ws_closed_total", [("reason", "too_many_connections")])
+            try? await outbound.close(.policyViolation, reason: "too many connections")
+        case .expired?:
+            metrics.count("sync_ws_closed_total", [("reason", "token_expired")])
+            try? await outbound.close(.policyViolation, reason: "token expired")
+        case .shutdown?, nil:
             try? await outbound.close(.goingAway, reason: "server shutting down")
         }
     }
