@@ -1,4 +1,4 @@
-import HTTPKit
+@testable import HTTPKit
 import PostgresNIO
 import Testing
 import TestSupport
@@ -30,6 +30,37 @@ import TestSupport
                 versions.append(version)
             }
             #expect(versions == [1, 2, 3])
+        }
+    }
+
+    /// The cause of a restart that never became ready: a service starting while its old
+    /// backends are being terminated had its migration connection terminated, and stopped.
+    /// A lost connection is retried (the transaction rolled back); a broken migration is not.
+    @Test func aTerminatedMigrationConnectionIsRetried() async throws {
+        try await TestDatabase.withFreshDatabase { client, url in
+            let slow = Migration(version: 1, name: "slow", sql: "SELECT pg_sleep(1.5); CREATE TABLE items (id int PRIMARY KEY);")
+            let terminator = Task {
+                try await Task.sleep(for: .milliseconds(500))
+                try await TestDatabase.withClient(url) { other in
+                    try await other.query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(1.5)%' AND pid <> pg_backend_pid()")
+                }
+            }
+            let unretried = await #expect(throws: (any Error).self) { try await Self.runner(client, [slow]).run() }
+            #expect(unretried.map { MigrationRunner.isTransient($0) } == true, "\(String(describing: unretried))")
+            _ = try await terminator.value
+
+            let again = Task {
+                try await Task.sleep(for: .milliseconds(500))
+                try await TestDatabase.withClient(url) { other in
+                    try await other.query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(1.5)%' AND pid <> pg_backend_pid()")
+                }
+            }
+            #expect(try await Self.runner(client, [slow]).run(retryingFor: .seconds(30)) == [1])
+            _ = try await again.value
+            let broken = Migration(version: 2, name: "broken", sql: "CREATE TABLE items (id int);")
+            await #expect(throws: MigrationError.self) { try await Self.runner(client, [slow, broken]).run(retryingFor: .seconds(30)) }
         }
     }
 
