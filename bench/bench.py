@@ -5,7 +5,7 @@ ceiling, all in one run on one machine. Prints a Markdown table and writes it (w
 figures as JSON) to .bench/results.md and .bench/results.json.
 
     bench/run                      # everything, 10 s per measurement
-    bench/run --only push,use      # some sections: push, pull, use, charge, ws
+    bench/run --only push,use      # some sections: push, pull, bulk, use, charge, ws
     DURATION=30s bench/run         # longer measurements
 """
 import argparse
@@ -128,6 +128,12 @@ class Service:
     def rss_mb(self):
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0
+
+    def peak_rss_mb(self):
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
         return 0
 
@@ -406,6 +412,49 @@ def bench_ws(cluster, sync, tokens, sockets):
 # MARK: Report
 
 
+BULK_SQL = """BEGIN;
+INSERT INTO sync.heads (user_id, app_id) VALUES ('pg-bulk', 'bulk') ON CONFLICT DO NOTHING;
+SELECT last_cursor FROM sync.heads WHERE user_id = 'pg-bulk' AND app_id = 'bulk' FOR UPDATE;
+INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, data, client_id)
+    SELECT 'pg-bulk', 'bulk', (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + e.ordinality, e.value->>'table',
+        e.value->>'id', e.value->>'op', e.value->'data', 'pgbench'
+    FROM jsonb_array_elements(:'batch'::jsonb) WITH ORDINALITY AS e;
+UPDATE sync.heads SET last_cursor = last_cursor + 1 WHERE user_id = 'pg-bulk' AND app_id = 'bulk';
+COMMIT;
+"""
+
+
+def bench_bulk(cluster, sync, tokens, count=50_000, runs=3):
+    """One push of everything pending after a login (the local-store clients do this): time
+    and the service's peak RSS, next to psql running the least SQL for the same rows."""
+    log(f"sync bulk push of {count:,} changes")
+    times, peaks = [], []
+    for run in range(runs):
+        user = f"bulk-{run}"
+        changes = [{"table": f"t{i % 5}", "id": f"r{i}", "op": "insert",
+                    "data": {"id": f"r{i}", "title": f"record {i} after login", "done": i % 2 == 0, "n": i}} for i in range(count)]
+        body = json.dumps({"clientId": "login", "since": "1970-01-01T00:00:00Z", "changes": changes}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{SYNC_PORT}/sync/bulk", data=body, method="POST", headers={
+            "Authorization": f"Bearer {tokens.mint(user)}", "Content-Type": "application/json"})
+        started = time.monotonic()
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            assert answer.status == 200, answer.status
+            answer.read()
+        times.append(time.monotonic() - started)
+        peaks.append(sync.peak_rss_mb())
+    batch_path = WORK / "bulk.json"
+    batch_path.write_text(json.dumps(changes))
+    pg_times = []
+    for _ in range(runs):
+        started = time.monotonic()
+        subprocess.run([f"{cluster.bin}/psql", "-q", "-v", "ON_ERROR_STOP=1",
+                        "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "mana", "-d", "mana_sync", "-f", "-"],
+                       input=f"\\set batch `cat {batch_path}`\n" + BULK_SQL, text=True, check=True, stdout=subprocess.DEVNULL)
+        pg_times.append(time.monotonic() - started)
+    record("bulk", changes=count, body_mb=len(body) / 1e6, seconds=statistics.median(times), runs=times,
+           peak_rss_mb=max(peaks), ceiling_seconds=statistics.median(pg_times))
+
+
 def report(machine):
     lines = [f"Machine: {machine}", f"Command: `bench/run {' '.join(sys.argv[1:])}` (DURATION={DURATION})", ""]
     sections = {row["section"] for row in RESULTS}
@@ -426,6 +475,10 @@ def report(machine):
                          f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | "
                          f"{r['cpu_service']:.1f} / {r['cpu_k6']:.1f} | {'pass' if r['thresholds'] else 'FAIL'} |")
         lines.append("")
+    for r in (r for r in RESULTS if r["section"] == "bulk"):
+        lines += [f"bulk push: {r['changes']:,} changes ({r['body_mb']:.1f} MB) in one request, one transaction: **{r['seconds']:.2f} s** "
+                  f"(median of {len(r['runs'])}: {', '.join(f'{t:.2f}' for t in r['runs'])}), mana-sync peak RSS **{r['peak_rss_mb']:.0f} MB**; "
+                  f"psql running the least SQL for the same rows {r['ceiling_seconds']:.2f} s (ratio {r['ceiling_seconds'] / r['seconds']:.2f})", ""]
     for r in (r for r in RESULTS if r["section"] == "charge"):
         lines += [f"charge-recurring, {r['concurrency']} renewals at a time: {r['subscriptions']:,} due subscriptions in **{r['seconds']:.1f} s** ({r['per_s']:,.0f}/s), "
                   f"summary {json.dumps(r['summary'])}, mana-credits RSS {r['rss_mb']:.0f} MB", ""]
@@ -444,7 +497,7 @@ def report(machine):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="push,pull,use,charge,ws", help="comma-separated sections")
+    parser.add_argument("--only", default="push,pull,bulk,use,charge,ws", help="comma-separated sections")
     parser.add_argument("--release", default=str(ROOT / ".build/release"), help="folder of the release binaries")
     parser.add_argument("--subscriptions", type=int, default=100_000, help="due subscriptions for charge-recurring")
     parser.add_argument("--charge-concurrency", default="1,4", help="SYNC_CHARGE_CONCURRENCY values to time")
@@ -476,12 +529,15 @@ def main():
             INSERT INTO credits.sync_subscriptions (user_id, active, is_gifted, gifted_by, gifted_at)
             SELECT name, true, true, 'bench', now() FROM (
                 SELECT 'bench-' || g AS name FROM generate_series(0, 255) g UNION ALL SELECT 'notify-' || g FROM generate_series(0, 7) g
-                UNION ALL SELECT 'idle-' || g FROM generate_series(0, 4999) g UNION ALL SELECT 'puller') users""")
+                UNION ALL SELECT 'idle-' || g FROM generate_series(0, 4999) g UNION ALL SELECT 'puller'
+                UNION ALL SELECT 'bulk-' || g FROM generate_series(0, 9) g) users""")
         record("idle", sync_rss_mb=sync.rss_mb(), credits_rss_mb=credits.rss_mb())
         if "push" in sections:
             bench_push(cluster, sync, tokens)
         if "pull" in sections:
             bench_pull(cluster, sync, tokens)
+        if "bulk" in sections:
+            bench_bulk(cluster, sync, tokens)
         if "use" in sections:
             bench_use(cluster, credits, tokens)
         if "charge" in sections:
