@@ -6,6 +6,7 @@ import PostgresNIO
 /// The database connection closed under a request (PostgreSQL restarted, the backend was
 /// terminated, the network broke). Answered 503: a retry on a fresh connection may succeed.
 package struct DatabaseConnectionLost: Error, CustomStringConvertible {
+    package init() {}
     package var description: String { "the database connection closed during the request" }
 }
 

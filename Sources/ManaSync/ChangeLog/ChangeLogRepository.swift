@@ -18,58 +18,54 @@ struct ChangeLogRepository: Sendable {
         let hasMore: Bool
     }
 
-    /// Stores a push's changes in one transaction and returns what other clients stored
-    /// after `since` (all tables). A push whose idempotency key was seen stores nothing.
+    /// A page as PostgreSQL built it: the changes array as JSON text, written to the client
+    /// without touching a row.
+    struct PageText: Sendable {
+        /// `[{...},{...}]`, each change in the shape it came in, with its `eventId`.
+        let changes: String
+        let count: Int
+        let syncedUntil: Int64
+        let hasMore: Bool
+    }
+
+    /// Stores a push's changes and returns what other clients stored after `since` (all
+    /// tables), in one round trip: `sync.push` runs the receipt, the head lock and advance,
+    /// the insert, the notice and the answer page as one transaction (migration 0004). A push
+    /// whose idempotency key was seen stores nothing.
     func push(
         userID: String, appID: String, clientID: String, changes: [Change], since: Int64, idempotencyKey: String?,
         limit: Int
-    ) async throws -> (page: Page, stored: Int) {
-        try await withUserTransaction(userID) { connection in
-            var stored = 0
-            var isRetry = false
-            if let idempotencyKey {
-                let rows = try await connection.query(
-                    """
-                    INSERT INTO sync.push_receipts (user_id, app_id, client_id, idempotency_key)
-                    VALUES (\(userID), \(appID), \(clientID), \(idempotencyKey)) ON CONFLICT DO NOTHING RETURNING 1
-                    """, logger: logger)
-                isRetry = try await rows.decode(Int.self).reduce(0, +) == 0
+    ) async throws -> (page: PageText, stored: Int) {
+        let batch = String(decoding: try JSONEncoder().encode(JSONValue.array(changes.map(\.storageJSON))), as: UTF8.self)
+        let tables = Array(Set(changes.map(\.table))).sorted()
+        let logger = self.logger
+        return try await client.withGuardedConnection { connection in
+            let rows = try await connection.query(
+                """
+                SELECT stored, changes, returned, synced_until, has_more FROM sync.push(
+                    \(userID)::text, \(appID)::text, \(clientID)::text, \(idempotencyKey)::text, \(batch)::jsonb, \(changes.count)::int,
+                    \(tables)::text[], \(since)::bigint, \(limit)::int)
+                """, logger: logger)
+            for try await (stored, text, count, syncedUntil, hasMore) in rows.decode((Int, String, Int, Int64, Bool).self) {
+                return (PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored)
             }
-            if !isRetry, !changes.isEmpty {
-                try await connection.query(
-                    "INSERT INTO sync.heads (user_id, app_id) VALUES (\(userID), \(appID)) ON CONFLICT DO NOTHING", logger: logger)
-                // Lock the head and take the first cursor: after the last one, and not before now.
-                let base = try await connection.query(
-                    """
-                    SELECT greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, last_cursor + 1)
-                    FROM sync.heads WHERE user_id = \(userID) AND app_id = \(appID) FOR UPDATE
-                    """, logger: logger
-                ).decode(Int64.self).reduce(0) { $1 }
-                let batch = String(decoding: try JSONEncoder().encode(JSONValue.array(changes.map(\.storageJSON))), as: UTF8.self)
-                try await connection.query(
-                    """
-                    INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id, extra)
-                    SELECT \(userID), \(appID), \(base) + e.ordinality - 1, e.value->>'table', e.value->>'id', e.value->>'op',
-                        e.value->'data', e.value->'fields', e.value->>'deletedAt', \(clientID), e.value->'x'
-                    FROM jsonb_array_elements(\(batch)::jsonb) WITH ORDINALITY AS e
-                    """, logger: logger)
-                let last = base + Int64(changes.count) - 1
-                try await connection.query(
-                    """
-                    UPDATE sync.heads SET last_cursor = \(last)
-                    WHERE user_id = \(userID) AND app_id = \(appID)
-                    """, logger: logger)
-                // Delivered to every replica's listener when (and only if) this transaction commits.
-                let notice = ChangeFeed.pushPayload(
-                    userID: userID, appID: appID, clientID: clientID, tables: Array(Set(changes.map(\.table))).sorted(), first: base,
-                    last: last)
-                try await connection.query("SELECT pg_notify(\(ChangeFeed.channel), \(notice))", logger: logger)
-                stored = changes.count
+            throw DatabaseConnectionLost()
+        }
+    }
+
+    /// One page of a table's changes after `since` as PostgreSQL's JSON text, in one round trip.
+    func pullText(userID: String, appID: String, table: String, since: Int64, excludingClient: String?, limit: Int) async throws -> PageText {
+        let logger = self.logger
+        return try await client.withGuardedConnection { connection in
+            let rows = try await connection.query(
+                """
+                SELECT changes, returned, synced_until, has_more
+                FROM sync.pull(\(userID)::text, \(appID)::text, \(table)::text, \(since)::bigint, \(excludingClient)::text, \(limit)::int)
+                """, logger: logger)
+            for try await (text, count, syncedUntil, hasMore) in rows.decode((String, Int, Int64, Bool).self) {
+                return PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore)
             }
-            let page = try await Self.page(
-                connection, userID: userID, appID: appID, table: nil, since: since, excludingClient: clientID, limit: limit,
-                logger: logger)
-            return (page, stored)
+            throw DatabaseConnectionLost()
         }
     }
 

@@ -66,7 +66,7 @@ struct SyncController: Sendable {
             let tables = Array(Set(changes.map(\.table))).sorted()
             await hooks.afterPush(.init(userID: user.id, appID: appID, tables: tables, clientID: clientID))
         }
-        metrics.count("sync_changes_returned_total", by: page.changes.count)
+        metrics.count("sync_changes_returned_total", by: page.count)
         return Self.response(page)
     }
 
@@ -82,16 +82,24 @@ struct SyncController: Sendable {
         let since = try Self.cursor(.string(sinceText))
         let limit = try QueryParameter.integer(request, "limit", default: 1_000, in: 1...5_000)
         let clientID = request.headers[.clientID].flatMap { $0.isEmpty ? nil : $0 }
-        let page = try await changeLog.pull(
+        let page = try await changeLog.pullText(
             userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit)
-        metrics.count("sync_changes_returned_total", by: page.changes.count)
+        metrics.count("sync_changes_returned_total", by: page.count)
         return Self.response(page)
     }
 
     // MARK: Input
 
-    static func response(_ page: ChangeLogRepository.Page) -> JSONResponse {
-        JSONResponse(rawJSON: StoredChange.pageJSON(page.changes, syncedUntil: page.syncedUntil, hasMore: page.hasMore))
+    /// `{"conflicts":[],"serverChanges":[...],"syncedUntil","hasMore"}` around PostgreSQL's text.
+    static func response(_ page: ChangeLogRepository.PageText) -> JSONResponse {
+        var out: [UInt8] = []
+        out.reserveCapacity(page.changes.utf8.count + 96)
+        out.append(contentsOf: #"{"conflicts":[],"serverChanges":"#.utf8)
+        out.append(contentsOf: page.changes.utf8)
+        out.append(contentsOf: #","syncedUntil":""#.utf8)
+        out.append(contentsOf: Timestamp.format(microseconds: page.syncedUntil).utf8)
+        out.append(contentsOf: (page.hasMore ? #"","hasMore":true}"# : #"","hasMore":false}"#).utf8)
+        return JSONResponse(rawJSON: out)
     }
 
     /// 1–64 characters of `A–Z a–z 0–9 _ . -`, starting with a letter or digit.
