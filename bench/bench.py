@@ -5,7 +5,7 @@ ceiling, all in one run on one machine. Prints a Markdown table and writes it (w
 figures as JSON) to .bench/results.md and .bench/results.json.
 
     bench/run                      # everything, 10 s per measurement
-    bench/run --only push,use      # some sections: push, pull, bulk, use, charge, ws
+    bench/run --only push,use      # some sections: push, pull, bulk, mixed, use, charge, ws
     DURATION=30s bench/run         # longer measurements
 """
 import argparse
@@ -209,27 +209,18 @@ def ms(value):
 # MARK: Sections
 
 
+# The least SQL that does a push's job: one transaction with the head upsert (taking the
+# cursors) and one multi-row insert. What the service adds (idempotency receipt, RLS role,
+# NOTIFY, the answer page) is its own cost, and shows in the ratio.
 PUSH_SQL = """\\set uid random(0, 255)
 BEGIN;
-SELECT set_config('mana.user_id', 'pg-' || :uid, true),
-    (SELECT set_config('role', 'mana_sync_rls', true) WHERE CASE
-        WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_sync_rls')
-        THEN pg_has_role('mana_sync_rls', 'MEMBER') ELSE false END);
-INSERT INTO sync.heads (user_id, app_id) VALUES ('pg-' || :uid, 'bench') ON CONFLICT DO NOTHING;
-SELECT greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, last_cursor + 1) AS base
-    FROM sync.heads WHERE user_id = 'pg-' || :uid AND app_id = 'bench' FOR UPDATE \\gset
+INSERT INTO sync.heads (user_id, app_id, last_cursor) VALUES ('pg-' || :uid, 'bench', (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + COUNT - 1)
+    ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = greatest(EXCLUDED.last_cursor, sync.heads.last_cursor + COUNT)
+    RETURNING last_cursor - COUNT + 1 AS base \\gset
 INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id)
     SELECT 'pg-' || :uid, 'bench', :base::bigint + e.ordinality - 1, e.value->>'table', e.value->>'id', e.value->>'op',
         e.value->'data', e.value->'fields', e.value->>'deletedAt', 'pgbench'
     FROM jsonb_array_elements('BATCH'::jsonb) WITH ORDINALITY AS e;
-UPDATE sync.heads SET last_cursor = :base::bigint + COUNT - 1 WHERE user_id = 'pg-' || :uid AND app_id = 'bench';
-SELECT pg_notify('mana_sync_events', '{"type":"push","userId":"pg","appId":"bench","clientId":"pgbench","tables":["items"]}');
-WITH head AS (SELECT coalesce((SELECT last_cursor FROM sync.heads WHERE user_id = 'pg-' || :uid AND app_id = 'bench'), 0) AS cursor)
-SELECT head.cursor, c.cursor, c.table_name, c.record_id, c.op, c.data::text, c.fields::text, c.deleted_at
-FROM head LEFT JOIN LATERAL (
-    SELECT cursor, table_name, record_id, op, data, fields, deleted_at FROM sync.changes
-    WHERE user_id = 'pg-' || :uid AND app_id = 'bench' AND cursor > :base::bigint + COUNT - 1 AND client_id <> 'pgbench'
-    ORDER BY cursor LIMIT 1001) c ON true ORDER BY c.cursor;
 COMMIT;
 """
 
@@ -253,19 +244,9 @@ def bench_push(cluster, sync, tokens):
                    cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
 
 
+# The least SQL for a page: the page query itself (PostgreSQL builds the page's JSON text).
 PULL_SQL = """\\set since random(FIRST, LAST)
-BEGIN;
-SELECT set_config('mana.user_id', 'puller', true),
-    (SELECT set_config('role', 'mana_sync_rls', true) WHERE CASE
-        WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_sync_rls')
-        THEN pg_has_role('mana_sync_rls', 'MEMBER') ELSE false END);
-WITH head AS (SELECT coalesce((SELECT last_cursor FROM sync.heads WHERE user_id = 'puller' AND app_id = 'bench'), 0) AS cursor)
-SELECT head.cursor, c.cursor, c.table_name, c.record_id, c.op, c.data::text, c.fields::text, c.deleted_at
-FROM head LEFT JOIN LATERAL (
-    SELECT cursor, table_name, record_id, op, data, fields, deleted_at FROM sync.changes
-    WHERE user_id = 'puller' AND app_id = 'bench' AND cursor > :since::bigint AND table_name = 'items'
-    ORDER BY cursor LIMIT 1001) c ON true ORDER BY c.cursor;
-COMMIT;
+SELECT * FROM sync.page_json('puller', 'bench', 'items', :since::bigint, NULL, 1000);
 """
 
 
@@ -455,6 +436,21 @@ def bench_bulk(cluster, sync, tokens, count=50_000, runs=3):
            peak_rss_mb=max(peaks), ceiling_seconds=statistics.median(pg_times))
 
 
+def bench_mixed(cluster, sync, tokens):
+    """The original server's mixed load test: one user ramping to 200 virtual users."""
+    log("sync mixed scenario (ramping to 200 virtual users)")
+    cpu = sync.cpu_seconds()
+    metrics, passed = k6("sync-mixed.js", "mixed", BASE=f"http://127.0.0.1:{SYNC_PORT}", TOKEN=tokens.mint("mixed"),
+                         RAMP=os.environ.get("RAMP", "3m30s"), VUS=os.environ.get("MIXED_VUS", "200"))
+    cpu = sync.cpu_seconds() - cpu
+    trend = lambda name: metrics.get(name, {})
+    push, pull, every = trend("http_req_duration{name:push}"), trend("http_req_duration{name:pull}"), trend("http_req_duration")
+    record("mixed", requests=metrics["http_reqs"]["count"], rate=metrics["http_reqs"]["rate"],
+           failed=metrics["http_req_failed"]["value"] if "value" in metrics["http_req_failed"] else metrics["http_req_failed"].get("rate", 0),
+           push_p95=push.get("p(95)", 0), pull_p95=pull.get("p(95)", 0), all_p95=every.get("p(95)", 0), all_p99=every.get("p(99)", 0),
+           rss_mb=sync.rss_mb(), peak_rss_mb=sync.peak_rss_mb(), cpu_service=cpu, cpu_k6=LAST_K6_CPU[0], thresholds=passed)
+
+
 def report(machine):
     lines = [f"Machine: {machine}", f"Command: `bench/run {' '.join(sys.argv[1:])}` (DURATION={DURATION})", ""]
     sections = {row["section"] for row in RESULTS}
@@ -468,13 +464,19 @@ def report(machine):
         rows = [r for r in RESULTS if r["section"] == section]
         if not rows:
             continue
-        lines += [f"| {title} | clients | {unit} | p50 / p95 / p99 ms | pgbench same SQL {ceiling_unit} (p50 ms) | ratio | RSS MB | "
+        lines += [f"| {title} | clients | {unit} | p50 / p95 / p99 ms | pgbench least SQL {ceiling_unit} (p50 ms) | ratio | RSS MB | "
                   "CPU s service / k6 | k6 thresholds |", "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             lines.append(f"| {label(r)} | {r['clients']} | {r[rate]:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
                          f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | "
                          f"{r['cpu_service']:.1f} / {r['cpu_k6']:.1f} | {'pass' if r['thresholds'] else 'FAIL'} |")
         lines.append("")
+    for r in (r for r in RESULTS if r["section"] == "mixed"):
+        lines += ["| mixed scenario (1 user, ramping to 200 VUs) | requests | req/s | errors | push p95 ms (< 300) | pull p95 ms (< 200) | "
+                  "all p95 / p99 ms (< 500 / 1,000) | RSS / peak MB | CPU s service / k6 | k6 thresholds |", "|---|---|---|---|---|---|---|---|---|---|",
+                  f"| this run | {r['requests']:,} | {r['rate']:,.0f} | {r['failed'] * 100:.2f}% | {ms(r['push_p95'])} | {ms(r['pull_p95'])} | "
+                  f"{ms(r['all_p95'])} / {ms(r['all_p99'])} | {r['rss_mb']:.0f} / {r['peak_rss_mb']:.0f} | {r['cpu_service']:.0f} / {r['cpu_k6']:.0f} | "
+                  f"{'pass' if r['thresholds'] else 'FAIL'} |", ""]
     for r in (r for r in RESULTS if r["section"] == "bulk"):
         lines += [f"bulk push: {r['changes']:,} changes ({r['body_mb']:.1f} MB) in one request, one transaction: **{r['seconds']:.2f} s** "
                   f"(median of {len(r['runs'])}: {', '.join(f'{t:.2f}' for t in r['runs'])}), mana-sync peak RSS **{r['peak_rss_mb']:.0f} MB**; "
@@ -497,7 +499,7 @@ def report(machine):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="push,pull,bulk,use,charge,ws", help="comma-separated sections")
+    parser.add_argument("--only", default="push,pull,bulk,mixed,use,charge,ws", help="comma-separated sections")
     parser.add_argument("--release", default=str(ROOT / ".build/release"), help="folder of the release binaries")
     parser.add_argument("--subscriptions", type=int, default=100_000, help="due subscriptions for charge-recurring")
     parser.add_argument("--charge-concurrency", default="1,4", help="SYNC_CHARGE_CONCURRENCY values to time")
@@ -529,7 +531,7 @@ def main():
             INSERT INTO credits.sync_subscriptions (user_id, active, is_gifted, gifted_by, gifted_at)
             SELECT name, true, true, 'bench', now() FROM (
                 SELECT 'bench-' || g AS name FROM generate_series(0, 255) g UNION ALL SELECT 'notify-' || g FROM generate_series(0, 7) g
-                UNION ALL SELECT 'idle-' || g FROM generate_series(0, 4999) g UNION ALL SELECT 'puller'
+                UNION ALL SELECT 'idle-' || g FROM generate_series(0, 4999) g UNION ALL SELECT 'puller' UNION ALL SELECT 'mixed'
                 UNION ALL SELECT 'bulk-' || g FROM generate_series(0, 9) g) users""")
         record("idle", sync_rss_mb=sync.rss_mb(), credits_rss_mb=credits.rss_mb())
         if "push" in sections:
@@ -538,6 +540,8 @@ def main():
             bench_pull(cluster, sync, tokens)
         if "bulk" in sections:
             bench_bulk(cluster, sync, tokens)
+        if "mixed" in sections:
+            bench_mixed(cluster, sync, tokens)
         if "use" in sections:
             bench_use(cluster, credits, tokens)
         if "charge" in sections:
