@@ -1,6 +1,8 @@
 import Foundation
 import HTTPKit
 import Hummingbird
+import Logging
+import PostgresNIO
 import Testing
 import TestSupport
 
@@ -43,5 +45,42 @@ import TestSupport
             #expect(!"\(refused.body)".contains("API Key"))
         }
         await stripe.server.stop()
+    }
+
+    /// Leak: a pending personalized gift code that could not be redeemed was logged by its
+    /// code, a bearer credential to the credits, so anyone reading logs could claim it. Now
+    /// it is logged by id. The failure is provoked by cancelling the code while
+    /// `redeemPending`'s redemption waits on the code's row lock.
+    @Test func aPendingGiftIsLoggedByIdNeverByCode() async throws {
+        try await CreditsHarness.run { (h: CreditsHarness) async throws in
+            try await h.fund("giver", 100)
+            let created = try await h.call(.post, "/api/v1/gifts", as: "giver", json: #"{"credits": 10, "targetEmail": "new@example.com"}"#)
+            let id = try #require(created.body["id"]?.stringValue)
+            let code = try #require(created.body["code"]?.stringValue)
+            let logs = LogCapture()
+            try await h.withDatabase { client in
+                let gifts = GiftRepository(client: client, baseURL: "https://gifts.test", logger: logs.logger())
+                let pending = try await client.withTransaction(logger: TestDatabase.logger) { connection in
+                    try await connection.query(
+                        "UPDATE gifts.gift_codes SET status = 'cancelled' WHERE id = \(id)::uuid", logger: TestDatabase.logger)
+                    let pending = Task { try await gifts.redeemPending(userID: "newcomer", email: "new@example.com") }
+                    // Wait until the redemption is blocked on the row this transaction holds.
+                    for _ in 0..<200 {
+                        let waiting = try await client.query(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                            logger: TestDatabase.logger
+                        ).decode(Int.self).reduce(0, +)
+                        if waiting > 0 { break }
+                        try await Task.sleep(for: .milliseconds(25))
+                    }
+                    return pending
+                }
+                let result = try await pending.value
+                #expect(result.redeemed == 0)
+            }
+            #expect(logs.text.contains("a pending gift could not be redeemed"))
+            #expect(logs.text.contains(id))
+            #expect(!logs.text.contains(code))
+        }
     }
 }
