@@ -28,15 +28,16 @@ func buildApplication(
     let packages = PackageRepository(client: chassis.database, logger: chassis.logger)
     LedgerController(ledger: ledger, packages: packages, body: chassis.body)
         .addRoutes(to: chassis.router.group("api/v1/credits").add(middleware: auth.userMiddleware()))
-    InternalLedgerController(ledger: ledger, body: chassis.body)
+    InternalLedgerController(ledger: ledger, body: chassis.body, settings: configuration.ledger)
         .addRoutes(to: chassis.router.group("api/v1/internal/credits").add(middleware: auth.serviceKeyMiddleware()))
     let settings = configuration.subscriptions
-    let serviceKey = configuration.auth.serviceKeys[0]
+    let serviceKey = configuration.auth.outgoingServiceKey
     let outboxSignal = WakeSignal()
     let subscriptions = SubscriptionRepository(
         client: chassis.database,
         notifier: SyncInvalidator(syncURL: settings.syncURL, serviceKey: serviceKey, metrics: metrics, logger: chassis.logger),
-        outbox: outboxSignal, resumeURL: settings.resumeURL, logger: chassis.logger, chargeConcurrency: settings.chargeConcurrency)
+        outbox: outboxSignal, resumeURL: settings.resumeURL, logger: chassis.logger, chargeConcurrency: settings.chargeConcurrency,
+        maxRenewalFailures: settings.renewalMaxFailures, renewalRetryBase: settings.renewalRetryBase, metrics: metrics)
     let subscriptionRoutes = SubscriptionController(subscriptions: subscriptions, body: chassis.body, metrics: metrics)
     subscriptionRoutes.addUserRoutes(to: chassis.router.group("api/v1/sync").add(middleware: auth.userMiddleware()))
     subscriptionRoutes.addAdminRoutes(to: chassis.router.group("api/v1/admin/sync").add(middleware: auth.userMiddleware()))

@@ -8,6 +8,7 @@ struct CreditsConfiguration: Sendable {
     var subscriptions = SubscriptionSettings()
     var gifts = GiftSettings()
     var stripe = StripeSettings()
+    var ledger = LedgerSettings()
 
     static let serviceName = "mana-credits"
 
@@ -15,12 +16,15 @@ struct CreditsConfiguration: Sendable {
     static var variables: [EnvironmentVariable] {
         ChassisSettings.variables(defaultPort: 3061, defaultDatabase: "mana_credits") + AuthSettings.Variables.all
             + SubscriptionSettings.Variables.all + GiftSettings.Variables.all + StripeSettings.Variables.all
+            + LedgerSettings.Variables.all
     }
 
     init(
         chassis: ChassisSettings, auth: AuthSettings, subscriptions: SubscriptionSettings = SubscriptionSettings(),
-        gifts: GiftSettings = GiftSettings(), stripe: StripeSettings = StripeSettings()
+        gifts: GiftSettings = GiftSettings(), stripe: StripeSettings = StripeSettings(),
+        ledger: LedgerSettings = LedgerSettings()
     ) {
+        self.ledger = ledger
         self.stripe = stripe
         self.chassis = chassis
         self.auth = auth
@@ -35,5 +39,6 @@ struct CreditsConfiguration: Sendable {
         subscriptions = SubscriptionSettings(reading: &reader)
         gifts = GiftSettings(reading: &reader)
         stripe = StripeSettings(reading: &reader)
+        ledger = LedgerSettings(reading: &reader)
     }
 }

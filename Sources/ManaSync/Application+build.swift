@@ -38,7 +38,7 @@ func buildApplication(
     chassis.addService(auth.refreshService)
     let changeLog = ChangeLogRepository(client: chassis.database, logger: chassis.logger)
     let gate = BillingGate(
-        settings: configuration.billing, serviceKey: configuration.auth.serviceKeys[0], metrics: metrics, logger: chassis.logger)
+        settings: configuration.billing, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
     SyncController(
         changeLog: changeLog, body: chassis.body, gate: gate, hooks: hooks, metrics: metrics,
         maximumChanges: configuration.push.maximumChanges)

@@ -33,7 +33,8 @@ package struct JWTAuthMiddleware<Context: AuthRequestContext>: RouterMiddleware 
 }
 
 /// Requires `X-Service-Key` equal to one of the configured keys (compared in constant
-/// time) and exposes `X-App-Id` (default `unknown`); 401 otherwise.
+/// time) and exposes `X-App-Id` (default `unknown`) and the key's name, if it has one
+/// (logged as `caller`); 401 otherwise.
 package struct ServiceKeyMiddleware<Context: AuthRequestContext>: RouterMiddleware {
     let keys: ServiceKeys
     let wording: AuthErrorWording
@@ -49,33 +50,79 @@ package struct ServiceKeyMiddleware<Context: AuthRequestContext>: RouterMiddlewa
         guard let presented = request.headers[.serviceKey], !presented.isEmpty else {
             throw wording.apiError(for: .missingServiceKey)
         }
-        guard keys.accepts(presented) else { throw wording.apiError(for: .wrongServiceKey) }
+        guard let match = keys.match(presented) else { throw wording.apiError(for: .wrongServiceKey) }
         var context = context
         let appID = request.headers[.appID].flatMap { $0.isEmpty ? nil : String($0.prefix(64)) } ?? "unknown"
         context.callerAppID = appID
+        context.callerName = match.name
+        context.logger[metadataKey: "caller"] = .string(match.name ?? "unnamed")
         return try await next(request, context)
     }
 }
 
-/// The accepted service keys (several during a rotation).
+/// The accepted service keys (several during a rotation), each optionally named.
+///
+/// An entry of `MANA_SERVICE_KEY` is `name:key` when the text before its first `:` is a
+/// short name (1–32 of `a-z`, `0-9`, `-`); anything else is an unnamed key, taken whole.
+/// A key that itself contains `:` after such a prefix must therefore be written with a
+/// name: `billing:abc:def` is the key `abc:def` named `billing`.
+///
+/// ```swift
+/// let keys = ServiceKeys(["mana-auth:4f…", "legacy-key"])
+/// keys.match("4f…")?.name   // "mana-auth"
+/// ```
 package struct ServiceKeys: Sendable {
-    private let digests: [SHA256.Digest]
+    /// One configured key: its name (nil for an unnamed entry) and the secret part.
+    package struct Entry: Sendable, Equatable {
+        package let name: String?
+        package let key: String
 
-    package init(_ keys: [String]) {
-        self.digests = keys.filter { !$0.isEmpty }.map { SHA256.hash(data: Data($0.utf8)) }
+        /// Parses `name:key` or a bare key.
+        package init(parsing entry: String) {
+            if let colon = entry.firstIndex(of: ":"), Self.isName(entry[..<colon]), entry.index(after: colon) < entry.endIndex {
+                name = String(entry[..<colon])
+                key = String(entry[entry.index(after: colon)...])
+            } else {
+                name = nil
+                key = entry
+            }
+        }
+
+        static func isName(_ text: Substring) -> Bool {
+            (1...32).contains(text.utf8.count)
+                && text.utf8.allSatisfy { (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }
+        }
     }
 
-    /// True when `presented` equals one of the keys. Every key is compared, each in
-    /// constant time over fixed-length digests, so timing reveals neither key nor match.
-    package func accepts(_ presented: String) -> Bool {
+    /// A presented key that matched: the entry's name, if any.
+    package struct Match: Sendable, Equatable {
+        package let name: String?
+
+        package init(name: String?) { self.name = name }
+    }
+
+    private let entries: [(name: String?, digest: SHA256.Digest)]
+
+    package init(_ entries: [String]) {
+        self.entries = entries.map(Entry.init(parsing:)).filter { !$0.key.isEmpty }.map { ($0.name, SHA256.hash(data: Data($0.key.utf8))) }
+    }
+
+    /// The matching entry, if `presented` equals one of the keys. Every key is compared,
+    /// each in constant time over fixed-length digests, so timing reveals neither key nor match.
+    package func match(_ presented: String) -> Match? {
         let candidate = SHA256.hash(data: Data(presented.utf8))
-        var matched = false
-        for digest in digests {
+        var matched: Match?
+        for entry in entries {
             var difference: UInt8 = 0
-            for (a, b) in zip(digest, candidate) { difference |= a ^ b }
-            matched = matched || difference == 0
+            for (a, b) in zip(entry.digest, candidate) { difference |= a ^ b }
+            if difference == 0, matched == nil { matched = Match(name: entry.name) }
         }
         return matched
+    }
+
+    /// True when `presented` equals one of the keys.
+    package func accepts(_ presented: String) -> Bool {
+        match(presented) != nil
     }
 }
 

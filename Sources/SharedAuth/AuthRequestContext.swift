@@ -6,6 +6,8 @@ package protocol AuthRequestContext: RequestContext {
     var user: AuthenticatedUser? { get set }
     /// `X-App-Id` of a service-key call (`unknown` when absent).
     var callerAppID: String? { get set }
+    /// The name of the service key a service-key call presented (`name:key` entries); nil when unnamed.
+    var callerName: String? { get set }
 }
 
 extension AuthRequestContext {
@@ -21,6 +23,7 @@ package struct AppRequestContext: AuthRequestContext, RemoteAddressRequestContex
     package var coreContext: CoreRequestContextStorage
     package var user: AuthenticatedUser?
     package var callerAppID: String?
+    package var callerName: String?
     /// The peer of the connection (the client, or the proxy in front of the service).
     package let remoteAddress: SocketAddress?
 

@@ -5,7 +5,11 @@ package struct AuthSettings: Sendable {
     package var jwksURL: String
     package var verifier: TokenVerifier.Options
     package var refreshInterval: Duration
+    /// The `MANA_SERVICE_KEY` entries as written: `key` or `name:key` (see ``ServiceKeys``).
     package var serviceKeys: [String]
+
+    /// The key part of the first entry, sent as `X-Service-Key` on outgoing calls.
+    package var outgoingServiceKey: String { serviceKeys.first.map { ServiceKeys.Entry(parsing: $0).key } ?? "" }
 
     package init(jwksURL: String, verifier: TokenVerifier.Options = .init(), refreshInterval: Duration = .seconds(300), serviceKeys: [String]) {
         self.jwksURL = jwksURL
@@ -17,7 +21,7 @@ package struct AuthSettings: Sendable {
     package enum Variables {
         package static let serviceKey = EnvironmentVariable(
             "MANA_SERVICE_KEY", default: "dev-service-key",
-            help: "service key(s) accepted on internal routes, comma-separated for rotation; the first is sent on outgoing calls",
+            help: "service key(s) accepted on internal routes, comma-separated for rotation, each `key` or `name:key` (name: 1-32 of a-z 0-9 -, logged as the caller); the first key is sent on outgoing calls",
             refusedInProduction: true)
         package static let refresh = EnvironmentVariable(
             "JWKS_REFRESH_INTERVAL", default: "300", help: "seconds between JWKS refreshes")
@@ -61,7 +65,7 @@ package struct AuthSettings: Sendable {
         let keys = reader.list(Variables.serviceKey)
         if keys.isEmpty { reader.report("MANA_SERVICE_KEY: at least one key is required") }
         if reader.isProduction {
-            for (index, key) in keys.enumerated() {
+            for (index, key) in keys.map({ ServiceKeys.Entry(parsing: $0).key }).enumerated() {
                 if Self.placeholderKeys.contains(key) {
                     reader.report("MANA_SERVICE_KEY: key \(index + 1) is a shipped placeholder; generate a random one")
                 } else if key.count < 32 {

@@ -20,6 +20,8 @@ struct CreditsHarness: Sendable {
     let notify: StandInServer
     let configuration: CreditsConfiguration
     static let serviceKey = "test-service-key"
+    /// The key part of the named entry `billing-bot:named-service-key`.
+    static let namedServiceKey = "named-service-key"
     static let issuer = "http://auth.test"
 
     static func run(
@@ -64,7 +66,7 @@ struct CreditsHarness: Sendable {
         let configuration = CreditsConfiguration(
             chassis: TestDatabase.settings(serviceName: "mana-credits", database: database),
             auth: AuthSettings(
-                jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), serviceKeys: [serviceKey, "old-key"]),
+                jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), serviceKeys: [serviceKey, "old-key", "billing-bot:\(namedServiceKey)"]),
             subscriptions: settings, gifts: giftSettings, stripe: stripeSettings)
         let outcome: Result<Void, any Error>
         do {
@@ -120,7 +122,7 @@ struct CreditsHarness: Sendable {
     /// Grants `amount` credits through the internal refund route.
     func fund(_ user: String, _ amount: Int) async throws {
         let result = try await call(.post, "/api/v1/internal/credits/refund", service: true,
-                                    json: #"{"userId": "\#(user)", "amount": \#(amount), "description": "test funding"}"#)
+                                    json: #"{"userId": "\#(user)", "amount": \#(amount), "description": "test funding", "idempotencyKey": "\#(UUID())"}"#)
         precondition(result.status == .ok, "funding failed: \(result.body)")
     }
 }

@@ -176,7 +176,7 @@ import TestSupport
             let again = try await h.call(.post, "/api/v1/internal/credits/init", service: true, json: #"{"userId": "new"}"#)
             #expect(again.status == .ok)
             let refund = try await h.call(.post, "/api/v1/internal/credits/refund", service: true,
-                                          json: #"{"userId": "new", "amount": 40, "description": "sorry"}"#)
+                                          json: #"{"userId": "new", "amount": 40, "description": "sorry", "idempotencyKey": "sorry-1"}"#)
             #expect(refund.body["newBalance"] == ["balance": 40])
             #expect(refund.body["transaction"]?["type"] == "refund")
             #expect(refund.body["transaction"]?["appId"] == "system")

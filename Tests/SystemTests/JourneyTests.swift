@@ -126,7 +126,7 @@ import TestSupport
         }
 
         func fund(_ user: String, _ amount: Int) async throws {
-            let json = #"{"userId": "\#(user)", "amount": \#(amount), "description": "journey funding"}"#
+            let json = #"{"userId": "\#(user)", "amount": \#(amount), "description": "journey funding", "idempotencyKey": "\#(UUID())"}"#
             #expect(try await credits(.post, "/api/v1/internal/credits/refund", service: true, json: json).status == .ok)
         }
 

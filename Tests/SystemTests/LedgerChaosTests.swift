@@ -161,7 +161,7 @@ enum Chaos {
             }
             count("unkeyed uses")
         case 55..<65:  // a refund from a service
-            let json = #"{"userId": "\#(user)", "amount": \#(Int.random(in: 1...9)), "description": "chaos refund", "appId": "chaos"}"#
+            let json = #"{"userId": "\#(user)", "amount": \#(Int.random(in: 1...9)), "description": "chaos refund", "appId": "chaos", "idempotencyKey": "\#(UUID())"}"#
             let answer = try? await system.credits(.post, "/api/v1/internal/credits/refund", service: true, json: json)
             let id = answer?.status == .ok ? answer?.body["transaction"]?["id"]?.stringValue : nil
             record.withLock {

@@ -172,7 +172,7 @@ sync_doc = document(
 
 credits_error = obj({"statusCode": I, "message": S, "details": {"type": "object"}}, ["statusCode", "message"])
 transaction = obj({
-    "id": S, "userId": S, "type": {"enum": ["purchase", "usage", "refund", "gift"]}, "status": S, "amount": I,
+    "id": S, "userId": S, "type": {"enum": ["purchase", "usage", "refund", "gift", "reversal"]}, "status": S, "amount": I,
     "balanceBefore": I, "balanceAfter": I, "appId": S, "description": S, "metadata": ANY, "idempotencyKey": NS,
     "createdAt": T, "completedAt": NT,
 }, ["id", "userId", "type", "amount", "balanceBefore", "balanceAfter"])
@@ -183,7 +183,7 @@ package = obj({"id": S, "name": S, "description": S, "credits": I, "priceEuroCen
               ["id", "name", "description", "credits", "priceEuroCents", "stripePriceId", "active", "sortOrder", "metadata",
                "createdAt", "updatedAt"])
 purchase = obj({"id": S, "userId": S, "packageId": S, "credits": I, "priceEuroCents": I, "currency": S,
-                "stripePaymentIntentId": NS, "stripeCustomerId": NS, "status": {"enum": ["pending", "completed", "failed"]},
+                "stripePaymentIntentId": NS, "stripeCustomerId": NS, "status": {"enum": ["pending", "completed", "failed", "partially_refunded", "refunded", "disputed"]},
                 "metadata": NANY, "createdAt": T, "completedAt": NT},
                ["id", "userId", "packageId", "credits", "priceEuroCents", "stripePaymentIntentId", "stripeCustomerId", "status",
                 "metadata", "createdAt", "completedAt"])
@@ -272,11 +272,16 @@ credits_paths = {
                                                             parameters=[user_id])},
     "/api/v1/internal/credits/use": {"post": op("Spend a user's credits", {**ok(ref("UseAnswer")), **E("400", "401", "402", "409")},
                                                 SERVICE, body({"allOf": [use_body, obj({"userId": S}, ["userId"])]}))},
-    "/api/v1/internal/credits/refund": {"post": op("Credit a user (refund)",
-                                                   {**ok(obj({"success": B, "transaction": ref("Transaction"), "newBalance": obj({"balance": I})})),
-                                                    **E("400", "401")}, SERVICE,
+    "/api/v1/internal/credits/refund": {"post": op("Credit a user (refund), once per idempotency key (body idempotencyKey or "
+                                                   "Idempotency-Key header), at most REFUND_MAX_AMOUNT credits",
+                                                   {**ok(obj({"success": B, "transaction": ref("Transaction"), "newBalance": obj({"balance": I}),
+                                                              "message": S})),
+                                                    **E("400", "401", "409")}, SERVICE,
                                                    body(obj({"userId": S, "amount": {"type": "integer", "minimum": 1}, "description": S,
-                                                             "appId": S, "metadata": ANY}, ["userId", "amount", "description"])))},
+                                                             "appId": S, "metadata": ANY, "idempotencyKey": S},
+                                                            ["userId", "amount", "description"])),
+                                                   [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                                     "schema": {"type": "string"}}])},
     "/api/v1/internal/credits/init": {"post": op("Create a user's balance (idempotent)", {**ok(ref("Balance")), **E("400", "401")}, SERVICE,
                                                  body(obj({"userId": S}, ["userId"])))},
     "/api/v1/internal/gifts/redeem-pending": {"post": op("Redeem pending personalized gifts for a new user",

@@ -2,8 +2,9 @@ import Foundation
 import Synchronization
 
 /// A token bucket per key (client address, user id): `limit` requests per `window`, refilled
-/// continuously. In memory, per replica. Keys idle for a full window are forgotten, so the
-/// table stays small.
+/// continuously. In memory, per replica. Keys idle for a full window are forgotten, and at
+/// most `maxKeys` are tracked: when a new key finds the table full, expired keys go first,
+/// then the least recently used tenth (a forgotten key starts again with a full bucket).
 package final class RateLimiter: Sendable {
     private struct Bucket {
         var tokens: Double
@@ -12,12 +13,17 @@ package final class RateLimiter: Sendable {
 
     package let limit: Int
     package let window: Duration
+    package let maxKeys: Int
     private let buckets = Mutex<(entries: [String: Bucket], sweep: ContinuousClock.Instant)>(([:], .now))
 
-    package init(limit: Int, per window: Duration) {
+    package init(limit: Int, per window: Duration, maxKeys: Int = 100_000) {
         self.limit = limit
         self.window = window
+        self.maxKeys = max(1, maxKeys)
     }
+
+    /// Keys tracked now.
+    package var trackedKeys: Int { buckets.withLock { $0.entries.count } }
 
     /// Takes one token for `key`; throws 429 with `Retry-After` (whole seconds until a token is
     /// back) when the bucket is empty.
@@ -29,6 +35,16 @@ package final class RateLimiter: Sendable {
             if now - state.sweep > window {
                 state.entries = state.entries.filter { now - $0.value.updated < window }
                 state.sweep = now
+            }
+            if state.entries[key] == nil, state.entries.count >= maxKeys {
+                state.entries = state.entries.filter { now - $0.value.updated < window }
+                state.sweep = now
+                if state.entries.count >= maxKeys {
+                    let evict = state.entries.count - maxKeys + max(1, maxKeys / 10)
+                    for (old, _) in state.entries.sorted(by: { $0.value.updated < $1.value.updated }).prefix(evict) {
+                        state.entries[old] = nil
+                    }
+                }
             }
             var bucket = state.entries[key] ?? Bucket(tokens: Double(limit), updated: now)
             let elapsed = now - bucket.updated

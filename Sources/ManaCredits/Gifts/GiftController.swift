@@ -95,12 +95,11 @@ struct GiftController: Sendable {
         return object
     }
 
-    /// The client address for rate limits.
+    /// The client address for rate limits: the peer, or the `X-Forwarded-For` entry the
+    /// trusted proxies vouch for (read from the right; the client writes the left).
     private func address(_ request: Request, _ context: AppRequestContext) -> String {
-        if settings.trustForwardedFor, let forwarded = request.headers[HTTPField.Name("X-Forwarded-For")!]?.split(separator: ",").first {
-            return forwarded.trimmingCharacters(in: .whitespaces)
-        }
-        return context.remoteAddress?.ipAddress ?? "unknown"
+        let forwarded = request.headers[values: HTTPField.Name("X-Forwarded-For")!].joined(separator: ",")
+        return settings.trustedProxies.clientAddress(peer: context.remoteAddress?.ipAddress, forwardedFor: forwarded)
     }
 
     static func newGift(_ fields: [String: JSONValue]) throws -> GiftRepository.NewGift {

@@ -178,21 +178,23 @@ struct GiftRepository: Sendable {
         let codes = try await client.withGuardedConnection { connection in
             try await connection.query(
                 """
-                SELECT code FROM gifts.gift_codes
+                SELECT id, code FROM gifts.gift_codes
                 WHERE type = 'personalized' AND status = 'active' AND lower(target_email) = lower(\(email)) AND expires_at > now()
                 ORDER BY created_at
                 """, logger: logger
-            ).decode(String.self).reduce(into: [String]()) { $0.append($1) }
+            ).decode((UUID, String).self).reduce(into: [(UUID, String)]()) { $0.append($1) }
         }
         var redeemed = 0
         var credits: Int64 = 0
         let user = AuthenticatedUser(id: userID, email: email)
-        for code in codes {
+        for (id, code) in codes {
             do {
                 credits += try await redeem(code: code, for: user, sourceAppID: "mana-auth").credits
                 redeemed += 1
             } catch let error as APIError where error.status.code < 500 {
-                logger.info("a pending gift could not be redeemed", metadata: ["code": "\(code)", "reason": "\(error.message)"])
+                // By id: the code itself is the credential to the credits.
+                logger.info(
+                    "a pending gift could not be redeemed", metadata: ["gift_id": "\(id.uuidString.lowercased())", "reason": "\(error.message)"])
             }
         }
         return (redeemed, credits)

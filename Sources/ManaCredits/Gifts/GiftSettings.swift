@@ -9,8 +9,8 @@ struct GiftSettings: Sendable {
     var lookupLimit = 30
     /// Redeem attempts per minute, per user and per client address.
     var redeemLimit = 10
-    /// Take the client address from the first `X-Forwarded-For` entry (behind a trusted proxy).
-    var trustForwardedFor = false
+    /// Which `X-Forwarded-For` entries name the client (default: none, the peer address).
+    var trustedProxies: TrustedProxies = .none
 
     enum Variables {
         static let baseURL = EnvironmentVariable("BASE_URL", default: "https://mana.how", help: "public web address; gift links are {BASE_URL}/g/{code}")
@@ -20,9 +20,12 @@ struct GiftSettings: Sendable {
             "GIFT_LOOKUP_LIMIT", default: "30", help: "public gift code lookups per minute and client address")
         static let redeemLimit = EnvironmentVariable(
             "GIFT_REDEEM_LIMIT", default: "10", help: "gift redeem attempts per minute, per user and per client address")
+        static let trustedProxies = EnvironmentVariable(
+            "TRUSTED_PROXIES", default: "",
+            help: "proxies in front of the service, for per-address limits: a number of hops (1 = the right-most X-Forwarded-For entry) or comma-separated addresses/CIDR networks; empty: the peer address")
         static let trustForwardedFor = EnvironmentVariable(
-            "TRUST_FORWARDED_FOR", default: "false", help: "rate-limit by the first X-Forwarded-For address (only behind a proxy that sets it)")
-        static let all = [baseURL, expiryInterval, lookupLimit, redeemLimit, trustForwardedFor]
+            "TRUST_FORWARDED_FOR", default: "false", help: "deprecated: true means TRUSTED_PROXIES=1 (when TRUSTED_PROXIES is unset)")
+        static let all = [baseURL, expiryInterval, lookupLimit, redeemLimit, trustedProxies, trustForwardedFor]
     }
 
     init() {}
@@ -33,6 +36,14 @@ struct GiftSettings: Sendable {
         expiryInterval = interval == .zero ? nil : interval
         lookupLimit = reader.int(Variables.lookupLimit, in: 1...100_000)
         redeemLimit = reader.int(Variables.redeemLimit, in: 1...100_000)
-        trustForwardedFor = reader.bool(Variables.trustForwardedFor)
+        let deprecatedTrust = reader.bool(Variables.trustForwardedFor)
+        do {
+            trustedProxies = try TrustedProxies(parsing: reader.string(Variables.trustedProxies))
+        } catch {
+            reader.report("TRUSTED_PROXIES: \(error)")
+        }
+        // The old switch trusted the left-most entry, which the client writes; as an alias it
+        // now means one proxy, whose appended (right-most) entry is believed.
+        if deprecatedTrust, trustedProxies == .none { trustedProxies = .hops(1) }
     }
 }

@@ -1,7 +1,7 @@
 import Logging
 import PostgresNIO
 
-/// Checks every ledger invariant of the spec over the whole database and reports each
+/// Checks every ledger invariant of the spec (and of debts) over the whole database and reports each
 /// violation as a line of text (user and numbers; never anything secret).
 struct LedgerAudit: Sendable {
     let client: PostgresClient
@@ -46,6 +46,24 @@ struct LedgerAudit: Sendable {
                     lag(balance_after, 1, 0::bigint) OVER (PARTITION BY user_id ORDER BY seq) AS previous
                 FROM credits.transactions WHERE status = 'completed') chain
             WHERE balance_before <> previous
+            """
+        ),
+        ("debt below zero", "SELECT user_id, debt::text FROM credits.balances WHERE debt < 0"),
+        ("a debtor holds credits (later credits pay the debt first)", "SELECT user_id, format('debt %s, balance %s', debt, balance) FROM credits.balances WHERE debt > 0 AND balance > 0"),
+        (
+            "debt differs from the sum of its history (credits.debts)",
+            """
+            SELECT coalesce(b.user_id, d.user_id), format('debt %s, history sums to %s', coalesce(b.debt, 0), coalesce(d.total, 0))
+            FROM credits.balances b
+            FULL JOIN (SELECT user_id, sum(amount) AS total FROM credits.debts GROUP BY user_id) d ON d.user_id = b.user_id
+            WHERE coalesce(b.debt, 0) <> coalesce(d.total, 0)
+            """
+        ),
+        (
+            "a debt settlement without its reversal row of the same amount",
+            """
+            SELECT d.user_id, d.id::text FROM credits.debts d LEFT JOIN credits.transactions t ON t.id = d.transaction_id
+            WHERE d.amount < 0 AND (t.id IS NULL OR t.type <> 'reversal' OR t.amount <> d.amount OR t.user_id <> d.user_id)
             """
         ),
     ]

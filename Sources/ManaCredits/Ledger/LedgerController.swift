@@ -1,4 +1,5 @@
 import HTTPKit
+import HTTPTypes
 import Hummingbird
 import SharedAuth
 
@@ -35,6 +36,7 @@ struct LedgerController: Sendable {
 struct InternalLedgerController: Sendable {
     let ledger: LedgerRepository
     let body: BodyDecoder
+    let settings: LedgerSettings
 
     struct RefundBody: Decodable {
         let userId: String?
@@ -42,6 +44,7 @@ struct InternalLedgerController: Sendable {
         let description: String?
         let appId: String?
         let metadata: JSONValue?
+        let idempotencyKey: String?
     }
 
     struct InitBody: Decodable {
@@ -53,32 +56,68 @@ struct InternalLedgerController: Sendable {
         let success = true
         let transaction: LedgerTransaction
         let newBalance: NewBalance
+        let message: String?
     }
 
     func addRoutes(to group: RouterGroup<AppRequestContext>) {
-        group.get("balance/:userId") { _, context in
-            let userID = try LedgerInput.text(context.parameters.get("userId"), field: "userId", limit: 200)
-            return try JSONResponse(try await ledger.balance(userID: userID))
+        group.get("balance/:userId", use: balance)
+        group.post("use", use: use)
+        group.post("refund", use: refund)
+        group.post("init", use: initialize)
+    }
+
+    /// `GET balance/:userId`.
+    @Sendable func balance(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        let userID = try LedgerInput.text(context.parameters.get("userId"), field: "userId", limit: 200)
+        return try JSONResponse(try await ledger.balance(userID: userID))
+    }
+
+    /// `POST use`: a debit on a user's behalf; the ledger row records the calling service.
+    @Sendable func use(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        let input = try await body.decode(UseCreditsBody.self, from: request, context: context)
+        let userID = try LedgerInput.text(input.userId, field: "userId", limit: 200)
+        var debit = try input.request(userID: userID)
+        debit.caller = context.callerName
+        return try JSONResponse(UseCreditsResponse(try await ledger.debit(debit)))
+    }
+
+    /// `POST refund`: credits a user, once per idempotency key (body `idempotencyKey` or the
+    /// `Idempotency-Key` header), at most `REFUND_MAX_AMOUNT` per call.
+    @Sendable func refund(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        let input = try await body.decode(RefundBody.self, from: request, context: context)
+        let userID = try LedgerInput.text(input.userId, field: "userId", limit: 200)
+        let amount = try LedgerInput.amount(input.amount)
+        guard amount <= settings.refundMaxAmount else {
+            throw APIError(
+                .badRequest, message: "amount must be at most \(settings.refundMaxAmount) for one refund (REFUND_MAX_AMOUNT)",
+                details: ["field": "amount", "maximum": .number(Double(settings.refundMaxAmount))])
         }
-        group.post("use") { request, context in
-            let input = try await body.decode(UseCreditsBody.self, from: request, context: context)
-            let userID = try LedgerInput.text(input.userId, field: "userId", limit: 200)
-            return try JSONResponse(UseCreditsResponse(try await ledger.debit(try input.request(userID: userID))))
+        let header = request.headers[HTTPField.Name("Idempotency-Key")!]
+        guard let key = try LedgerInput.idempotencyKey(input.idempotencyKey ?? header) else {
+            throw APIError.badRequest(
+                "idempotencyKey is required (in the body or the Idempotency-Key header)", field: "idempotencyKey")
         }
-        group.post("refund") { request, context in
-            let input = try await body.decode(RefundBody.self, from: request, context: context)
-            let userID = try LedgerInput.text(input.userId, field: "userId", limit: 200)
-            let amount = try LedgerInput.amount(input.amount)
-            let description = try LedgerInput.text(input.description, field: "description", limit: 500)
-            let appID = input.appId == nil ? "system" : try LedgerInput.text(input.appId, field: "appId", limit: 100)
-            let (transaction, balance) = try await ledger.credit(
-                userID: userID, amount: amount, kind: .refund, appID: appID, description: description,
-                metadata: try LedgerInput.metadata(input.metadata))
-            return try JSONResponse(RefundResponse(transaction: transaction, newBalance: .init(balance: balance.balance)))
-        }
-        group.post("init") { request, context in
-            let input = try await body.decode(InitBody.self, from: request, context: context)
-            return try JSONResponse(try await ledger.balance(userID: try LedgerInput.text(input.userId, field: "userId", limit: 200)))
-        }
+        let description = try LedgerInput.text(input.description, field: "description", limit: 500)
+        let appID = input.appId == nil ? "system" : try LedgerInput.text(input.appId, field: "appId", limit: 100)
+        let refund = try await ledger.refund(
+            .init(
+                userID: userID, amount: amount, appID: appID, description: description, metadata: try LedgerInput.metadata(input.metadata),
+                idempotencyKey: key, caller: context.callerName))
+        context.logger.info(
+            "internal refund",
+            metadata: [
+                "caller": "\(context.callerName ?? "unnamed")", "user_id": "\(userID)", "amount": "\(amount)",
+                "repeated": "\(refund.repeated)",
+            ])
+        return try JSONResponse(
+            RefundResponse(
+                transaction: refund.transaction, newBalance: .init(balance: refund.balance.balance),
+                message: refund.repeated ? "Transaction already processed" : nil))
+    }
+
+    /// `POST init`: the balance, creating a zero row.
+    @Sendable func initialize(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        let input = try await body.decode(InitBody.self, from: request, context: context)
+        return try JSONResponse(try await ledger.balance(userID: try LedgerInput.text(input.userId, field: "userId", limit: 200)))
     }
 }

@@ -26,6 +26,10 @@ struct LedgerRepository: Sendable {
         let metadata: JSONValue?
         /// `usage` for spending; `gift` for the credits a gift code reserves.
         var type = "usage"
+        /// A key the service makes for itself (`sync-renewal:<due>`), kept apart from users' keys.
+        var systemKey: String? = nil
+        /// The named service key behind an internal call.
+        var caller: String? = nil
     }
 
     // MARK: Reading
@@ -68,9 +72,13 @@ struct LedgerRepository: Sendable {
         // Lock first, then look for the key: a concurrent request with the same key
         // waits here and then finds the first one's transaction.
         let locked = try await Self.balanceRow(request.userID, forUpdate: true, on: connection, logger: logger)
-        if let key = request.idempotencyKey,
-            let earlier = try await Self.transaction(userID: request.userID, idempotencyKey: key, on: connection, logger: logger)
-        {
+        let earlier: LedgerTransaction? =
+            if let key = request.systemKey {
+                try await Self.transaction(userID: request.userID, systemKey: key, on: connection, logger: logger)
+            } else if let key = request.idempotencyKey {
+                try await Self.transaction(userID: request.userID, idempotencyKey: key, on: connection, logger: logger)
+            } else { nil }
+        if let earlier {
             guard earlier.type == request.type, earlier.amount == -request.amount else {
                 throw APIError.conflict(
                     "idempotencyKey was already used for a different transaction",
@@ -94,7 +102,7 @@ struct LedgerRepository: Sendable {
         let transaction = try await Self.insert(
             userID: request.userID, type: request.type, amount: -request.amount, before: available, appID: request.appID,
             description: request.description, metadata: request.metadata, idempotencyKey: request.idempotencyKey,
-            on: connection, logger: logger)
+            systemKey: request.systemKey, caller: request.caller, on: connection, logger: logger)
         if request.type == "usage" {
             try await recordUsage(request, on: connection, logger: logger)
         }
@@ -113,7 +121,7 @@ struct LedgerRepository: Sendable {
             """, logger: logger)
     }
 
-    /// Credits `amount` (refund, purchase, gift), creating the balance row if needed.
+    /// Credits `amount` (purchase, gift, refund), creating the balance row if needed.
     func credit(
         userID: String, amount: Int64, kind: CreditKind, appID: String, description: String, metadata: JSONValue?
     ) async throws -> (LedgerTransaction, Balance) {
@@ -124,25 +132,120 @@ struct LedgerRepository: Sendable {
         }
     }
 
-    /// Credits inside a caller's transaction (purchases and gifts reuse this).
+    struct RefundRequest: Sendable {
+        let userID: String
+        let amount: Int64
+        let appID: String
+        let description: String
+        let metadata: JSONValue?
+        /// The calling service's key for this refund, stored as the system key `internal-refund:<key>`.
+        let idempotencyKey: String
+        /// The named service key that asked.
+        let caller: String?
+    }
+
+    /// A service's refund, once per (user, idempotency key): a retry answers the first
+    /// transaction (`repeated`), the same key with another amount is 409.
+    func refund(_ request: RefundRequest) async throws -> (transaction: LedgerTransaction, balance: Balance, repeated: Bool) {
+        try await client.withGuardedTransaction(logger: logger) { connection in
+            try await Self.ensureBalanceRow(request.userID, on: connection, logger: logger)
+            // Lock first, then look for the key: a concurrent retry waits and finds the first.
+            _ = try await Self.balanceRow(request.userID, forUpdate: true, on: connection, logger: logger)
+            let key = "internal-refund:" + request.idempotencyKey
+            if let earlier = try await Self.transaction(userID: request.userID, systemKey: key, on: connection, logger: logger) {
+                guard earlier.amount == request.amount else {
+                    throw APIError.conflict(
+                        "idempotencyKey was already used for a refund of another amount",
+                        details: ["field": "idempotencyKey", "amount": .number(Double(earlier.amount))])
+                }
+                return (earlier, try await Self.balance(request.userID, on: connection, logger: logger), true)
+            }
+            let (transaction, balance) = try await Self.credit(
+                userID: request.userID, amount: request.amount, kind: .refund, appID: request.appID, description: request.description,
+                metadata: request.metadata, systemKey: key, caller: request.caller, on: connection, logger: logger)
+            return (transaction, balance, false)
+        }
+    }
+
+    /// Credits inside a caller's transaction (purchases and gifts reuse this). A debt is paid
+    /// first: the credit row is followed by a `reversal` row of the settled amount.
     static func credit(
         userID: String, amount: Int64, kind: CreditKind, appID: String, description: String, metadata: JSONValue?,
-        on connection: PostgresConnection, logger: Logger
+        systemKey: String? = nil, caller: String? = nil, on connection: PostgresConnection, logger: Logger
     ) async throws -> (LedgerTransaction, Balance) {
         try await ensureBalanceRow(userID, on: connection, logger: logger)
         let before = try await balanceRow(userID, forUpdate: true, on: connection, logger: logger)?.balance ?? 0
+        let debt = try await debt(userID, on: connection, logger: logger)
+        let settled = min(debt, before + amount)
+        // One statement: a debtor's balance stays 0 (debtors_have_no_balance).
         try await connection.query(
             """
-            UPDATE credits.balances SET balance = balance + \(amount), total_earned = total_earned + \(amount),
-                updated_at = now() WHERE user_id = \(userID)
+            UPDATE credits.balances SET balance = balance + \(amount) - \(settled), total_earned = total_earned + \(amount),
+                total_spent = total_spent + \(settled), debt = debt - \(settled), updated_at = now() WHERE user_id = \(userID)
             """, logger: logger)
         let transaction = try await insert(
             userID: userID, type: kind.rawValue, amount: amount, before: before, appID: appID, description: description,
-            metadata: metadata, idempotencyKey: nil, on: connection, logger: logger)
+            metadata: metadata, idempotencyKey: nil, systemKey: systemKey, caller: caller, on: connection, logger: logger)
+        if settled > 0 {
+            let settlement = try await insert(
+                userID: userID, type: "reversal", amount: -settled, before: before + amount, appID: "system",
+                description: "Debt settled", metadata: ["debtSettled": .number(Double(settled))], idempotencyKey: nil,
+                on: connection, logger: logger)
+            try await recordDebt(userID: userID, amount: -settled, reason: "settled", purchaseID: nil, transactionID: settlement.id, on: connection, logger: logger)
+        }
         return (transaction, try await balance(userID, on: connection, logger: logger))
     }
 
+    /// Takes back up to `amount` credits inside a caller's transaction: what the balance
+    /// holds now, the rest as a debt later credits pay first. Returns (taken, owed).
+    static func reverse(
+        userID: String, amount: Int64, description: String, metadata: JSONValue, purchaseID: UUID?,
+        on connection: PostgresConnection, logger: Logger
+    ) async throws -> (taken: Int64, owed: Int64) {
+        try await ensureBalanceRow(userID, on: connection, logger: logger)
+        let before = try await balanceRow(userID, forUpdate: true, on: connection, logger: logger)?.balance ?? 0
+        let taken = min(before, amount)
+        let owed = amount - taken
+        try await connection.query(
+            """
+            UPDATE credits.balances SET balance = balance - \(taken), total_spent = total_spent + \(taken), debt = debt + \(owed),
+                updated_at = now() WHERE user_id = \(userID)
+            """, logger: logger)
+        var transactionID: String?
+        if taken > 0 {
+            var details = metadata.objectValue ?? [:]
+            details["debtIncurred"] = .number(Double(owed))
+            transactionID = try await insert(
+                userID: userID, type: "reversal", amount: -taken, before: before, appID: "stripe", description: description,
+                metadata: .object(details), idempotencyKey: nil, on: connection, logger: logger
+            ).id
+        }
+        if owed > 0 {
+            try await recordDebt(
+                userID: userID, amount: owed, reason: description, purchaseID: purchaseID, transactionID: transactionID,
+                on: connection, logger: logger)
+        }
+        return (taken, owed)
+    }
+
     // MARK: SQL pieces
+
+    /// The user's outstanding debt (0 without a row).
+    static func debt(_ userID: String, on connection: PostgresConnection, logger: Logger) async throws -> Int64 {
+        try await connection.query("SELECT debt FROM credits.balances WHERE user_id = \(userID)", logger: logger)
+            .decode(Int64.self).reduce(0, +)
+    }
+
+    private static func recordDebt(
+        userID: String, amount: Int64, reason: String, purchaseID: UUID?, transactionID: String?, on connection: PostgresConnection,
+        logger: Logger
+    ) async throws {
+        try await connection.query(
+            """
+            INSERT INTO credits.debts (user_id, amount, reason, purchase_id, transaction_id)
+            VALUES (\(userID), \(amount), \(reason), \(purchaseID), \(transactionID)::uuid)
+            """, logger: logger)
+    }
 
     static func ensureBalanceRow(_ userID: String, on connection: PostgresConnection, logger: Logger) async throws {
         try await connection.query(
@@ -181,17 +284,31 @@ struct LedgerRepository: Sendable {
         return nil
     }
 
+    /// The user's transaction with a service-made key (never one a user chose).
+    static func transaction(
+        userID: String, systemKey: String, on connection: PostgresConnection, logger: Logger
+    ) async throws -> LedgerTransaction? {
+        let rows = try await connection.query(
+            """
+            SELECT \(unescaped: LedgerTransaction.columns) FROM credits.transactions
+            WHERE user_id = \(userID) AND system_key = \(systemKey)
+            """, logger: logger)
+        for try await row in rows { return try LedgerTransaction(row: row) }
+        return nil
+    }
+
     static func insert(
         userID: String, type: String, amount: Int64, before: Int64, appID: String, description: String,
-        metadata: JSONValue?, idempotencyKey: String?, on connection: PostgresConnection, logger: Logger
+        metadata: JSONValue?, idempotencyKey: String?, systemKey: String? = nil, caller: String? = nil,
+        on connection: PostgresConnection, logger: Logger
     ) async throws -> LedgerTransaction {
         let metadataText = try metadata.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
         let rows = try await connection.query(
             """
             INSERT INTO credits.transactions (user_id, type, status, amount, balance_before, balance_after, app_id,
-                description, metadata, idempotency_key, completed_at)
+                description, metadata, idempotency_key, system_key, caller, completed_at)
             VALUES (\(userID), \(type), 'completed', \(amount), \(before), \(before + amount), \(appID), \(description),
-                \(metadataText)::jsonb, \(idempotencyKey), clock_timestamp())
+                \(metadataText)::jsonb, \(idempotencyKey), \(systemKey), \(caller), clock_timestamp())
             RETURNING \(unescaped: LedgerTransaction.columns)
             """, logger: logger)
         for try await row in rows { return try LedgerTransaction(row: row) }

@@ -14,7 +14,7 @@ struct PurchaseService: Sendable {
     private var stripe: StripeClient {
         get throws {
             guard let key = settings.secretKey else { throw APIError(.serviceUnavailable, message: "payments not configured") }
-            return StripeClient(settings: settings, secretKey: key)
+            return StripeClient(settings: settings, secretKey: key, logger: logger)
         }
     }
 
@@ -88,15 +88,39 @@ struct PurchaseService: Sendable {
 
     struct Event: Decodable {
         struct Body: Decodable {
-            let object: PaymentIntentObject
-        }
-        struct PaymentIntentObject: Decodable {
-            let id: String?
-            let metadata: [String: String]?
+            let object: EventObject
         }
         let id: String
         let type: String
         let data: Body?
+    }
+
+    /// The fields mana-credits reads from an event's object (a PaymentIntent, Charge or
+    /// Dispute); each is optional and a field of another shape reads as absent.
+    struct EventObject: Decodable {
+        let id: String?
+        let metadata: [String: String]?
+        /// Charge and Dispute: the PaymentIntent they belong to.
+        let paymentIntent: String?
+        /// Charge: the amount charged and refunded so far, in cents.
+        let amount: Int64?
+        let amountRefunded: Int64?
+        /// Dispute: `won`, `lost`, …
+        let status: String?
+
+        private enum Keys: String, CodingKey {
+            case id, metadata, payment_intent, amount, amount_refunded, status
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: Keys.self)
+            id = try? container.decodeIfPresent(String.self, forKey: .id)
+            metadata = try? container.decodeIfPresent([String: String].self, forKey: .metadata)
+            paymentIntent = try? container.decodeIfPresent(String.self, forKey: .payment_intent)
+            amount = try? container.decodeIfPresent(Int64.self, forKey: .amount)
+            amountRefunded = try? container.decodeIfPresent(Int64.self, forKey: .amount_refunded)
+            status = try? container.decodeIfPresent(String.self, forKey: .status)
+        }
     }
 
     /// Applies one verified event, at most once per event id; returns whether it was new.
@@ -110,6 +134,12 @@ struct PurchaseService: Sendable {
             switch event.type {
             case "payment_intent.succeeded":
                 try await complete(event, on: connection)
+            case "charge.refunded":
+                try await takeBackRefund(event, on: connection)
+            case "charge.dispute.created":
+                try await takeBackDispute(event, on: connection)
+            case "charge.dispute.closed":
+                try await closeDispute(event, on: connection)
             case "payment_intent.payment_failed":
                 if let intent = event.data?.object.id {
                     try await connection.query(

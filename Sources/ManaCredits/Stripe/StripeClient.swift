@@ -1,13 +1,16 @@
 import Foundation
 import HTTPKit
+import Logging
 import NIOHTTP1
 
 /// The few Stripe REST calls mana-credits makes: form-encoded, `Authorization: Bearer`, and an
 /// `Idempotency-Key` on every create, so a retried request never makes a second object.
 struct StripeClient: Sendable {
     let http: ServiceClient
+    let logger: Logger
 
-    init(settings: StripeSettings, secretKey: String) {
+    init(settings: StripeSettings, secretKey: String, logger: Logger = Logger(label: "mana-credits.stripe")) {
+        self.logger = logger
         http = ServiceClient(
             baseURL: settings.apiBase, serviceKey: nil, timeout: settings.timeout,
             headers: [("Authorization", "Bearer \(secretKey)"), ("Stripe-Version", "2024-06-20")])
@@ -60,34 +63,46 @@ struct StripeClient: Sendable {
             })
     }
 
-    /// Maps transport failures: timeout → 504, anything else → 502.
+    /// Maps transport failures: timeout → 504, anything else → 502 "payment provider error"
+    /// (the cause is logged, never answered).
     private func call(_ send: () async throws -> ServiceResponse) async throws -> ServiceResponse {
         do {
             return try await send()
         } catch ServiceClientError.timeout {
+            logger.warning("Stripe did not answer in time")
             throw APIError(.gatewayTimeout, message: "the payment provider did not answer in time")
         } catch {
-            throw APIError(.badGateway, message: "the payment provider could not be reached")
+            logger.error("Stripe could not be reached", metadata: ["error": "\(String(reflecting: error))"])
+            throw Self.providerError
         }
     }
 
-    /// Stripe's error bodies become clear errors: a card problem is 402 with Stripe's
-    /// message, anything else 502 naming the provider's complaint.
+    static let providerError = APIError(.badGateway, code: "payment_provider_error", message: "payment provider error")
+
+    /// Stripe's error bodies: a card problem is 402 "payment declined" with Stripe's decline
+    /// code, anything else 502 "payment provider error". Stripe's own text (which may describe
+    /// our account, keys or request) goes to the log only.
     private func decode<T: Decodable>(_ response: ServiceResponse) throws -> T {
         guard (200..<300).contains(response.status) else {
             let failure = try? JSONDecoder().decode(StripeFailure.self, from: response.body)
-            let message = failure?.error.message ?? "status \(response.status)"
+            logger.error(
+                "Stripe refused a request",
+                metadata: [
+                    "status": "\(response.status)", "stripe_type": "\(failure?.error.type ?? "-")",
+                    "stripe_code": "\(failure?.error.code ?? "-")", "stripe_message": "\(failure?.error.message ?? "-")",
+                ])
             if failure?.error.type == "card_error" || response.status == 402 {
-                throw APIError(.paymentRequired, code: "payment_declined", message: "payment declined: \(message)")
+                throw APIError(
+                    .paymentRequired, code: "payment_declined", message: "payment declined",
+                    details: failure?.error.code.map { ["declineCode": .string($0)] })
             }
-            throw APIError(
-                .badGateway, code: "payment_provider_error", message: "the payment provider refused the request: \(message)",
-                details: failure?.error.code.map { ["stripeCode": .string($0)] })
+            throw Self.providerError
         }
         do {
             return try JSONDecoder().decode(T.self, from: response.body)
         } catch {
-            throw APIError(.badGateway, message: "the payment provider sent an unreadable answer")
+            logger.error("Stripe sent an unreadable answer", metadata: ["error": "\(String(reflecting: error))"])
+            throw Self.providerError
         }
     }
 

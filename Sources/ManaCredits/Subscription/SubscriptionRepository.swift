@@ -14,6 +14,11 @@ struct SubscriptionRepository: Sendable {
     let logger: Logger
     /// Renewals the recurring charge runs at once.
     var chargeConcurrency = 4
+    /// Failed renewal runs (other than missing credits) after which a subscription pauses.
+    var maxRenewalFailures = 3
+    /// Wait before retrying a failed renewal; doubles per failure, at most a day.
+    var renewalRetryBase: Duration = .seconds(300)
+    var metrics = ServiceMetrics()
 
     /// What one recurring-charge run did.
     struct ChargeSummary: Sendable, Equatable {
@@ -196,6 +201,7 @@ struct SubscriptionRepository: Sendable {
                         """
                         SELECT user_id FROM credits.sync_subscriptions
                         WHERE active AND NOT is_gifted AND next_charge_at <= \(now) AND user_id > \(after)
+                            AND (renewal_retry_at IS NULL OR renewal_retry_at <= \(now))
                         ORDER BY user_id LIMIT \(batchSize)
                         """, logger: logger
                     ).decode(String.self).reduce(into: []) { $0.append($1) }
@@ -211,10 +217,8 @@ struct SubscriptionRepository: Sendable {
                     case .success(.charged): summary.charged += 1
                     case .success(.paused): summary.paused += 1
                     case .success(.skipped): break
-                    case .failure(let error):
-                        summary.errors += 1
-                        logger.error(
-                            "recurring charge failed for one user", metadata: ["user_id": "\(outcome.0)", "error": "\(String(reflecting: error))"])
+                    // Logged, counted and scheduled for a retry (or paused) by recordFailure.
+                    case .failure: summary.errors += 1
                     }
                 }
                 var running = 0
@@ -224,7 +228,12 @@ struct SubscriptionRepository: Sendable {
                         running -= 1
                     }
                     group.addTask {
-                        do { return (userID, .success(try await renew(userID: userID, now: now))) } catch { return (userID, .failure(error)) }
+                        do {
+                            return (userID, .success(try await renew(userID: userID, now: now)))
+                        } catch {
+                            await recordFailure(userID: userID, error: error, now: now)
+                            return (userID, .failure(error))
+                        }
                     }
                     running += 1
                 }
@@ -244,27 +253,23 @@ struct SubscriptionRepository: Sendable {
                     """
                     SELECT \(unescaped: Self.columns) FROM credits.sync_subscriptions
                     WHERE user_id = \(userID) AND active AND NOT is_gifted AND next_charge_at <= \(now)
+                        AND (renewal_retry_at IS NULL OR renewal_retry_at <= \(now))
                     FOR UPDATE SKIP LOCKED
                     """, logger: logger))
             // Charged (or being charged) by another run.
             guard var subscription = found, let due = subscription.nextChargeAt else { return .skipped }
             let interval = subscription.interval
             do {
-                _ = try await LedgerRepository.debit(
-                    .init(
-                        userID: userID, amount: interval.price, appID: "sync", description: "Cloud Sync renewal (\(interval.rawValue))",
-                        idempotencyKey: "sync-renewal:\(Timestamp.format(microseconds: Int64((due.timeIntervalSince1970 * 1_000_000).rounded())))",
-                        metadata: ["type": "sync-renewal", "interval": .string(interval.rawValue), "dueAt": .string(Timestamp.iso8601(due))]),
-                    on: connection, logger: logger)
+                // The key lives in the ledger's system_key column, which no user can write:
+                // a planted idempotencyKey cannot make this debit a 409.
+                var debit = LedgerRepository.DebitRequest(
+                    userID: userID, amount: interval.price, appID: "sync", description: "Cloud Sync renewal (\(interval.rawValue))",
+                    idempotencyKey: nil,
+                    metadata: ["type": "sync-renewal", "interval": .string(interval.rawValue), "dueAt": .string(Timestamp.iso8601(due))])
+                debit.systemKey = "sync-renewal:\(Timestamp.format(microseconds: Int64((due.timeIntervalSince1970 * 1_000_000).rounded())))"
+                _ = try await LedgerRepository.debit(debit, on: connection, logger: logger)
             } catch let error as APIError where error.status == .paymentRequired {
-                try await connection.query(
-                    """
-                    UPDATE credits.sync_subscriptions SET active = false, paused_at = \(now), next_charge_at = NULL, updated_at = now()
-                    WHERE user_id = \(userID)
-                    """, logger: logger)
-                try await Outbox.enqueue(
-                    path: "/api/v1/notifications/send", payload: Self.pausedEmail(userID: userID, interval: interval, resumeURL: resumeURL),
-                    on: connection, logger: logger)
+                try await Self.pause(userID: userID, interval: interval, now: now, resumeURL: resumeURL, on: connection, logger: logger)
                 return .paused
             }
             let (next, anchor) = BillingCalendar.next(anchor: subscription.activatedAt ?? due, due: due, interval: interval, now: now)
@@ -272,7 +277,7 @@ struct SubscriptionRepository: Sendable {
             try await connection.query(
                 """
                 UPDATE credits.sync_subscriptions SET next_charge_at = \(next), activated_at = \(anchor),
-                    amount_charged = \(interval.price), paused_at = NULL, updated_at = now()
+                    amount_charged = \(interval.price), paused_at = NULL, renewal_failures = 0, renewal_retry_at = NULL, updated_at = now()
                 WHERE user_id = \(userID)
                 """, logger: logger)
             return .charged
@@ -282,6 +287,63 @@ struct SubscriptionRepository: Sendable {
             await notifier.invalidate(userID: userID)
         }
         return outcome
+    }
+
+    /// Pauses an unpaid subscription and writes the "Cloud Sync pausiert" email, in the caller's transaction.
+    private static func pause(
+        userID: String, interval: BillingInterval, now: Date, resumeURL: String, on connection: PostgresConnection, logger: Logger
+    ) async throws {
+        try await connection.query(
+            """
+            UPDATE credits.sync_subscriptions SET active = false, paused_at = \(now), next_charge_at = NULL, renewal_failures = 0,
+                renewal_retry_at = NULL, updated_at = now()
+            WHERE user_id = \(userID)
+            """, logger: logger)
+        try await Outbox.enqueue(
+            path: "/api/v1/notifications/send", payload: Self.pausedEmail(userID: userID, interval: interval, resumeURL: resumeURL),
+            on: connection, logger: logger)
+    }
+
+    /// A renewal that failed for any reason but missing credits: counted, logged with the
+    /// user, retried after `renewalRetryBase`·2^(failures-1) (at most a day), and after
+    /// `maxRenewalFailures` failed runs paused like an unpaid one, so it never stays active unpaid.
+    private func recordFailure(userID: String, error: any Error, now: Date) async {
+        metrics.count("credits_sync_renewal_failures_total")
+        logger.error("recurring charge failed for one user", metadata: ["user_id": "\(userID)", "error": "\(String(reflecting: error))"])
+        do {
+            let paused = try await client.withGuardedTransaction(logger: logger) { connection -> Bool in
+                let rows = try await connection.query(
+                    """
+                    UPDATE credits.sync_subscriptions SET renewal_failures = renewal_failures + 1, updated_at = now()
+                    WHERE user_id = \(userID) AND active AND NOT is_gifted
+                    RETURNING renewal_failures, billing_interval
+                    """, logger: logger
+                ).decode((Int, String).self).reduce(into: [(Int, String)]()) { $0.append($1) }
+                guard let (failures, interval) = rows.first else { return false }
+                if failures >= maxRenewalFailures {
+                    try await Self.pause(
+                        userID: userID, interval: BillingInterval(rawValue: interval) ?? .monthly, now: now, resumeURL: resumeURL,
+                        on: connection, logger: logger)
+                    return true
+                }
+                let delay = min(renewalRetryBase.inSeconds * pow(2, Double(failures - 1)), 86_400)
+                try await connection.query(
+                    """
+                    UPDATE credits.sync_subscriptions SET renewal_retry_at = \(now.addingTimeInterval(delay)) WHERE user_id = \(userID)
+                    """, logger: logger)
+                return false
+            }
+            if paused {
+                metrics.count("credits_sync_renewal_failure_pauses_total")
+                logger.error(
+                    "Cloud Sync paused after repeated renewal failures", metadata: ["user_id": "\(userID)", "failures": "\(maxRenewalFailures)"])
+                outbox.wake()
+                await notifier.invalidate(userID: userID)
+            }
+        } catch {
+            logger.error(
+                "could not record a failed renewal", metadata: ["user_id": "\(userID)", "error": "\(String(reflecting: error))"])
+        }
     }
 
     /// The "Cloud Sync pausiert" email for mana-notify.

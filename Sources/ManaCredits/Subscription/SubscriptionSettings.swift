@@ -12,6 +12,10 @@ struct SubscriptionSettings: Sendable {
     var outboxRetryMax: Duration = .seconds(600)
     /// Renewals one recurring-charge run performs at once.
     var chargeConcurrency = 4
+    /// Failed renewal runs (not missing credits) after which a subscription pauses.
+    var renewalMaxFailures = 3
+    /// Wait before the first retry of a failed renewal; doubles per failure, at most a day.
+    var renewalRetryBase: Duration = .seconds(300)
 
     enum Variables {
         static let syncURL = EnvironmentVariable(
@@ -22,6 +26,11 @@ struct SubscriptionSettings: Sendable {
             "SYNC_CHARGE_INTERVAL", default: "3600", help: "seconds between recurring Cloud Sync charges in this process; 0 switches it off")
         static let chargeConcurrency = EnvironmentVariable(
             "SYNC_CHARGE_CONCURRENCY", default: "4", help: "renewals one recurring-charge run performs at once (each on its own connection)")
+        static let renewalMaxFailures = EnvironmentVariable(
+            "SYNC_RENEWAL_MAX_FAILURES", default: "3",
+            help: "failed renewal runs (for a reason other than missing credits) after which a subscription pauses as if unpaid")
+        static let renewalRetryBase = EnvironmentVariable(
+            "SYNC_RENEWAL_RETRY_BASE", default: "300", help: "seconds before a failed renewal is retried; doubles per failure, at most a day")
         static let resumeURL = EnvironmentVariable(
             "SYNC_RESUME_URL", default: "https://mana.how/settings/sync", help: "link in the pause email where the user resumes sync")
         static let outboxPoll = EnvironmentVariable(
@@ -31,7 +40,8 @@ struct SubscriptionSettings: Sendable {
         static let outboxRetryMax = EnvironmentVariable(
             "OUTBOX_RETRY_MAX", default: "600", help: "most seconds between retries of a notification")
 
-        static let all = [syncURL, notifyURL, chargeInterval, chargeConcurrency, resumeURL, outboxPoll, outboxRetryBase, outboxRetryMax]
+        static let all = [
+            syncURL, notifyURL, chargeInterval, chargeConcurrency, renewalMaxFailures, renewalRetryBase, resumeURL, outboxPoll, outboxRetryBase, outboxRetryMax]
     }
 
     init() {}
@@ -43,6 +53,8 @@ struct SubscriptionSettings: Sendable {
         chargeInterval = interval == .zero ? nil : interval
         resumeURL = reader.url(Variables.resumeURL)
         chargeConcurrency = reader.int(Variables.chargeConcurrency, in: 1...64)
+        renewalMaxFailures = reader.int(Variables.renewalMaxFailures, in: 1...100)
+        renewalRetryBase = reader.seconds(Variables.renewalRetryBase, in: 0...86_400)
         outboxPollInterval = reader.seconds(Variables.outboxPoll, in: 0.05...3_600)
         outboxRetryBase = reader.seconds(Variables.outboxRetryBase, in: 0.01...3_600)
         outboxRetryMax = reader.seconds(Variables.outboxRetryMax, in: 0.01...86_400)
