@@ -13,7 +13,8 @@ extension StripeStandIn {
         settings.secretKey = Self.secretKey
         settings.webhookSecret = Self.webhookSecret
         settings.apiBase = server.baseURL
-        settings.timeout = .seconds(3)
+        // Generous: a loaded machine running a debug build answers slowly (no test waits for it).
+        settings.timeout = .seconds(20)
     }
 }
 

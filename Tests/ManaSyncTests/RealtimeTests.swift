@@ -88,7 +88,7 @@ import TestSupport
             let stream = SSEProbe(
                 url: h.caller.baseURL + "/sync/shop/stream?collections=items,empty&since=\(Self.epoch)",
                 headers: [("Authorization", "Bearer \(token)"), ("X-Client-Id", "watcher")])
-            let catchUp = await stream.waitFor("changes", count: 4)
+            let catchUp = await stream.waitFor("changes", count: 4, within: .seconds(30))
             #expect(stream.statusCode == 200)
             let items = catchUp.filter { $0.data["table"] == "items" }
             let ids = items.flatMap { $0.data["changes"]?.array ?? [] }.compactMap { $0["id"]?.stringValue }

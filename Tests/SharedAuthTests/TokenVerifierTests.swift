@@ -23,8 +23,11 @@ import TestSupport
     @Test func validEdDSATokenPassesWithItsClaims() async throws {
         let (verifier, _, server) = try await verifier()
         defer { Task { await server.stop() } }
-        let user = try await verifier.verify(try await keys.edToken(TestKeys.claims(role: "admin")))
-        #expect(user == AuthenticatedUser(id: "user-1", email: "a@example.com", role: "admin", sessionID: "s-1"))
+        let exp = (Date().timeIntervalSince1970 + 600).rounded(.down)
+        let user = try await verifier.verify(try await keys.edToken(TestKeys.claims(exp: exp, role: "admin")))
+        // validUntil: exp plus the 30 s leeway, when sockets and streams opened with it end.
+        #expect(user == AuthenticatedUser(
+            id: "user-1", email: "a@example.com", role: "admin", sessionID: "s-1", validUntil: Date(timeIntervalSince1970: exp + 30)))
         #expect(user.isAdmin)
         let plain = try await verifier.verify(try await keys.edToken())
         #expect(plain.role == "user")

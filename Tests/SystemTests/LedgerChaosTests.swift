@@ -87,7 +87,8 @@ enum Chaos {
     static let users = (0..<10).map { "chaos-\($0)" }
 
     @Test func theLedgerSurvivesSIGKILLUnderARandomizedWorkload() async throws {
-        let system = try await JourneyTests.System()
+        // Users are funded with more than one internal refund may carry by default.
+        let system = try await JourneyTests.System(environment: ["REFUND_MAX_AMOUNT": "1000000"])
         for user in Self.users {
             try await system.fund(user, 1_000_000)
             #expect(try await system.credits(.post, "/api/v1/sync/activate", as: user).status == .ok)
