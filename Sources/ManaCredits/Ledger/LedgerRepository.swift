@@ -272,26 +272,27 @@ struct LedgerRepository: Sendable {
             ?? Balance(balance: 0, totalEarned: 0, totalSpent: 0)
     }
 
+    /// The user's transaction with a key the user chose (`idempotencyKey`).
     static func transaction(
         userID: String, idempotencyKey: String, on connection: PostgresConnection, logger: Logger
     ) async throws -> LedgerTransaction? {
-        let rows = try await connection.query(
-            """
-            SELECT \(unescaped: LedgerTransaction.columns) FROM credits.transactions
-            WHERE user_id = \(userID) AND idempotency_key = \(idempotencyKey)
-            """, logger: logger)
-        for try await row in rows { return try LedgerTransaction(row: row) }
-        return nil
+        try await transaction(userID: userID, keyColumn: "idempotency_key", key: idempotencyKey, on: connection, logger: logger)
     }
 
     /// The user's transaction with a service-made key (never one a user chose).
     static func transaction(
         userID: String, systemKey: String, on connection: PostgresConnection, logger: Logger
     ) async throws -> LedgerTransaction? {
+        try await transaction(userID: userID, keyColumn: "system_key", key: systemKey, on: connection, logger: logger)
+    }
+
+    private static func transaction(
+        userID: String, keyColumn: StaticString, key: String, on connection: PostgresConnection, logger: Logger
+    ) async throws -> LedgerTransaction? {
         let rows = try await connection.query(
             """
             SELECT \(unescaped: LedgerTransaction.columns) FROM credits.transactions
-            WHERE user_id = \(userID) AND system_key = \(systemKey)
+            WHERE user_id = \(userID) AND \(unescaped: keyColumn.description) = \(key)
             """, logger: logger)
         for try await row in rows { return try LedgerTransaction(row: row) }
         return nil
