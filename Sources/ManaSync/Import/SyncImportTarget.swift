@@ -126,7 +126,8 @@ struct SyncImportTarget: Sendable {
             heads AS (
                 INSERT INTO sync.heads (user_id, app_id, last_cursor)
                 SELECT user_id, app_id, greatest(max(cursor), \(cutover)) FROM inserted GROUP BY user_id, app_id
-                ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = greatest(sync.heads.last_cursor, excluded.last_cursor)
+                ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = excluded.last_cursor
+                    WHERE sync.heads.last_cursor < excluded.last_cursor
                 RETURNING 1
             )
             SELECT (SELECT count(*) FROM inserted)::bigint, (SELECT count(*) FROM heads)::bigint
