@@ -225,8 +225,13 @@ struct SyncTarget {
 
     func heads() async throws -> [String: Int64] {
         try await TestDatabase.withClient(url) { client in
-            try await client.query("SELECT user_id || '/' || app_id, last_cursor FROM sync.heads").decode((String, Int64).self)
-                .reduce(into: [:]) { $0[$1.0] = $1.1 }
+            var heads: [String: Int64] = [:]
+            for try await (pair, cursor) in try await client.query("SELECT user_id || '/' || app_id, last_cursor FROM sync.heads")
+                .decode((String, Int64).self)
+            {
+                heads[pair] = cursor
+            }
+            return heads
         }
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import HTTPKit
 import Logging
+import PostgresNIO
 
 extension ManaSyncCommand {
     /// `mana-sync import --from URL`: brings the original Go mana-sync's changes along.
@@ -64,6 +65,11 @@ extension ManaSyncCommand {
             } catch let refusal as LegacySyncSource.Refusal {
                 FileHandle.standardError.write(Data("import refused: \(refusal.description)\n".utf8))
                 throw ExitCode(2)
+            } catch let error as PSQLError {
+                // PSQLError's description hides the server's message; an operator needs it.
+                let message = error.serverInfo?[.message] ?? "\(error.code)"
+                FileHandle.standardError.write(Data("import failed: \(message)\n".utf8))
+                throw ExitCode(1)
             }
             print(result.text)
             if let report { try result.write(to: report) }
