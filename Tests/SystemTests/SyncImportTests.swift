@@ -185,9 +185,9 @@ struct SyncTarget {
     }
 
     /// Runs `mana-sync` with `arguments` to completion.
-    func run(_ arguments: [String], executable: String = "mana-sync") async throws -> (status: Int32?, output: String) {
+    func run(_ arguments: [String], executable: String = "mana-sync", timeout: Duration = .seconds(120)) async throws -> (status: Int32?, output: String) {
         let process = try ChildProcess(executable, arguments, environment: environment)
-        let status = try await process.waitForExit(timeout: .seconds(120))
+        let status = try await process.waitForExit(timeout: timeout)
         return (status, process.output)
     }
 
