@@ -192,10 +192,10 @@ struct SyncTarget {
     }
 
     /// Runs `mana-sync import --from original` with a JSON report.
-    func runImport(from original: DatabaseURL, _ extra: [String] = []) async throws -> (status: Int32?, output: String, report: ImportReport?) {
+    func runImport(from original: DatabaseURL, _ extra: [String] = [], timeout: Duration = .seconds(120)) async throws -> (status: Int32?, output: String, report: ImportReport?) {
         let path = NSTemporaryDirectory() + "/import-report-\(UUID().uuidString).json"
         defer { unlink(path) }
-        let (status, output) = try await run(["import", "--from", LegacyOriginals.argument(original), "--report", path, "--quiet"] + extra)
+        let (status, output) = try await run(["import", "--from", LegacyOriginals.argument(original), "--report", path, "--quiet"] + extra, timeout: timeout)
         let report = (try? Data(contentsOf: URL(fileURLWithPath: path))).flatMap { try? JSONDecoder().decode(ImportReport.self, from: $0) }
         return (status, output, report)
     }
@@ -276,7 +276,7 @@ struct SyncTarget {
                 "ANALYZE sync_changes",
             ], on: original)
         let target = try await SyncTarget.migrated()
-        let run = try await target.runImport(from: original)
+        let run = try await target.runImport(from: original, timeout: .seconds(1500))
         #expect(run.status == 0, "\(run.output)")
         let report = try #require(run.report)
         print(String(format: "import benchmark: %d rows in %.1f s = %.0f rows/s", report.rowsRead, report.seconds, report.rowsPerSecond))
