@@ -10,7 +10,7 @@ struct ManaSyncCommand: AsyncParsableCommand {
         commandName: "mana-sync",
         abstract: "The sync server of the mana local-first apps.",
         discussion: EnvironmentVariable.helpText(SyncConfiguration.variables),
-        subcommands: [Serve.self, Migrate.self],
+        subcommands: [Serve.self, Migrate.self, Import.self],
         defaultSubcommand: Serve.self)
 }
 

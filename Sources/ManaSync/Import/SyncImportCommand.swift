@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import HTTPKit
+import Logging
+import PostgresNIO
+
+extension ManaSyncCommand {
+    /// `mana-sync import --from URL`: brings the original Go mana-sync's changes along.
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Import (again: only what is new) the original mana-sync database into DATABASE_URL, then verify it.",
+            discussion: """
+                Reads public.sync_changes of the original in a read-only transaction, as a role that bypasses its \
+                row-level security (superuser or BYPASSRLS). Writes sync.changes, sync.heads and the legacy_sync schema \
+                of DATABASE_URL (as a role with BYPASSRLS). Run it before the cut-over, stop the original, run it again, \
+                then switch traffic. Exit status 1 when an invariant is violated. See docs/operations.md.
+                """)
+
+        @Option(name: .long, help: "postgres:// URL of the original mana_sync database (only read).")
+        var from: String?
+
+        @Flag(help: "Do every read and check, write nothing.")
+        var dryRun = false
+
+        @Flag(help: "Show where the import stands and exit.")
+        var status = false
+
+        @Flag(help: "No progress lines.")
+        var quiet = false
+
+        @Option(help: "Write the report as JSON to this file.")
+        var report: String?
+
+        @Option(help: "Seconds added to the cut-over clock: new cursors start above every cursor the original can have issued.")
+        var cutoverMargin: Double = 5
+
+        @Option(help: ArgumentHelp("Rows per committed batch.", visibility: .hidden))
+        var batchSize = 10_000
+
+        func validate() throws {
+            guard status || from != nil else { throw ValidationError("--from is required (or --status)") }
+            guard cutoverMargin >= 0, batchSize > 0 else { throw ValidationError("--cutover-margin and --batch-size must be positive") }
+        }
+
+        func run() async throws {
+            let configuration = ServiceRuntime.loadConfiguration(SyncConfiguration.init(reading:))
+            var logger = Logger(label: SyncConfiguration.serviceName)
+            logger.logLevel = .warning
+            if status {
+                try await SyncImportStatus.lines(target: configuration.chassis.database, logger: logger).forEach { print($0) }
+                return
+            }
+            let source: DatabaseURL
+            do {
+                source = try DatabaseURL(from ?? "")
+            } catch {
+                throw ValidationError("--from: \("\(error)".replacingOccurrences(of: "DATABASE_URL", with: "the URL"))")
+            }
+            let options = SyncImporter.Options(
+                source: source, target: configuration.chassis.database, dryRun: dryRun, quiet: quiet,
+                cutoverMargin: .milliseconds(Int64(cutoverMargin * 1000)), batchSize: batchSize)
+            let result: ImportReport
+            do {
+                result = try await SyncImporter(options: options, logger: logger).run()
+            } catch let refusal as LegacySyncSource.Refusal {
+                FileHandle.standardError.write(Data("import refused: \(refusal.description)\n".utf8))
+                throw ExitCode(2)
+            } catch let error as PSQLError {
+                // PSQLError's description hides the server's message; an operator needs it.
+                let message = error.serverInfo?[.message] ?? "\(error.code)"
+                FileHandle.standardError.write(Data("import failed: \(message)\n".utf8))
+                throw ExitCode(1)
+            }
+            print(result.text)
+            if let report { try result.write(to: report) }
+            if !result.isClean { throw ExitCode(1) }
+        }
+    }
+}

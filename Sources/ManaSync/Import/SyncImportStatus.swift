@@ -1,0 +1,43 @@
+import HTTPKit
+import Logging
+import PostgresNIO
+
+/// `mana-sync import --status`: where the import stands, from the target alone.
+enum SyncImportStatus {
+    /// The status as lines of text.
+    static func lines(target: DatabaseURL, logger: Logger) async throws -> [String] {
+        try await ServiceRuntime.withDatabase(target, maximumConnections: 1, logger: logger) { client in
+            try await client.withConnection { connection in
+                try await connection.query("SET TIME ZONE 'UTC'", logger: logger)
+                let exists = try await connection.query(
+                    "SELECT to_regclass('legacy_sync.import_state') IS NOT NULL", logger: logger
+                ).decode(Bool.self).reduce(false) { $1 }
+                guard exists else { return ["no import has run against this database"] }
+                var lines: [String] = []
+                let state = try await connection.query(
+                    """
+                    SELECT source, coalesce(last_created_at::text, '-'), coalesce(last_id::text, '-'), cutover_cursor, runs, updated_at::text,
+                        (SELECT count(*) FROM legacy_sync.sync_changes)::bigint
+                    FROM legacy_sync.import_state
+                    """, logger: logger)
+                for try await (source, createdAt, id, cutover, runs, updated, rows) in state.decode(
+                    (String, String, String, Int64, Int, String, Int64).self)
+                {
+                    lines.append("source: \(source)")
+                    lines.append("runs completed: \(runs), last change \(updated)")
+                    lines.append("rows imported: \(rows)")
+                    lines.append("resume after: created_at \(createdAt), id \(id)")
+                    lines.append("cut-over cursor: \(cutover) (\(Timestamp.format(microseconds: cutover)))")
+                }
+                let runs = try await connection.query(
+                    "SELECT id, finished_at::text, rows_read, rows_written, violations FROM legacy_sync.import_runs ORDER BY id DESC LIMIT 5",
+                    logger: logger)
+                for try await (id, finished, read, written, violations) in runs.decode((Int64, String, Int64, Int64, Int).self) {
+                    lines.append("run \(id) finished \(finished): \(read) read, \(written) written, \(violations) violation(s)")
+                }
+                if lines.isEmpty { lines.append("the import has started but no batch has committed yet") }
+                return lines
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+import Foundation
+import HTTPKit
+import Logging
+import PostgresNIO
+
+/// Our mana-sync database as the import writes it: original rows land verbatim in
+/// `legacy_sync.sync_changes` and, transformed, in `sync.changes` with their cursors, the
+/// heads and the resume point, all of one batch in one transaction.
+struct SyncImportTarget: Sendable {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    /// The state a run starts from.
+    struct State: Sendable {
+        var source: String?
+        var mark: ImportMark?
+        var cutoverCursor: Int64 = 0
+        var runs = 0
+        var legacyRows = 0
+    }
+
+    /// Checks the target is migrated and this role may write every user's rows, takes the
+    /// import lock (one import at a time) and sets the session up.
+    func prepare() async throws {
+        try await connection.query("SET TIME ZONE 'UTC'", logger: logger)
+        let rows = try await connection.query(
+            """
+            SELECT to_regclass('sync.changes') IS NOT NULL,
+                (SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user), current_user::text,
+                pg_try_advisory_lock(hashtext('mana-sync import'))
+            """, logger: logger)
+        var facts: (Bool, Bool, String, Bool) = (false, false, "", false)
+        for try await row in rows.decode((Bool, Bool, String, Bool).self) { facts = row }
+        let (migrated, bypasses, role, locked) = facts
+        guard migrated else { throw LegacySyncSource.Refusal(description: "the target has no sync.changes: run `mana-sync migrate` first") }
+        guard bypasses else {
+            throw LegacySyncSource.Refusal(
+                description: """
+                    role \(role) of DATABASE_URL cannot write every user's rows of sync.changes and sync.heads (row-level \
+                    security is forced): run the import as the owner with BYPASSRLS (ALTER ROLE \(role) BYPASSRLS) or as a superuser
+                    """)
+        }
+        guard locked else { throw LegacySyncSource.Refusal(description: "another mana-sync import is running against this database") }
+    }
+
+    /// Creates the import's tables and the session's batch table; reads the resume point.
+    func state() async throws -> State {
+        try await SyncImportSchema.create(on: connection, logger: logger)
+        try await connection.query(
+            """
+            CREATE TEMP TABLE IF NOT EXISTS import_batch (
+                id uuid, app_id text, table_name text, record_id text, user_id text, op text, data jsonb,
+                field_timestamps jsonb, client_id text, created_at timestamptz, space_id text)
+            """, logger: logger)
+        var state = State()
+        let rows = try await connection.query(
+            """
+            SELECT source, last_created_at::text, last_id::text, cutover_cursor, runs,
+                (SELECT count(*) FROM legacy_sync.sync_changes)::bigint
+            FROM legacy_sync.import_state
+            """, logger: logger)
+        for try await (source, createdAt, id, cutover, runs, legacyRows) in rows.decode(
+            (String, String?, String?, Int64, Int, Int64).self)
+        {
+            state.source = source
+            if let createdAt, let id { state.mark = ImportMark(createdAt: createdAt, id: id) }
+            state.cutoverCursor = cutover
+            state.runs = runs
+            state.legacyRows = Int(legacyRows)
+        }
+        return state
+    }
+
+    /// Writes one batch (rows in (created_at, id) order) and moves the resume point to its
+    /// last row. Rows already imported are skipped; a row at or before `previousMark` that is
+    /// new committed late in the original and is marked so. Returns the rows written.
+    func write(
+        _ batch: [LegacySyncSource.Row], source: String, previousMark: ImportMark?, cutover: Int64
+    ) async throws -> Int {
+        var text = CopyText(capacity: batch.count * 256)
+        for row in batch { text.append(row.copyColumns) }
+        let buffer = text.buffer
+        try await connection.query("TRUNCATE import_batch", logger: logger)
+        try await connection.copyFrom(
+            table: "import_batch",
+            columns: ["id", "app_id", "table_name", "record_id", "user_id", "op", "data", "field_timestamps", "client_id", "created_at", "space_id"],
+            logger: logger
+        ) { writer in try await writer.write(buffer) }
+        let rows = try await connection.query(
+            """
+            WITH fresh AS (
+                INSERT INTO legacy_sync.sync_changes
+                    (id, app_id, table_name, record_id, user_id, op, data, field_timestamps, client_id, created_at, space_id, late)
+                SELECT b.id, b.app_id, b.table_name, b.record_id, b.user_id, b.op, b.data, b.field_timestamps, b.client_id,
+                    b.created_at, b.space_id,
+                    coalesce((b.created_at, b.id) <= (\(previousMark?.createdAt)::timestamptz, \(previousMark?.id)::uuid), false)
+                FROM import_batch b
+                ON CONFLICT (id) DO NOTHING
+                RETURNING *
+            ),
+            numbered AS (
+                SELECT f.*, (extract(epoch FROM f.created_at) * 1000000)::bigint AS micros,
+                    row_number() OVER (PARTITION BY f.user_id, f.app_id ORDER BY f.created_at, f.id) AS n
+                FROM fresh f
+            ),
+            previous AS (
+                SELECT k.user_id, k.app_id,
+                    coalesce((SELECT max(c.cursor) FROM sync.changes c WHERE c.user_id = k.user_id AND c.app_id = k.app_id), 0) AS cursor
+                FROM (SELECT DISTINCT user_id, app_id FROM fresh) k
+            ),
+            placed AS (
+                -- cursor = max(µs of created_at, previous cursor + 1), in closed form over the batch.
+                SELECT n.*, n.n + greatest(p.cursor, max(n.micros - n.n) OVER (
+                    PARTITION BY n.user_id, n.app_id ORDER BY n.created_at, n.id ROWS UNBOUNDED PRECEDING)) AS cursor
+                FROM numbered n JOIN previous p USING (user_id, app_id)
+            ),
+            inserted AS (
+                INSERT INTO sync.changes
+                    (user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id, received_at, event_id, extra)
+                SELECT user_id, app_id, cursor, table_name, record_id, op,
+                    \(unescaped: SyncImportMapping.data), \(unescaped: SyncImportMapping.fields), \(unescaped: SyncImportMapping.deletedAt),
+                    client_id, created_at, id, \(unescaped: SyncImportMapping.extra)
+                FROM placed
+                RETURNING user_id, app_id, cursor
+            ),
+            heads AS (
+                INSERT INTO sync.heads (user_id, app_id, last_cursor)
+                SELECT user_id, app_id, greatest(max(cursor), \(cutover)) FROM inserted GROUP BY user_id, app_id
+                ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = excluded.last_cursor
+                    WHERE sync.heads.last_cursor < excluded.last_cursor
+                RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM inserted)::bigint, (SELECT count(*) FROM heads)::bigint
+            """, logger: logger)
+        var written: Int64 = 0
+        for try await (count, _) in rows.decode((Int64, Int64).self) { written = count }
+        let last = batch.last!
+        try await connection.query(
+            """
+            INSERT INTO legacy_sync.import_state AS s (source, last_created_at, last_id, cutover_cursor)
+            VALUES (\(source), \(last.createdAt)::timestamptz, \(last.id)::uuid, \(cutover))
+            ON CONFLICT (singleton) DO UPDATE SET
+                last_created_at = CASE WHEN s.last_created_at IS NULL
+                    OR (excluded.last_created_at, excluded.last_id) > (s.last_created_at, s.last_id)
+                    THEN excluded.last_created_at ELSE s.last_created_at END,
+                last_id = CASE WHEN s.last_created_at IS NULL
+                    OR (excluded.last_created_at, excluded.last_id) > (s.last_created_at, s.last_id)
+                    THEN excluded.last_id ELSE s.last_id END,
+                cutover_cursor = greatest(s.cutover_cursor, excluded.cutover_cursor), updated_at = now()
+            """, logger: logger)
+        return Int(written)
+    }
+
+    /// Raises every head to the cut-over cursor (new pushes are then above every cursor the
+    /// original can have handed out), counts the run, and returns the heads raised.
+    func finish(source: String, cutover: Int64) async throws -> Int {
+        let raised = try await connection.query(
+            """
+            WITH raised AS (UPDATE sync.heads SET last_cursor = \(cutover) WHERE last_cursor < \(cutover) RETURNING 1)
+            SELECT count(*)::bigint FROM raised
+            """, logger: logger
+        ).decode(Int64.self).reduce(0) { $1 }
+        try await connection.query(
+            """
+            INSERT INTO legacy_sync.import_state AS s (source, cutover_cursor, runs) VALUES (\(source), \(cutover), 1)
+            ON CONFLICT (singleton) DO UPDATE SET runs = s.runs + 1,
+                cutover_cursor = greatest(s.cutover_cursor, excluded.cutover_cursor), updated_at = now()
+            """, logger: logger)
+        return Int(raised)
+    }
+
+    /// Records a run and its report.
+    func record(_ report: ImportReport) async throws {
+        let json = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
+        let violations = report.violations.count
+        try await connection.query(
+            """
+            INSERT INTO legacy_sync.import_runs (rows_read, rows_written, violations, report)
+            VALUES (\(report.rowsRead), \(report.rowsWritten), \(violations), \(json)::jsonb)
+            """, logger: logger)
+    }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import HTTPKit
+import Logging
+import PostgresNIO
+
+/// `mana-sync import`: copies the original Go mana-sync's `public.sync_changes` into our
+/// change log, incrementally and resumably, then checks the spec's invariants.
+///
+/// A run reads the original in one read-only snapshot, in (created_at, id) order from the
+/// last imported row, and writes batches; each batch (its legacy copy, its changes, their
+/// heads and the resume point) commits as one transaction, so a killed run leaves every
+/// (user, app) with a gap-free prefix of its rows and the next run continues after it.
+/// A dry run does the same inside one transaction that it rolls back.
+struct SyncImporter: Sendable {
+    struct Options: Sendable {
+        var source: DatabaseURL
+        var target: DatabaseURL
+        var dryRun = false
+        var quiet = false
+        /// Added to the clock at the cut-over: the old Go host's clock may run ahead.
+        var cutoverMargin: Duration = .seconds(5)
+        var batchSize = 10_000
+    }
+
+    let options: Options
+    let logger: Logger
+
+    /// Runs one import and returns its report.
+    func run() async throws -> ImportReport {
+        let sourceName = "\(options.source.host):\(options.source.port)/\(options.source.database)"
+        let options = self.options
+        let logger = self.logger
+        return try await ServiceRuntime.withDatabase(options.source, maximumConnections: 1, logger: logger) { (sourceClient: PostgresClient) -> ImportReport in
+            try await ServiceRuntime.withDatabase(options.target, maximumConnections: 1, logger: logger) { (targetClient: PostgresClient) -> ImportReport in
+                try await sourceClient.withConnection { (sourceConnection: PostgresConnection) -> ImportReport in
+                    try await targetClient.withConnection { (targetConnection: PostgresConnection) -> ImportReport in
+                        var report = ImportReport(service: "mana-sync", source: sourceName, dryRun: options.dryRun)
+                        let source = LegacySyncSource(connection: sourceConnection, logger: logger)
+                        let target = SyncImportTarget(connection: targetConnection, logger: logger)
+                        try await target.prepare()
+                        let hasSpace = try await source.begin()
+                        if options.dryRun { try await targetConnection.query("BEGIN", logger: logger) }
+                        let state = try await target.state()
+                        if let previous = state.source, previous != sourceName {
+                            throw LegacySyncSource.Refusal(
+                                description: "this database was imported from \(previous), not \(sourceName); refusing to mix two originals")
+                        }
+                        // The cut-over clock: the later of the original's database clock and ours, plus the margin.
+                        let now = max(try await source.clock(), Int64(Date().timeIntervalSince1970 * 1_000_000))
+                        let cutover = max(now + Int64(options.cutoverMargin.inSeconds * 1_000_000), state.cutoverCursor)
+                        var (upTo, after) = try await source.counts(after: state.mark)
+                        // Rows at or before the resume point that we do not have committed late: read everything again.
+                        var mark = state.mark
+                        if upTo != state.legacyRows {
+                            mark = nil
+                            after += upTo
+                        }
+                        var meter = ImportProgressMeter(label: "mana-sync import", total: after, quiet: options.quiet)
+                        try await source.rows(after: mark, hasSpace: hasSpace, batchSize: options.batchSize) { batch in
+                            if !options.dryRun { try await targetConnection.query("BEGIN", logger: logger) }
+                            let written = try await target.write(batch, source: sourceName, previousMark: state.mark, cutover: cutover)
+                            if !options.dryRun { try await targetConnection.query("COMMIT", logger: logger) }
+                            report.rowsRead += batch.count
+                            report.rowsWritten += written
+                            meter.advance(by: batch.count)
+                        }
+                        meter.finish()
+                        let raised = try await target.finish(source: sourceName, cutover: cutover)
+                        report.seconds = meter.elapsed
+                        report.rowsPerSecond = meter.rate
+                        report.facts["heads raised to the cut-over cursor in this run"] = String(raised)
+                        let checking = ContinuousClock.now
+                        try await SyncImportChecks(connection: targetConnection, logger: logger).run(
+                            sourceCounts: try await source.groupCounts(), cutover: cutover, into: &report)
+                        report.facts["checks took (s)"] = String(format: "%.1f", (ContinuousClock.now - checking).inSeconds)
+                        try await source.end()
+                        if options.dryRun {
+                            try await targetConnection.query("ROLLBACK", logger: logger)
+                        } else {
+                            try await target.record(report)
+                        }
+                        return report
+                    }
+                }
+            }
+        }
+    }
+}
