@@ -44,7 +44,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         self.body = BodyDecoder(limit: bodyLimit, timeout: settings.bodyTimeout)
         self.database = PostgresClient(
             configuration: settings.database.clientConfiguration(maximumConnections: settings.databasePoolSize),
-            backgroundLogger: logger)
+            backgroundLogger: DatabaseService.backgroundLogger(logger))
         self.databaseService = DatabaseService(database)
         let router = ServiceRouter<Context>()
         router.add(middleware: RequestLogMiddleware())

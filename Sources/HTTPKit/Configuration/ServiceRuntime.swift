@@ -73,7 +73,7 @@ package enum ServiceRuntime {
         _ body: @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
         let service = DatabaseService(
-            PostgresClient(configuration: database.clientConfiguration(maximumConnections: maximumConnections), backgroundLogger: logger))
+            PostgresClient(configuration: database.clientConfiguration(maximumConnections: maximumConnections), backgroundLogger: DatabaseService.backgroundLogger(logger)))
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await service.run() }
             defer { group.cancelAll() }

@@ -1,3 +1,4 @@
+import Logging
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
@@ -14,6 +15,16 @@ package struct DatabaseService: Service {
 
     package init(_ client: PostgresClient) {
         self.client = client
+    }
+
+    /// The client's background logger: `logger` without PostgresNIO's "run() hasn't been
+    /// called yet" warning. Work waits for ``waitUntilRunning()``, which returns when `run()`
+    /// is being entered; the warning can still fire in the instant between (the flag it reads
+    /// is set inside `run()`), and then it is only noise: the lease waits for the pool.
+    package static func backgroundLogger(_ logger: Logger) -> Logger {
+        var filtered = Logger(label: logger.label) { _ in PrematureLeaseFilter(inner: logger.handler) }
+        filtered.logLevel = logger.logLevel
+        return filtered
     }
 
     package func run() async {
@@ -73,5 +84,31 @@ package final class Latch: Sendable {
         } onCancel: {
             state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
         }
+    }
+}
+
+/// Forwards everything but PostgresNIO's premature-lease warning (see
+/// ``DatabaseService/backgroundLogger(_:)``).
+struct PrematureLeaseFilter: LogHandler {
+    var inner: any LogHandler
+
+    var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        if event.level == .warning, event.message.description.hasPrefix("Trying to lease connection from `PostgresClient`") { return }
+        inner.log(event: event)
     }
 }
