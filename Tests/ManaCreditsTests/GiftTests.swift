@@ -181,7 +181,7 @@ import TestSupport
     }
 
     @Test func burstsBeyondTheLimitsAre429WithRetryAfter() async throws {
-        try await CreditsHarness.run(gifts: { $0.lookupLimit = 5; $0.redeemLimit = 3 }) { (h: CreditsHarness) async throws in
+        try await CreditsHarness.run(gifts: { $0.lookupLimit = 5; $0.redeemLimit = 3; $0.limitWindow = .seconds(3600) }) { (h: CreditsHarness) async throws in
             var lookups: [(Int, String?)] = []
             for _ in 0..<8 {
                 let answer = try await h.caller.sendText(.get, "/api/v1/gifts/ABCDEFGHJK")

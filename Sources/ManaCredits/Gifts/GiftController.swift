@@ -18,8 +18,8 @@ struct GiftController: Sendable {
         self.gifts = gifts
         self.body = body
         self.settings = settings
-        lookupLimiter = RateLimiter(limit: settings.lookupLimit, per: .seconds(60))
-        redeemLimiter = RateLimiter(limit: settings.redeemLimit, per: .seconds(60))
+        lookupLimiter = RateLimiter(limit: settings.lookupLimit, per: settings.limitWindow)
+        redeemLimiter = RateLimiter(limit: settings.redeemLimit, per: settings.limitWindow)
     }
 
     func addPublicRoutes(to group: RouterGroup<AppRequestContext>) {

@@ -9,6 +9,9 @@ struct GiftSettings: Sendable {
     var lookupLimit = 30
     /// Redeem attempts per minute, per user and per client address.
     var redeemLimit = 10
+    /// The window both limits count over (a minute; tests lengthen it so that a slow machine
+    /// does not refill a token between two of their requests).
+    var limitWindow: Duration = .seconds(60)
     /// Which `X-Forwarded-For` entries name the client (default: none, the peer address).
     var trustedProxies: TrustedProxies = .none
 
