@@ -85,7 +85,11 @@ import TestSupport
         print("PostgreSQL restart: \(all.count) requests, statuses \(statuses.sorted { $0.key < $1.key }), slowest \(slowest)")
         // The request deadline (5 s here) bounds every request, down database or not: a lease
         // waiting for a connection and a shared billing lookup both give up on cancellation.
-        #expect(slowest < .milliseconds(7500), "a request took \(slowest)")
+        // Allowance beyond it: 2.5 s, plus what an ordinary request costs on this machine now
+        // (a loaded CI machine is slow throughout; an unbounded wait would still show).
+        let ordinary = all.filter { $0.status == 200 }.map(\.duration).sorted()
+        let typical = ordinary.isEmpty ? Duration.zero : ordinary[ordinary.count / 2]
+        #expect(slowest < .milliseconds(7500) + typical * 5, "a request took \(slowest); a typical one \(typical)")
         #expect(all.allSatisfy { $0.status != nil && $0.status != 500 }, "a request failed with 500 or without an answer")
         #expect(ready.withLock { $0["sync"]?.contains(503) == true && $0["credits"]?.contains(503) == true })
         try await system.stop()
@@ -203,9 +207,11 @@ import TestSupport
 
         // WebSocket floods: sockets that never authenticate are closed after the auth timeout;
         // a socket that floods pings and large messages costs bounded memory, and others still hear pushes.
-        let silent = (0..<200).map { _ in WSProbe(url: "ws://127.0.0.1:\(system.syncPort)/ws") }
+        // The two that authenticate go first: with a 1 s auth timeout, a loaded machine opening
+        // 200 sockets at the same moment could make them miss it.
         let listener = try await WSProbe.authenticated("ws://127.0.0.1:\(system.syncPort)/ws", token: token, clientID: "listener")
         let flooder = try await WSProbe.authenticated("ws://127.0.0.1:\(system.syncPort)/ws", token: token, clientID: "flooder")
+        let silent = (0..<200).map { _ in WSProbe(url: "ws://127.0.0.1:\(system.syncPort)/ws") }
         let big = String(repeating: "x", count: 60_000)
         for index in 0..<20_000 { flooder.send(index.isMultiple(of: 200) ? #"{"type":"\#(big)"}"# : #"{"type":"ping"}"#) }
         flooder.send(String(repeating: "y", count: 200_000))  // over the 64 KB message limit: closed

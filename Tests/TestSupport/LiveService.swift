@@ -26,6 +26,14 @@ package enum LiveService {
         build: (_ onServerRunning: @escaping @Sendable (any Channel) async -> Void) async throws -> App,
         _ body: (HTTPCaller) async throws -> T
     ) async throws -> T {
+        try await TestSlots.withSlot { try await serve(shutdownLimit: shutdownLimit, build: build, body) }
+    }
+
+    private static func serve<App: ApplicationProtocol, T>(
+        shutdownLimit: Duration,
+        build: (_ onServerRunning: @escaping @Sendable (any Channel) async -> Void) async throws -> App,
+        _ body: (HTTPCaller) async throws -> T
+    ) async throws -> T {
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let app = try await build { channel in continuation.yield(channel.localAddress?.port ?? 0) }
         let group = ServiceGroup(configuration: .init(services: [app], logger: TestDatabase.logger))
