@@ -95,6 +95,9 @@ import TestSupport
         try await SyncHarness.run(billing: {
             $0.breakerThreshold = 2
             $0.breakerCooldown = .seconds(8)
+            // The failures here are refused connections (immediate); the probe must not fail
+            // open merely because a loaded machine answered it slowly.
+            $0.timeout = .seconds(10)
         }) { (h: SyncHarness) async throws in
             h.credits.setActive("probe", false)
             await h.credits.server.stop()
