@@ -21,7 +21,6 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
     package let router: ServiceRouter<Context>
     package let metrics: ServiceMetrics
     package let database: PostgresClient
-    private let databaseService: DatabaseService
     package let logger: Logger
     package let body: BodyDecoder
     package private(set) var services: [any Service] = []
@@ -42,10 +41,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         self.logger = logger
         self.metrics = metrics
         self.body = BodyDecoder(limit: bodyLimit, timeout: settings.bodyTimeout)
-        self.database = PostgresClient(
-            configuration: settings.database.clientConfiguration(maximumConnections: settings.databasePoolSize),
-            backgroundLogger: DatabaseService.backgroundLogger(logger))
-        self.databaseService = DatabaseService(database)
+        self.database = settings.database.makeClient(maximumConnections: settings.databasePoolSize, logger: logger)
         let router = ServiceRouter<Context>()
         router.add(middleware: RequestLogMiddleware())
         router.add(middleware: PrometheusMetricsMiddleware(metrics: metrics))
@@ -86,15 +82,13 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
             configuration: .init(
                 address: .hostname(settings.host, port: settings.port),
                 serverName: settings.serviceName),
-            services: [databaseService] + services.map { AfterMigrations($0, migrated: migrated) },
+            services: [database] + services.map { AfterMigrations($0, migrated: migrated) },
             onServerRunning: onServerRunning,
             logger: logger)
         let runner = MigrationRunner(
             client: database, migrations: migrations, lockName: "\(settings.serviceName)-migrations", logger: logger)
-        let databaseService = self.databaseService
         app.beforeServerStarts {
-            await databaseService.waitUntilRunning()
-            try await runner.run(retryingFor: .seconds(60))
+            try await runner.run(retryingFor: MigrationRunner.startupRetryWindow)
             migrated.open()
         }
         for process in beforeServerStarts { app.beforeServerStarts(perform: process) }
@@ -102,8 +96,8 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
     }
 }
 
-/// A background service that starts once the migrations have run (so it never leases a
-/// connection before the client runs, nor reads a table that is not there yet).
+/// A background service that starts once the migrations have run, so it never reads a table
+/// that is not there yet.
 private struct AfterMigrations: Service {
     let service: any Service
     let migrated: Latch

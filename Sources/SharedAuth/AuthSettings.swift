@@ -37,11 +37,15 @@ package struct AuthSettings: Sendable {
         package static var all: [EnvironmentVariable] { [authURL, jwksURL, issuer, audience, refresh, leeway, serviceKey] }
     }
 
-    /// Reads mana-auth's address and the token rules both services share: JWKS at
+    /// Service keys that appear in this repository's files (development defaults, examples).
+    static let placeholderKeys: Set<String> = ["dev-service-key", "compose-service-key", "replace-with-a-long-random-key"]
+
+    /// Reads what both services share: mana-auth's address and the token rules (JWKS at
     /// `{MANA_AUTH_URL}/api/auth/jwks` unless `JWKS_URL` says otherwise, issuer `MANA_AUTH_URL`
-    /// unless `JWT_ISSUER` says otherwise, audience `mana`. Without an issuer check any token
-    /// mana-auth signs for another purpose would pass, so issuer and audience are always
-    /// checked; production refuses the development issuer (neither variable set).
+    /// unless `JWT_ISSUER` says otherwise, audience `mana`), the JWKS refresh, the leeway and the
+    /// service keys. Without an issuer check any token mana-auth signs for another purpose
+    /// would pass, so issuer and audience are always checked; production refuses the
+    /// development issuer (neither variable set) and weak or placeholder service keys.
     package init(readingTokenRules reader: inout ConfigReader) {
         let authURL = reader.url(Variables.authURL)
         let jwksURL =
@@ -51,15 +55,7 @@ package struct AuthSettings: Sendable {
         if reader.isProduction, issuer == nil, reader.environment[Variables.authURL.name, default: ""].isEmpty {
             reader.report("JWT_ISSUER: production needs the token issuer (set JWT_ISSUER or MANA_AUTH_URL)")
         }
-        self.init(reading: &reader, jwksURL: jwksURL, issuer: issuer ?? authURL, audience: reader.string(Variables.audience))
-    }
-
-    /// Service keys that appear in this repository's files (development defaults, examples).
-    static let placeholderKeys: Set<String> = ["dev-service-key", "compose-service-key", "replace-with-a-long-random-key"]
-
-    /// Reads the shared part (refresh, leeway, service keys); the caller supplies the JWKS
-    /// URL and the issuer/audience rules, which differ per service.
-    package init(reading reader: inout ConfigReader, jwksURL: String, issuer: String?, audience: String?) {
+        let audience = reader.string(Variables.audience)
         let refresh = reader.seconds(Variables.refresh, in: 1...86_400)
         let leeway = reader.seconds(Variables.leeway, in: 0...600)
         let keys = reader.list(Variables.serviceKey)
@@ -74,7 +70,7 @@ package struct AuthSettings: Sendable {
             }
         }
         self.init(
-            jwksURL: jwksURL, verifier: .init(issuer: issuer, audience: audience, leeway: leeway),
+            jwksURL: jwksURL, verifier: .init(issuer: issuer ?? authURL, audience: audience, leeway: leeway),
             refreshInterval: refresh, serviceKeys: keys)
     }
 }

@@ -18,6 +18,16 @@ import TestSupport
         }
     }
 
+    /// A child that dies before it is ready ends the readiness wait at once (not after the
+    /// wait's 60 s), so a failing restart explains itself instead of timing out in silence.
+    @Test func theReadinessWaitEndsWhenTheChildExits() async throws {
+        let process = try ChildProcess("mana-sync", ["serve"], environment: ["PORT": "abc"])
+        let started = ContinuousClock.now
+        #expect(await process.waitUntilReady(port: 1) == false)
+        #expect(ContinuousClock.now - started < .seconds(30))
+        #expect(process.exitStatus == 78)
+    }
+
     @Test func productionRefusesTheDevelopmentServiceKey() async throws {
         let process = try ChildProcess(
             "mana-credits", ["serve"],

@@ -62,7 +62,7 @@ package enum ServiceRuntime {
         try await withDatabase(settings.database, logger: logger) { client in
             try await MigrationRunner(
                 client: client, migrations: migrations, lockName: "\(settings.serviceName)-migrations", logger: logger
-            ).run(retryingFor: .seconds(60))
+            ).run(retryingFor: MigrationRunner.startupRetryWindow)
         }
     }
 
@@ -72,13 +72,11 @@ package enum ServiceRuntime {
         _ database: DatabaseURL, maximumConnections: Int = 4, logger: Logger,
         _ body: @Sendable (PostgresClient) async throws -> T
     ) async throws -> T {
-        let service = DatabaseService(
-            PostgresClient(configuration: database.clientConfiguration(maximumConnections: maximumConnections), backgroundLogger: DatabaseService.backgroundLogger(logger)))
+        let client = database.makeClient(maximumConnections: maximumConnections, logger: logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await service.run() }
+            group.addTask { await client.run() }
             defer { group.cancelAll() }
-            await service.waitUntilRunning()
-            return try await body(service.client)
+            return try await body(client)
         }
     }
 }

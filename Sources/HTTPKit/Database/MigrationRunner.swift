@@ -102,6 +102,9 @@ package struct MigrationRunner: Sendable {
         }
     }
 
+    /// How long `serve` and `migrate` retry a database they cannot reach at startup.
+    package static let startupRetryWindow: Duration = .seconds(60)
+
     /// A connection problem, not a problem of the migrations themselves.
     static func isTransient(_ error: any Error) -> Bool {
         switch error {

@@ -51,28 +51,33 @@ struct StoredChange: Sendable, Equatable {
         out.append(contentsOf: #""}"#.utf8)
     }
 
-    /// A page as the JSON object clients receive: a push or pull answer
-    /// (`{"conflicts":[],"serverChanges":[...],"syncedUntil","hasMore"}`) or, with `table`, an SSE
-    /// `changes` event (`{"table","changes":[...],"syncedUntil","hasMore"}`).
-    static func pageJSON(_ changes: [StoredChange], table: String? = nil, syncedUntil: Int64, hasMore: Bool) -> [UInt8] {
+    /// An SSE `changes` event: `{"table","changes":[...],"syncedUntil","hasMore"}`.
+    static func eventJSON(_ changes: [StoredChange], table: String, syncedUntil: Int64, hasMore: Bool) -> [UInt8] {
+        var opening = Array(#"{"table":"#.utf8)
+        JSONText.appendString(table, to: &opening)
+        opening.append(contentsOf: #","changes":"#.utf8)
+        return pageJSON(opening: opening, syncedUntil: syncedUntil, hasMore: hasMore, capacity: 64 + changes.count * 160) { out in
+            out.append(UInt8(ascii: "["))
+            for (index, change) in changes.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                change.appendJSON(to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        }
+    }
+
+    /// `{<opening><changes array>,"syncedUntil":"…","hasMore":…}`: the one envelope of push and
+    /// pull answers (opening `"conflicts":[],"serverChanges":`) and SSE events.
+    static func pageJSON(
+        opening: [UInt8], syncedUntil: Int64, hasMore: Bool, capacity: Int, changes: (inout [UInt8]) -> Void
+    ) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(64 + changes.count * 160)
-        if let table {
-            out.append(contentsOf: #"{"table":"#.utf8)
-            JSONText.appendString(table, to: &out)
-            out.append(contentsOf: #","changes":["#.utf8)
-        } else {
-            out.append(contentsOf: #"{"conflicts":[],"serverChanges":["#.utf8)
-        }
-        for (index, change) in changes.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            change.appendJSON(to: &out)
-        }
-        out.append(contentsOf: #"],"syncedUntil":""#.utf8)
+        out.reserveCapacity(capacity + opening.count + 64)
+        out.append(contentsOf: opening)
+        changes(&out)
+        out.append(contentsOf: #","syncedUntil":""#.utf8)
         out.append(contentsOf: Timestamp.format(microseconds: syncedUntil).utf8)
-        out.append(contentsOf: #"","hasMore":"#.utf8)
-        out.append(contentsOf: (hasMore ? "true" : "false").utf8)
-        out.append(UInt8(ascii: "}"))
+        out.append(contentsOf: (hasMore ? #"","hasMore":true}"# : #"","hasMore":false}"#).utf8)
         return out
     }
 }

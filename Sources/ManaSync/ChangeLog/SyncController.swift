@@ -92,14 +92,11 @@ struct SyncController: Sendable {
 
     /// `{"conflicts":[],"serverChanges":[...],"syncedUntil","hasMore"}` around PostgreSQL's text.
     static func response(_ page: ChangeLogRepository.PageText) -> JSONResponse {
-        var out: [UInt8] = []
-        out.reserveCapacity(page.changes.utf8.count + 96)
-        out.append(contentsOf: #"{"conflicts":[],"serverChanges":"#.utf8)
-        out.append(contentsOf: page.changes.utf8)
-        out.append(contentsOf: #","syncedUntil":""#.utf8)
-        out.append(contentsOf: Timestamp.format(microseconds: page.syncedUntil).utf8)
-        out.append(contentsOf: (page.hasMore ? #"","hasMore":true}"# : #"","hasMore":false}"#).utf8)
-        return JSONResponse(rawJSON: out)
+        JSONResponse(
+            rawJSON: StoredChange.pageJSON(
+                opening: Array(#"{"conflicts":[],"serverChanges":"#.utf8), syncedUntil: page.syncedUntil, hasMore: page.hasMore,
+                capacity: page.changes.utf8.count
+            ) { $0.append(contentsOf: page.changes.utf8) })
     }
 
     /// 1–64 characters of `A–Z a–z 0–9 _ . -`, starting with a letter or digit.

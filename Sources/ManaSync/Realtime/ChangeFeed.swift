@@ -24,15 +24,8 @@ struct ChangeFeed: Service {
 
     // MARK: Payloads (well under PostgreSQL's 8,000-byte limit)
 
-    /// A push: user, app, client, tables (nil when too many to list) and the cursor range.
-    static func pushPayload(userID: String, appID: String, clientID: String, tables: [String], first: Int64, last: Int64) -> String {
-        var body: [String: JSONValue] = [
-            "k": "push", "u": .string(userID), "a": .string(appID), "c": .string(clientID),
-            "f": .string(String(first)), "l": .string(String(last)), "t": .array(tables.map(JSONValue.string)),
-        ]
-        if encode(body).utf8.count > 7_000 { body["t"] = .null }
-        return encode(body)
-    }
+    // A push's notice (user, app, client, tables or null when too many, cursor range) is
+    // built by `sync.push` inside the push's transaction (migration 0004).
 
     static func invalidationPayload(userID: String) -> String {
         encode(["k": "billing", "u": .string(userID)])

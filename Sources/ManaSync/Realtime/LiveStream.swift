@@ -80,7 +80,7 @@ struct LiveStream: Sendable {
             let page = try await read(cursors[table] ?? 0)
             cursors[table] = page.syncedUntil
             if catchUp || !page.changes.isEmpty {
-                let data = StoredChange.pageJSON(page.changes, table: table, syncedUntil: page.syncedUntil, hasMore: page.hasMore)
+                let data = StoredChange.eventJSON(page.changes, table: table, syncedUntil: page.syncedUntil, hasMore: page.hasMore)
                 try await write(StreamController.event("changes", rawJSON: data))
             }
             if !page.hasMore { return }

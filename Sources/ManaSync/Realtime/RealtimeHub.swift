@@ -53,9 +53,6 @@ final class RealtimeHub: Sendable {
         /// Why the connection was ended (the first reason given), nil while it is open.
         var closeReason: CloseReason? { reason.withLock { $0 } }
 
-        /// Whether the connection was dropped for not keeping up.
-        var wasDropped: Bool { closeReason == .tooSlow }
-
         /// Queues a message; false (and the queue is closed) when it is full.
         func send(_ text: String) -> Bool {
             if case .dropped = continuation.yield(text) {
@@ -156,14 +153,8 @@ final class RealtimeHub: Sendable {
             state.sequence += 1
             let connection = Connection(
                 userID: userID, appID: appID, clientID: clientID, validUntil: validUntil, queueLimit: queueLimit, sequence: state.sequence)
-            var evicted: Connection?
-            if let existing = state.connections[userID], existing.count >= connectionsPerUser,
-                let oldest = existing.values.min(by: { $0.sequence < $1.sequence })
-            {
-                state.connections[userID]?[oldest.id] = nil
-                state.connectionCount -= 1
-                evicted = oldest
-            }
+            let evicted = Self.removeOldest(from: &state.connections[userID, default: [:]], atLimit: connectionsPerUser, \.sequence)
+            if evicted != nil { state.connectionCount -= 1 }
             state.connections[userID, default: [:]][connection.id] = connection
             state.connectionCount += 1
             return (connection, evicted)
@@ -191,14 +182,8 @@ final class RealtimeHub: Sendable {
         let (subscription, evicted, closed) = state.withLock { state -> (Subscription, Subscription?, Bool) in
             state.sequence += 1
             let subscription = Subscription(userID: userID, appID: appID, clientID: clientID, tables: tables, sequence: state.sequence)
-            var evicted: Subscription?
-            if let existing = state.subscriptions[userID], existing.count >= streamsPerUser,
-                let oldest = existing.values.min(by: { $0.sequence < $1.sequence })
-            {
-                state.subscriptions[userID]?[oldest.id] = nil
-                state.subscriptionCount -= 1
-                evicted = oldest
-            }
+            let evicted = Self.removeOldest(from: &state.subscriptions[userID, default: [:]], atLimit: streamsPerUser, \.sequence)
+            if evicted != nil { state.subscriptionCount -= 1 }
             state.subscriptions[userID, default: [:]][subscription.id] = subscription
             state.subscriptionCount += 1
             return (subscription, evicted, state.closed)
@@ -210,6 +195,16 @@ final class RealtimeHub: Sendable {
         if closed { subscription.close() }
         updateGauges()
         return subscription
+    }
+
+    /// A user's listeners at `limit`: takes out (and returns) the oldest, to make room.
+    private static func removeOldest<Listener>(
+        from listeners: inout [UUID: Listener], atLimit limit: Int, _ sequence: KeyPath<Listener, UInt64>
+    ) -> Listener? {
+        guard listeners.count >= limit, let oldest = listeners.min(by: { $0.value[keyPath: sequence] < $1.value[keyPath: sequence] })
+        else { return nil }
+        listeners[oldest.key] = nil
+        return oldest.value
     }
 
     func unsubscribe(_ subscription: Subscription) {

@@ -22,7 +22,7 @@ final class SharedReads: Sendable {
         let task: Task<ChangeLogRepository.Page, any Error>
     }
 
-    private let reads = Mutex<[Key: Read]>([:])
+    private let reads = Mutex<(entries: [Key: Read], swept: ContinuousClock.Instant)>(([:], .now))
 
     /// The page for `key`, from a read started at or after `notBefore` (joined if one is under
     /// way, else started with `read`). `shared` tells whether another stream's read served it.
@@ -32,12 +32,15 @@ final class SharedReads: Sendable {
     ) async throws -> (page: ChangeLogRepository.Page, shared: Bool) {
         let (task, shared) = reads.withLock { reads -> (Task<ChangeLogRepository.Page, any Error>, Bool) in
             let now = ContinuousClock.now
-            if let known = reads[key], known.started >= notBefore { return (known.task, true) }
+            if let known = reads.entries[key], known.started >= notBefore { return (known.task, true) }
             // Finished reads stay joinable briefly (streams woken by one notice arrive a few
-            // milliseconds apart), then go.
-            reads = reads.filter { now - $0.value.started < Self.retention }
+            // milliseconds apart), then go: swept once per retention period, not on every read.
+            if now - reads.swept > Self.retention {
+                reads.entries = reads.entries.filter { now - $0.value.started < Self.retention }
+                reads.swept = now
+            }
             let task = Task { try await read() }
-            reads[key] = Read(started: now, task: task)
+            reads.entries[key] = Read(started: now, task: task)
             return (task, false)
         }
         return (try await task.value, shared)
@@ -45,7 +48,4 @@ final class SharedReads: Sendable {
 
     /// How long a read may serve streams that join after it started.
     static let retention: Duration = .seconds(2)
-
-    /// Reads kept (for tests).
-    var count: Int { reads.withLock { $0.count } }
 }

@@ -3,12 +3,12 @@ import Logging
 import Testing
 import TestSupport
 
-/// The PostgreSQL client runs as a service that work waits for; its background log drops
-/// only PostgresNIO's premature-lease warning.
-@Suite struct DatabaseServiceTests {
+/// The PostgreSQL client's background log drops only PostgresNIO's premature-lease warning;
+/// background services wait on a latch for the migrations.
+@Suite struct DatabaseClientTests {
     @Test func theBackgroundLoggerDropsOnlyThePrematureLeaseWarning() {
         let capture = LogCapture()
-        let logger = DatabaseService.backgroundLogger(capture.logger(level: .debug))
+        let logger = PrematureLeaseFilter.wrapping(capture.logger(level: .debug))
         logger.warning("Trying to lease connection from `PostgresClient`, but `PostgresClient.run()` hasn't been called yet.")
         logger.warning("Connection closed unexpectedly")
         logger.debug("Trying to lease connection from `PostgresClient` (debug)")
