@@ -277,21 +277,16 @@ def bench_pull(cluster, sync, tokens):
                cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
 
 
+# The least SQL that does a debit's job: one statement (its own transaction) with the
+# guarded balance update and the ledger insert, answering the ledger row.
 USE_SQL = """\\set uid random(0, USERS)
-BEGIN;
-SELECT balance AS before, total_earned, total_spent FROM credits.balances WHERE user_id = 'user-' || :uid FOR UPDATE \\gset
-UPDATE credits.balances SET balance = balance - 1, total_spent = total_spent + 1, updated_at = now() WHERE user_id = 'user-' || :uid;
-INSERT INTO credits.transactions (user_id, type, status, amount, balance_before, balance_after, app_id, description, metadata,
-    idempotency_key, completed_at)
-VALUES ('user-' || :uid, 'usage', 'completed', -1, :before::bigint, :before::bigint - 1, 'bench', 'bench use', NULL::jsonb, NULL, clock_timestamp())
+WITH b AS (
+    UPDATE credits.balances SET balance = balance - 1, total_spent = total_spent + 1, updated_at = now()
+    WHERE user_id = 'user-' || :uid AND balance >= 1 RETURNING balance)
+INSERT INTO credits.transactions (user_id, type, status, amount, balance_before, balance_after, app_id, description, completed_at)
+SELECT 'user-' || :uid, 'usage', 'completed', -1, b.balance + 1, b.balance, 'bench', 'bench use', clock_timestamp() FROM b
 RETURNING id, user_id, type, status, amount, balance_before, balance_after, app_id, description, metadata::text, idempotency_key,
     created_at, completed_at;
-INSERT INTO credits.usage_stats (user_id, app_id, day, credits_used, transactions)
-VALUES ('user-' || :uid, 'bench', (now() AT TIME ZONE 'UTC')::date, 1, 1)
-ON CONFLICT (user_id, app_id, day) DO UPDATE SET credits_used = credits.usage_stats.credits_used + EXCLUDED.credits_used,
-    transactions = credits.usage_stats.transactions + 1;
-SELECT balance, total_earned, total_spent FROM credits.balances WHERE user_id = 'user-' || :uid;
-COMMIT;
 """
 
 

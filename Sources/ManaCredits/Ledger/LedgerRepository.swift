@@ -35,9 +35,21 @@ struct LedgerRepository: Sendable {
     // MARK: Reading
 
     /// The balance, creating a zero row when the user has none.
+    /// One statement: the inserted row, or else the row already there. A row another
+    /// transaction inserted after this statement's snapshot is in neither: then read it again.
     func balance(userID: String) async throws -> Balance {
-        try await client.withGuardedTransaction(logger: logger) { connection in
-            try await Self.ensureBalanceRow(userID, on: connection, logger: logger)
+        try await client.withGuardedConnection { connection in
+            let rows = try await connection.query(
+                """
+                WITH created AS (
+                    INSERT INTO credits.balances (user_id) VALUES (\(userID)) ON CONFLICT (user_id) DO NOTHING
+                    RETURNING balance, total_earned, total_spent)
+                SELECT balance, total_earned, total_spent FROM created
+                UNION ALL SELECT balance, total_earned, total_spent FROM credits.balances WHERE user_id = \(userID)
+                """, logger: logger)
+            for try await (balance, earned, spent) in rows.decode((Int64, Int64, Int64).self) {
+                return Balance(balance: balance, totalEarned: earned, totalSpent: spent)
+            }
             return try await Self.balance(userID, on: connection, logger: logger)
         }
     }
@@ -59,66 +71,47 @@ struct LedgerRepository: Sendable {
     // MARK: Changing
 
     /// Debits `amount` ("use"). 402 when the balance is short; with an idempotency key, a
-    /// repeat returns the first transaction and a different amount is 409.
+    /// repeat returns the first transaction and a different amount is 409. One statement, so
+    /// one round trip and its own transaction.
     func debit(_ request: DebitRequest) async throws -> Debit {
-        try await client.withGuardedTransaction(logger: logger) { connection in
+        try await client.withGuardedConnection { connection in
             try await Self.debit(request, on: connection, logger: logger)
         }
     }
 
-    /// Debits inside a caller's transaction (the sync subscription reuses this). Throws the
-    /// 402 before writing anything, so the caller's transaction stays usable.
+    /// Debits, alone or inside a caller's transaction (the sync subscription and gifts reuse
+    /// this), in one call of `credits.debit` (migration 0008): lock, key lookup, guard,
+    /// balance, ledger row and usage count. Throws the 402 or 409 having written nothing, so
+    /// the caller's transaction stays usable.
     static func debit(_ request: DebitRequest, on connection: PostgresConnection, logger: Logger) async throws -> Debit {
-        // Lock first, then look for the key: a concurrent request with the same key
-        // waits here and then finds the first one's transaction.
-        let locked = try await Self.balanceRow(request.userID, forUpdate: true, on: connection, logger: logger)
-        let earlier: LedgerTransaction? =
-            if let key = request.systemKey {
-                try await Self.transaction(userID: request.userID, systemKey: key, on: connection, logger: logger)
-            } else if let key = request.idempotencyKey {
-                try await Self.transaction(userID: request.userID, idempotencyKey: key, on: connection, logger: logger)
-            } else { nil }
-        if let earlier {
-            guard earlier.type == request.type, earlier.amount == -request.amount else {
+        let metadataText = try request.metadata.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        let rows = try await connection.query(
+            """
+            SELECT * FROM credits.debit(\(request.userID), \(request.amount), \(request.type), \(request.appID),
+                \(request.description), \(metadataText)::jsonb, \(request.idempotencyKey), \(request.systemKey), \(request.caller))
+            """, logger: logger)
+        for try await row in rows {
+            let columns = row.makeRandomAccess()
+            let outcome = try columns["outcome"].decode(String.self)
+            let balance = Balance(
+                balance: try columns["balance"].decode(Int64.self), totalEarned: try columns["total_earned"].decode(Int64.self),
+                totalSpent: try columns["total_spent"].decode(Int64.self))
+            switch outcome {
+            case "debited", "repeated":
+                return Debit(transaction: try LedgerTransaction(row: row), balance: balance, repeated: outcome == "repeated")
+            case "conflict":
                 throw APIError.conflict(
                     "idempotencyKey was already used for a different transaction",
-                    details: ["field": "idempotencyKey", "amount": .number(Double(-earlier.amount))])
+                    details: ["field": "idempotencyKey", "amount": .number(Double(-(try columns["amount"].decode(Int64.self))))])
+            default:
+                // The original's texts: a user without a balance row has none to debit.
+                throw APIError(
+                    .paymentRequired, code: "insufficient_credits",
+                    message: outcome == "no_balance" ? "User balance not found" : "Insufficient credits",
+                    details: ["required": .number(Double(request.amount)), "available": .number(Double(balance.balance))])
             }
-            let balance = try await Self.balance(request.userID, on: connection, logger: logger)
-            return Debit(transaction: earlier, balance: balance, repeated: true)
         }
-        let available = locked?.balance ?? 0
-        guard locked != nil, available >= request.amount else {
-            // The original's texts: a user without a balance row has none to debit.
-            throw APIError(
-                .paymentRequired, code: "insufficient_credits", message: locked == nil ? "User balance not found" : "Insufficient credits",
-                details: ["required": .number(Double(request.amount)), "available": .number(Double(available))])
-        }
-        try await connection.query(
-            """
-            UPDATE credits.balances SET balance = balance - \(request.amount), total_spent = total_spent + \(request.amount),
-                updated_at = now() WHERE user_id = \(request.userID)
-            """, logger: logger)
-        let transaction = try await Self.insert(
-            userID: request.userID, type: request.type, amount: -request.amount, before: available, appID: request.appID,
-            description: request.description, metadata: request.metadata, idempotencyKey: request.idempotencyKey,
-            systemKey: request.systemKey, caller: request.caller, on: connection, logger: logger)
-        if request.type == "usage" {
-            try await recordUsage(request, on: connection, logger: logger)
-        }
-        let balance = try await Self.balance(request.userID, on: connection, logger: logger)
-        return Debit(transaction: transaction, balance: balance, repeated: false)
-    }
-
-    private static func recordUsage(_ request: DebitRequest, on connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.query(
-            """
-            INSERT INTO credits.usage_stats (user_id, app_id, day, credits_used, transactions)
-            VALUES (\(request.userID), \(request.appID), (now() AT TIME ZONE 'UTC')::date, \(request.amount), 1)
-            ON CONFLICT (user_id, app_id, day) DO UPDATE SET
-                credits_used = credits.usage_stats.credits_used + EXCLUDED.credits_used,
-                transactions = credits.usage_stats.transactions + 1
-            """, logger: logger)
+        throw APIError(.internalServerError, message: "internal server error")
     }
 
     /// Credits `amount` (purchase, gift, refund), creating the balance row if needed.
