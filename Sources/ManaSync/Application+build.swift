@@ -41,7 +41,7 @@ func buildApplication(
         settings: configuration.billing, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
     SyncController(
         changeLog: changeLog, body: chassis.body, gate: gate, hooks: hooks, metrics: metrics,
-        maximumChanges: configuration.push.maximumChanges)
+        maximumChanges: configuration.push.maximumChanges, pages: configuration.pages)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
     StreamController(changeLog: changeLog, gate: gate, hub: hub, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))

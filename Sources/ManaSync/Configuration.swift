@@ -8,6 +8,7 @@ struct SyncConfiguration: Sendable {
     var billing: BillingSettings
     var realtime = RealtimeSettings()
     var push = PushLimits()
+    var pages = PageLimits()
 
     static let serviceName = "mana-sync"
 
@@ -15,6 +16,7 @@ struct SyncConfiguration: Sendable {
     static var variables: [EnvironmentVariable] {
         ChassisSettings.variables(defaultPort: 3050, defaultDatabase: "mana_sync") + AuthSettings.Variables.all
             + BillingSettings.Variables.all + RealtimeSettings.Variables.all + PushLimits.Variables.all
+            + PageLimits.Variables.all
     }
 
     init(chassis: ChassisSettings, auth: AuthSettings, billing: BillingSettings, realtime: RealtimeSettings = RealtimeSettings()) {
@@ -30,6 +32,7 @@ struct SyncConfiguration: Sendable {
         billing = BillingSettings(reading: &reader)
         realtime = RealtimeSettings(reading: &reader)
         push = PushLimits(reading: &reader)
+        pages = PageLimits(reading: &reader)
     }
 }
 
@@ -53,5 +56,33 @@ struct PushLimits: Sendable {
     init(reading reader: inout ConfigReader) {
         maximumChanges = reader.int(Variables.changes, in: 1...1_000_000)
         maximumBodyBytes = reader.int(Variables.bodyBytes, in: 1024...(1 << 30))
+    }
+}
+
+/// How many changes one answer carries. The protocol's bounds are upper bounds: a push answer
+/// carries "at most 1,000" changes and a pull without `limit` a page of 1,000, each with
+/// `hasMore` when more remain, and clients page on with `since = syncedUntil`. Both defaults
+/// keep the original's sizes; an operator whose clients hammer one user from many devices may
+/// lower them (docs/benchmarks.md, the mixed scenario), trading more round trips on a long
+/// catch-up for much cheaper answers under load.
+struct PageLimits: Sendable {
+    /// Most other clients' changes a push answer carries.
+    var pushAnswer = 1_000
+    /// Page size of a pull that names no `limit` (an explicit `limit` of 1–5,000 still wins).
+    var pullDefault = 1_000
+
+    enum Variables {
+        static let pushAnswer = EnvironmentVariable(
+            "SYNC_PUSH_PAGE_LIMIT", default: "1000", help: "most changes of other clients a push answer carries (1-1000; hasMore beyond)")
+        static let pullDefault = EnvironmentVariable(
+            "SYNC_PULL_PAGE_DEFAULT", default: "1000", help: "page size of a pull without limit (1-5000)")
+        static var all: [EnvironmentVariable] { [pushAnswer, pullDefault] }
+    }
+
+    init() {}
+
+    init(reading reader: inout ConfigReader) {
+        pushAnswer = reader.int(Variables.pushAnswer, in: 1...1_000)
+        pullDefault = reader.int(Variables.pullDefault, in: 1...5_000)
     }
 }

@@ -93,6 +93,35 @@ import TestSupport
         }
     }
 
+    /// Smaller page limits (`SYNC_PUSH_PAGE_LIMIT`, `SYNC_PULL_PAGE_DEFAULT`) answer fewer
+    /// changes with `hasMore`, and a client paging on with `syncedUntil` still gets every change once.
+    @Test func smallerPageLimitsPageOnWithoutLosingAChange() async throws {
+        try await SyncHarness.run(pages: { $0.pushAnswer = 2; $0.pullDefault = 3 }) { (h: SyncHarness) async throws in
+            let changes = (0..<7).map { Changes.insert("items", "i\($0)", ["n": .number(Double($0))]) }
+            try await h.push("app", as: "pager", client: "A", changes: changes)
+            let answer = try await h.push("app", as: "pager", client: "B", since: Self.epoch, changes: [])
+            #expect(answer.body["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } == ["i0", "i1"])
+            #expect(answer.body["hasMore"] == true)
+            var since = answer.body["syncedUntil"]?.stringValue ?? Self.epoch
+            var seen = ["i0", "i1"]
+            var pages = 0
+            while true {
+                let page = try await h.pull("app", as: "pager", collection: "items", since: since)
+                let ids = page.body["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } ?? []
+                #expect(ids.count <= 3)
+                seen += ids
+                since = page.body["syncedUntil"]?.stringValue ?? since
+                pages += 1
+                if page.body["hasMore"] != true { break }
+            }
+            #expect(seen == (0..<7).map { "i\($0)" })
+            #expect(pages == 2)
+            // An explicit limit still wins over the default.
+            let all = try await h.pull("app", as: "pager", collection: "items", since: Self.epoch, limit: 10)
+            #expect(all.body["serverChanges"]?.array?.count == 7)
+        }
+    }
+
     @Test func noChangeIsEverMissed() async throws {
         try await SyncHarness.run { (h: SyncHarness) async throws in
             // Large batches keep each writer's transaction open a while after its cursors are

@@ -24,6 +24,7 @@ struct SyncHarness: Sendable {
         hub: RealtimeHub? = nil,
         chassis: @Sendable (inout ChassisSettings) -> Void = { _ in },
         limits: @Sendable (inout PushLimits) -> Void = { _ in },
+        pages: @Sendable (inout PageLimits) -> Void = { _ in },
         authEnvironment: [String: String] = [:],
         _ test: @Sendable (SyncHarness) async throws -> Void
     ) async throws {
@@ -44,6 +45,7 @@ struct SyncHarness: Sendable {
             chassis: chassisSettings,
             auth: try authSettings(jwksURL: jwks.url, environment: authEnvironment), billing: billingSettings, realtime: realtimeSettings)
         limits(&configuration.push)
+        pages(&configuration.pages)
         let outcome: Result<Void, any Error>
         do {
             try await LiveService.run(

@@ -27,7 +27,8 @@ struct SyncController: Sendable {
 
     /// Most changes one push may carry (`SYNC_MAX_CHANGES`).
     let maximumChanges: Int
-    static let pushPageSize = 1_000
+    /// Page sizes of push answers and of pulls without `limit` (`SYNC_PUSH_PAGE_LIMIT`, `SYNC_PULL_PAGE_DEFAULT`).
+    let pages: PageLimits
 
     func addRoutes(to group: RouterGroup<AppRequestContext>) {
         group.post(":appId") { request, context in try await push(request, context) }
@@ -60,7 +61,7 @@ struct SyncController: Sendable {
         }
         let (page, stored) = try await changeLog.push(
             userID: user.id, appID: appID, clientID: clientID, changes: changes, since: since, idempotencyKey: key,
-            limit: Self.pushPageSize)
+            limit: pages.pushAnswer)
         if stored > 0 {
             metrics.count("sync_changes_stored_total", by: stored)
             let tables = Array(Set(changes.map(\.table))).sorted()
@@ -80,7 +81,7 @@ struct SyncController: Sendable {
         }
         guard let sinceText = query["since"].map(String.init) else { throw APIError.badRequest("since is required", field: "since") }
         let since = try Self.cursor(.string(sinceText))
-        let limit = try QueryParameter.integer(request, "limit", default: 1_000, in: 1...5_000)
+        let limit = try QueryParameter.integer(request, "limit", default: pages.pullDefault, in: 1...5_000)
         let clientID = request.headers[.clientID].flatMap { $0.isEmpty ? nil : $0 }
         let page = try await changeLog.pullText(
             userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit)
