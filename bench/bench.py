@@ -31,6 +31,7 @@ DURATION = os.environ.get("DURATION", "10s")
 SERVICE_KEY = "bench-service-key"
 ISSUER = "http://localhost:3001"
 RESULTS = []
+RUNNING = []  # the services now running, for the profiler
 
 
 def log(text):
@@ -113,6 +114,7 @@ def percentiles(values):
 class Service:
     def __init__(self, binary, port, environment):
         self.port = port
+        self.name = Path(binary).name
         self.log = open(WORK / f"{Path(binary).name}.log", "w")
         env = dict(os.environ, **{"PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "error", "MANA_SERVICE_KEY": SERVICE_KEY, **environment})
         self.process = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -120,6 +122,7 @@ class Service:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as answer:
                     if answer.status == 200:
+                        RUNNING.append(self)
                         return
             except OSError:
                 time.sleep(0.2)
@@ -142,6 +145,8 @@ class Service:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
+        if self in RUNNING:
+            RUNNING.remove(self)
         self.process.terminate()
         try:
             self.process.wait(timeout=20)
@@ -189,12 +194,44 @@ def k6(script, name, **variables):
     arguments = ["k6", "run", "--quiet", "--summary-export", str(summary)]
     for key, value in variables.items():
         arguments += ["-e", f"{key}={value}"]
+    profiler = start_profile(name)
     result = subprocess.run(arguments + [str(ROOT / "bench" / script)], capture_output=True, text=True)
+    if profiler:
+        finish_profile(profiler, name)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     LAST_K6_CPU[0] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if not summary.exists():
         raise RuntimeError(f"k6 {script} failed: {result.stderr[-2000:]}")
     return json.loads(summary.read_text())["metrics"], result.returncode == 0
+
+
+def start_profile(name):
+    """`PROFILE=<k6 run name>` (e.g. push-1-32, use, mixed): records the whole machine with
+    perf (software clock, call graphs) while that k6 run lasts."""
+    if os.environ.get("PROFILE") != name or not shutil.which("perf"):
+        return None
+    return subprocess.Popen(["perf", "record", "-a", "-g", "-F", "499", "-o", str(WORK / f"perf-{name}.data")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def finish_profile(profiler, name):
+    """Stops perf and writes .bench/profile-<name>.txt: CPU by process, then the hottest
+    functions of each of our services and of PostgreSQL (self time, % of all samples)."""
+    import signal
+    profiler.send_signal(signal.SIGINT)
+    profiler.wait()
+    data = str(WORK / f"perf-{name}.data")
+    def report(*options):
+        return subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--percent-limit", "0.7", *options],
+                              capture_output=True, text=True).stdout
+    parts = [f"# perf profile of k6 run {name} (whole machine, 499 Hz)", "## CPU by process", report("--sort", "comm", "-g", "none")]
+    for service in RUNNING:
+        parts += [f"## {service.name} (pid {service.process.pid}): hottest functions",
+                  report("--pid", str(service.process.pid), "--sort", "dso,sym", "-g", "none")]
+    for command in ["postgres", "k6"]:
+        parts += [f"## {command}: hottest functions", report("--comms", command, "--sort", "dso,sym", "-g", "none")]
+    (WORK / f"profile-{name}.txt").write_text("\n".join(parts))
+    log(f"  profile written to {WORK / f'profile-{name}.txt'}")
 
 
 def record(section, **figures):
