@@ -54,6 +54,8 @@ func buildApplication(
             client: chassis.database, hub: hub, gate: gate, changeLog: changeLog, retry: configuration.realtime.listenerRetry,
             metrics: metrics, logger: chassis.logger))
 
+    // A socket lives no longer than the token it was opened with.
+    chassis.addService(PeriodicService(every: .seconds(1)) { hub.closeExpired() })
     let webSockets = Router(context: BasicWebSocketRequestContext.self)
     WebSocketController(hub: hub, verifier: auth.verifier, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: webSockets)

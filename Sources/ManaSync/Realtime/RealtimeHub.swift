@@ -177,6 +177,17 @@ final class RealtimeHub: Sendable {
         updateGauges()
     }
 
+    /// Ends every connection whose token expired by `now` (1008 "token expired"). Run once
+    /// a second by one sweep for the whole hub, instead of a sleeping task per socket.
+    @discardableResult
+    func closeExpired(now: Date = Date()) -> Int {
+        let expired = state.withLock { state in
+            state.connections.values.flatMap { $0.values.filter { ($0.validUntil ?? .distantFuture) <= now } }
+        }
+        for connection in expired { disconnect(connection, .expired) }
+        return expired.count
+    }
+
     /// Registers an SSE stream; a user at the limit loses the oldest stream (it ends).
     func subscribe(userID: String, appID: String, clientID: String?, tables: Set<String>) -> Subscription {
         let (subscription, evicted, closed) = state.withLock { state -> (Subscription, Subscription?, Bool) in

@@ -46,14 +46,17 @@ struct WebSocketController: Sendable {
         let session = Session()
         metrics.count("sync_ws_upgrades_total")
         await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    try? await Task.sleep(for: settings.authTimeout)
-                    if !Task.isCancelled, session.current == nil {
-                        metrics.count("sync_ws_auth_failures_total", [("reason", "timeout")])
-                        try? await outbound.close(.policyViolation, reason: "authentication timeout")
-                    }
+            // Until the first message authenticates; cancelled then, so an idle socket keeps
+            // no timer (token expiry is the hub's once-a-second sweep).
+            let authTimeout = Task {
+                try? await Task.sleep(for: settings.authTimeout)
+                if !Task.isCancelled, session.current == nil {
+                    metrics.count("sync_ws_auth_failures_total", [("reason", "timeout")])
+                    try? await outbound.close(.policyViolation, reason: "authentication timeout")
                 }
+            }
+            defer { authTimeout.cancel() }
+            await withTaskGroup(of: Void.self) { group in
                 do {
                     for try await message in inbound.messages(maxSize: Self.maximumMessage) {
                         guard case .text(let text) = message else { continue }
@@ -67,14 +70,8 @@ struct WebSocketController: Sendable {
                             break
                         }
                         session.connection.withLock { $0 = connection }
+                        authTimeout.cancel()
                         group.addTask { await write(connection, to: outbound, logger: logger) }
-                        if let validUntil = connection.validUntil {
-                            // The socket lives no longer than the token it was opened with.
-                            group.addTask {
-                                try? await Task.sleep(for: .seconds(max(0, validUntil.timeIntervalSinceNow)))
-                                if !Task.isCancelled { hub.disconnect(connection, .expired) }
-                            }
-                        }
                     }
                 } catch {
                     logger.debug("websocket closed", metadata: ["error": "\(error)"])
