@@ -124,8 +124,7 @@ class Dashboard:
             "time": {"from": "now-6h", "to": "now"}, "fiscalYearStartMonth": 0, "liveNow": False, "weekStart": "",
             "annotations": {"list": [{"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True, "hide": True,
                                       "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts", "type": "dashboard"}]},
-            "links": [{"title": "Runbooks (docs/operations.md)", "type": "link", "url": "https://github.com/mana/mana-services/blob/main/docs/operations.md#alerts-and-runbooks",
-                       "targetBlank": True, "icon": "doc", "tooltip": "", "asDropdown": False, "includeVars": False, "keepTime": False, "tags": []}],
+            "links": [],
             "templating": {"list": [{
                 "name": "instance", "label": "instance", "type": "query", "datasource": DATASOURCE,
                 "query": {"query": f'label_values(process_resident_memory_bytes{{job="{self.job}"}}, instance)', "refId": "instance"},
@@ -203,7 +202,7 @@ def credits():
         (f"sum by (route) (rate({d.sel('http_requests_total', use, eq('status', '200'))}[{RATE}]))", "use {{route}}"),
         (f"sum(rate({d.sel('credits_sync_renewals_total', eq('outcome', 'charged'))}[{RATE}]))", "Cloud Sync renewals"),
         (f"sum(rate({d.sel('http_requests_total', eq('route', '/api/v1/sync/activate'), eq('status', '200'))}[{RATE}]))", "Cloud Sync activations"),
-        (f"sum(rate({d.sel('http_requests_total', eq('route', '/api/v1/gifts'), eq('method', 'POST'), eq('status', '200'))}[{RATE}]))", "gift codes bought")],
+        (f"sum(rate({d.sel('http_requests_total', eq('route', '/api/v1/gifts'), eq('method', 'POST'), eq('status', '201'))}[{RATE}]))", "gift codes bought")],
         unit="ops", description="Successful debits: the use endpoints, renewals, activations and gift purchases (each is one ledger debit).")
     d.panel("Credits per second", [
         (f"sum(rate({d.sel('credits_stripe_webhooks_total', eq('outcome', 'applied'))}[{RATE}]))", "purchases (Stripe webhook applied)"),
