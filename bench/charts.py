@@ -64,7 +64,7 @@ def label(record):
 
 def bar_chart(title, subtitle, rows, series, unit, scale="linear", reference=None, legend=None):
     """Horizontal grouped bars. rows: [(label, {series: value})]; series: [(key, colour, name)]."""
-    left, right, top, bar, gap = 330, 80, 64, 14, 10
+    left, right, top, bar, gap = 330, 80, 76, 14, 10
     width = 900
     plot = width - left - right
     group = bar * len(series) + gap
@@ -94,7 +94,7 @@ def bar_chart(title, subtitle, rows, series, unit, scale="linear", reference=Non
     if reference is not None:
         x = left + position(reference)
         out.append(f"<line x1='{x:.1f}' y1='{top - 8}' x2='{x:.1f}' y2='{bottom}' stroke='#c0392b' stroke-dasharray='4 3'/>")
-        out.append(f"<text x='{x + 4:.1f}' y='{top - 10}' fill='#c0392b'>{escape(number(reference))} = PostgreSQL</text>")
+        out.append(f"<text x='{x - 4:.1f}' y='{top - 10}' text-anchor='end' fill='#c0392b'>{escape(number(reference))} = PostgreSQL alone</text>")
     for index, (name, figures) in enumerate(rows):
         y = top + index * group
         out.append(f"<text x='{left - 8}' y='{y + group / 2:.1f}' text-anchor='end' dominant-baseline='middle'>{escape(name)}</text>")
