@@ -90,6 +90,8 @@ enum SyncMetrics {
         ("sync_billing_status_calls_total", [("outcome", "ok")]),
         ("sync_billing_status_calls_total", [("outcome", "failed")]),
         ("sync_billing_invalidations_total", []),
+        ("sync_billing_cache_total", [("result", "hit")]),
+        ("sync_billing_cache_total", [("result", "miss")]),
         ("sync_listener_reconnects_total", []),
         ("sync_ws_dropped_slow_total", []),
         ("sync_ws_evicted_total", []),

@@ -214,7 +214,7 @@ import TestSupport
 
     @Test func theLoosePromQLReaderFindsMetricsLabelsAndGroupings() {
         let use = PromQL.parse(
-            #"histogram_quantile(0.99, sum by (le, route) (rate(x_bucket{job="a",route!="/b",status=~"5.."}[$__rate_interval]))) > 1 and sum by (route) (rate(x_count[5m:1m])) / on (route) group_left y"#)
+            #"histogram_quantile(0.99, sum by (le, route) (rate(x_bucket{job="a",route!="/b",status=~"5.."}[$__rate_interval]))) > 1 and sum by (route) (rate(x_count[5m:1m])) / on (route) group_left max(y)"#)
         #expect(use.selectors.map(\.metric) == ["x_bucket", "x_count", "y"])
         #expect(use.selectors[0].matchers.map { "\($0.label)\($0.op)\($0.value)" } == ["job=a", "route!=/b", "status=~5.."])
         #expect(use.labels(for: 0) == ["le", "route"])
@@ -422,7 +422,12 @@ enum PromQL {
         }
     }
 
-    static let keywords: Set<String> = ["and", "or", "unless", "bool", "offset", "inf", "nan", "atan2"]
+    static let keywords: Set<String> = [
+        "and", "or", "unless", "bool", "offset", "inf", "nan", "atan2",
+        // Aggregation operators, which may be followed by `by (…)` instead of `(`.
+        "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile",
+        "limitk", "limit_ratio",
+    ]
 
     static func parse(_ text: String) -> Use {
         let c = Array(text)
