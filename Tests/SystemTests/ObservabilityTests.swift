@@ -399,8 +399,9 @@ enum PromQL {
             switch op {
             case "=": return candidate == value
             case "!=": return candidate != value
-            case "=~": return candidate.wholeMatch(of: (try? Regex(value)) ?? Regex(verbatim: value)) != nil
-            default: return candidate.wholeMatch(of: (try? Regex(value)) ?? Regex(verbatim: value)) == nil
+            default:
+                let matched = (try? Regex(value)).map { candidate.wholeMatch(of: $0) != nil } ?? (candidate == value)
+                return op == "=~" ? matched : !matched
             }
         }
     }
@@ -440,6 +441,15 @@ enum PromQL {
             while j < c.count, c[j].isWhitespace { j += 1 }
             return j
         }
+        func endOfString(_ start: Int) -> Int {
+            let quote = c[start]
+            var j = start + 1
+            while j < c.count, c[j] != quote {
+                if c[j] == "\\" { j += 1 }
+                j += 1
+            }
+            return j + 1
+        }
         /// The index of the bracket closing the one at `open`, strings skipped.
         func closing(_ open: Int) -> Int {
             var depth = 0
@@ -458,15 +468,6 @@ enum PromQL {
                 j += 1
             }
             return c.count - 1
-        }
-        func endOfString(_ start: Int) -> Int {
-            let quote = c[start]
-            var j = start + 1
-            while j < c.count, c[j] != quote {
-                if c[j] == "\\" { j += 1 }
-                j += 1
-            }
-            return j + 1
         }
         while i < c.count {
             let ch = c[i]

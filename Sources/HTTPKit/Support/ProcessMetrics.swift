@@ -30,9 +30,12 @@ package enum ProcessMetrics {
         if let open = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {
             metrics.set("process_open_fds", to: Double(open.count))
         }
-        var limit = rlimit()
-        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
-            metrics.set("process_max_fds", to: Double(limit.rlim_cur))
+        // "Max open files  <soft>  <hard>  files" in /proc/self/limits.
+        if let limits = try? String(contentsOfFile: "/proc/self/limits", encoding: .utf8),
+            let line = limits.split(separator: "\n").first(where: { $0.hasPrefix("Max open files") }),
+            let soft = line.dropFirst("Max open files".count).split(separator: " ").first.flatMap({ Double($0) })
+        {
+            metrics.set("process_max_fds", to: soft)
         }
         metrics.set("process_memory_limit_bytes", to: memoryLimit ?? 0)
         #endif
