@@ -520,7 +520,7 @@ def main():
         common = {"JWKS_URL": jwks, "MANA_AUTH_URL": ISSUER}
         def start_credits(**extra):
             return Service(f"{arguments.release}/mana-credits", CREDITS_PORT,
-                           dict(common, DATABASE_URL=cluster.url("mana_credits"), SYNC_CHARGE_INTERVAL="0", GIFT_EXPIRY_INTERVAL="0",
+                           dict(common, DATABASE_URL=cluster.url("mana_credits"), SYNC_CHARGE_INTERVAL="0", GIFT_EXPIRY_INTERVAL="0", LEDGER_AUDIT_INTERVAL="0",
                                 MANA_SYNC_URL=f"http://127.0.0.1:{SYNC_PORT}", MANA_NOTIFY_URL="http://127.0.0.1:9", **extra))
         credits = start_credits()
         services.append(credits)
