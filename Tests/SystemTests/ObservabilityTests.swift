@@ -181,7 +181,8 @@ import TestSupport
             let version = try #require(dashboard["schemaVersion"]?.doubleValue, "\(name): no schemaVersion")
             #expect(Self.supportedSchemaVersions.contains(Int(version)), "\(name): schemaVersion \(version)")
             let uid = try #require(dashboard["uid"]?.stringValue, "\(name): no uid")
-            #expect(uids.insert(uid).inserted, "\(name): uid \(uid) used twice")
+            let newUID = uids.insert(uid).inserted
+            #expect(newUID, "\(name): uid \(uid) used twice")
             #expect(dashboard["title"]?.stringValue?.isEmpty == false, "\(name): no title")
             let panels = try #require(dashboard["panels"]?.array, "\(name): no panels")
             #expect(panels.count >= 10)
@@ -190,7 +191,8 @@ import TestSupport
             for panel in panels {
                 let title = panel["title"]?.stringValue ?? "?"
                 let id = try #require(panel["id"]?.doubleValue, "\(name) \(title): no id")
-                #expect(ids.insert(Int(id)).inserted, "\(name) \(title): id \(id) used twice")
+                let newID = ids.insert(Int(id)).inserted
+                #expect(newID, "\(name) \(title): id \(id) used twice")
                 let grid = try #require(panel["gridPos"], "\(name) \(title): no gridPos")
                 let (x, y, w, h) = (
                     Int(grid["x"]?.doubleValue ?? -1), Int(grid["y"]?.doubleValue ?? -1), Int(grid["w"]?.doubleValue ?? 0),
@@ -213,7 +215,8 @@ import TestSupport
                 var refs: Set<String> = []
                 for target in targets {
                     #expect(target["expr"]?.stringValue?.isEmpty == false, "\(name) \(title): a target without expr")
-                    #expect(refs.insert(target["refId"]?.stringValue ?? "").inserted, "\(name) \(title): refIds repeat")
+                    let newRef = refs.insert(target["refId"]?.stringValue ?? "").inserted
+                    #expect(newRef, "\(name) \(title): refIds repeat")
                     #expect(target["datasource"]?["uid"]?.stringValue == sourceUID, "\(name) \(title): target datasource")
                 }
             }
