@@ -2,7 +2,8 @@
 """The benchmark driver behind `bench/run`: release builds of both services on a private
 PostgreSQL cluster, k6 for the HTTP and WebSocket load, pgbench running the same SQL as the
 ceiling, all in one run on one machine. Prints a Markdown table and writes it (with the raw
-figures as JSON) to .bench/results.md and .bench/results.json.
+figures as JSON) to .bench/results.md and .bench/results.json, and SVG charts of the figures
+(bench/charts.py: ratio to PostgreSQL, latency percentiles, RSS) to docs/charts/ (--charts).
 
     bench/run                      # everything, 10 s per measurement
     bench/run --only push,use      # some sections: push, pull, bulk, mixed, use, charge, ws
@@ -546,6 +547,7 @@ def main():
     parser.add_argument("--charge-concurrency", default="1,4", help="SYNC_CHARGE_CONCURRENCY values to time")
     parser.add_argument("--sockets", type=int, default=5_000, help="idle WebSockets to hold")
     parser.add_argument("--fsync", choices=["on", "off"], default="on", help="PostgreSQL fsync/synchronous_commit")
+    parser.add_argument("--charts", default=str(ROOT / "docs" / "charts"), help="folder for the SVG charts ('' for none)")
     arguments = parser.parse_args()
     sections = set(arguments.only.split(","))
     WORK.mkdir(exist_ok=True)
@@ -559,7 +561,7 @@ def main():
         common = {"JWKS_URL": jwks, "MANA_AUTH_URL": ISSUER}
         def start_credits(**extra):
             return Service(f"{arguments.release}/mana-credits", CREDITS_PORT,
-                           dict(common, DATABASE_URL=cluster.url("mana_credits"), SYNC_CHARGE_INTERVAL="0", GIFT_EXPIRY_INTERVAL="0",
+                           dict(common, DATABASE_URL=cluster.url("mana_credits"), SYNC_CHARGE_INTERVAL="0", GIFT_EXPIRY_INTERVAL="0", LEDGER_AUDIT_INTERVAL="0",
                                 MANA_SYNC_URL=f"http://127.0.0.1:{SYNC_PORT}", MANA_NOTIFY_URL="http://127.0.0.1:9", **extra))
         credits = start_credits()
         services.append(credits)
@@ -610,8 +612,15 @@ def main():
                f"{idle['credits_anon_mb']:.1f} MB; the rest is clean, shared code pages)")
     text = report(machine)
     (WORK / "results.md").write_text(text + "\n")
-    (WORK / "results.json").write_text(json.dumps(RESULTS, indent=1, default=str))
+    results = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "command": f"bench/run {' '.join(sys.argv[1:])}",
+               "duration": DURATION, "ceiling_kind": "least SQL", "results": RESULTS}
+    (WORK / "results.json").write_text(json.dumps(results, indent=1, default=str))
     print(text)
+    if arguments.charts:
+        sys.path.insert(0, str(ROOT / "bench"))
+        import charts
+        for name in charts.write(charts.load(WORK / "results.json"), arguments.charts):
+            log(f"chart: {Path(arguments.charts) / name}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         self.metrics = metrics
         self.body = BodyDecoder(limit: bodyLimit, timeout: settings.bodyTimeout)
         self.database = settings.database.makeClient(maximumConnections: settings.databasePoolSize, logger: logger)
+        metrics.set("db_pool_connections_max", to: Double(settings.databasePoolSize))
         let router = ServiceRouter<Context>()
         router.add(middleware: RequestLogMiddleware())
         router.add(middleware: PrometheusMetricsMiddleware(metrics: metrics))

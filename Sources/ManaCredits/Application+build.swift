@@ -65,6 +65,14 @@ func buildApplication(
     if let interval = configuration.gifts.expiryInterval {
         chassis.addService(GiftExpiry.service(gifts, every: interval, logger: chassis.logger))
     }
+    if let interval = configuration.audit.interval {
+        chassis.addService(
+            LedgerAuditSchedule(
+                audit: LedgerAudit(client: chassis.database, logger: chassis.logger), interval: interval, metrics: metrics,
+                logger: chassis.logger))
+    }
+    // Series the alert rules read exist from the start (deploy/observability/prometheus/rules).
+    for (name, labels) in CreditsMetrics.declared { metrics.count(name, labels, by: 0) }
     chassis.serveOpenAPI(openAPIURL)
     registeredRoutes?(chassis.router.registeredRoutes)
     return chassis.makeApplication(migrations: try CreditsMigrations.all(), onServerRunning: onServerRunning)
@@ -72,3 +80,26 @@ func buildApplication(
 
 /// The OpenAPI document shipped with this service (served at `GET /openapi.json`).
 let openAPIURL = Bundle.module.url(forResource: "openapi", withExtension: "json", subdirectory: "OpenAPI")
+
+/// The counters mana-credits declares at zero when it starts, so that `rate()`, `increase()`
+/// and the alerts on them see a series before the first event.
+enum CreditsMetrics {
+    static let declared: [(String, [(String, String)])] = [
+        ("credits_outbox_attempts_total", [("outcome", "delivered")]),
+        ("credits_outbox_attempts_total", [("outcome", "failed")]),
+        ("credits_sync_renewal_runs_total", []),
+        ("credits_sync_renewals_total", [("outcome", "charged")]),
+        ("credits_sync_renewals_total", [("outcome", "paused")]),
+        ("credits_sync_renewals_total", [("outcome", "failed")]),
+        ("credits_sync_renewal_failures_total", []),
+        ("credits_sync_renewal_failure_pauses_total", []),
+        ("credits_sync_invalidations_total", [("outcome", "ok")]),
+        ("credits_sync_invalidations_total", [("outcome", "failed")]),
+        ("credits_ledger_audit_runs_total", [("outcome", "clean")]),
+        ("credits_ledger_audit_runs_total", [("outcome", "violations")]),
+        ("credits_ledger_audit_runs_total", [("outcome", "error")]),
+        ("credits_stripe_webhooks_total", [("outcome", "applied")]),
+        ("credits_stripe_webhooks_total", [("outcome", "duplicate")]),
+        ("credits_stripe_webhooks_total", [("outcome", "bad_signature")]),
+    ]
+}

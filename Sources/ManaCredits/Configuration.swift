@@ -9,6 +9,7 @@ struct CreditsConfiguration: Sendable {
     var gifts = GiftSettings()
     var stripe = StripeSettings()
     var ledger = LedgerSettings()
+    var audit = AuditSettings()
 
     static let serviceName = "mana-credits"
 
@@ -16,7 +17,7 @@ struct CreditsConfiguration: Sendable {
     static var variables: [EnvironmentVariable] {
         ChassisSettings.variables(defaultPort: 3061, defaultDatabase: "mana_credits") + AuthSettings.Variables.all
             + SubscriptionSettings.Variables.all + GiftSettings.Variables.all + StripeSettings.Variables.all
-            + LedgerSettings.Variables.all
+            + LedgerSettings.Variables.all + AuditSettings.Variables.all
     }
 
     init(
@@ -40,5 +41,6 @@ struct CreditsConfiguration: Sendable {
         gifts = GiftSettings(reading: &reader)
         stripe = StripeSettings(reading: &reader)
         ledger = LedgerSettings(reading: &reader)
+        audit = AuditSettings(reading: &reader)
     }
 }

@@ -59,6 +59,8 @@ func buildApplication(
     let webSockets = Router(context: BasicWebSocketRequestContext.self)
     WebSocketController(hub: hub, verifier: auth.verifier, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: webSockets)
+    // Series the dashboards and alert rules read exist from the start (deploy/observability).
+    for (name, labels) in SyncMetrics.declared { metrics.count(name, labels, by: 0) }
     chassis.serveOpenAPI(openAPIURL)
     registeredRoutes?(chassis.router.registeredRoutes)
     let webSocketResponder = webSockets.buildResponder()
@@ -79,3 +81,26 @@ func buildApplication(
 
 /// The OpenAPI document shipped with this service (served at `GET /openapi.json`).
 let openAPIURL = Bundle.module.url(forResource: "openapi", withExtension: "json", subdirectory: "OpenAPI")
+
+/// The counters mana-sync declares at zero when it starts, so that `rate()`, `increase()` and
+/// the alerts on them see a series before the first event.
+enum SyncMetrics {
+    static let declared: [(String, [(String, String)])] = [
+        ("sync_billing_decisions_total", [("decision", "allowed")]),
+        ("sync_billing_decisions_total", [("decision", "denied")]),
+        ("sync_billing_decisions_total", [("decision", "failed_open")]),
+        ("sync_billing_status_calls_total", [("outcome", "ok")]),
+        ("sync_billing_status_calls_total", [("outcome", "failed")]),
+        ("sync_billing_invalidations_total", []),
+        ("sync_billing_cache_total", [("result", "hit")]),
+        ("sync_billing_cache_total", [("result", "miss")]),
+        ("sync_listener_reconnects_total", []),
+        ("sync_ws_dropped_slow_total", []),
+        ("sync_ws_evicted_total", []),
+        ("sync_ws_closed_total", [("reason", "too_many_connections")]),
+        ("sync_ws_closed_total", [("reason", "token_expired")]),
+        ("sync_sse_evicted_total", []),
+        ("sync_sse_closed_total", [("reason", "token_expired")]),
+        ("sync_notifications_sent_total", []),
+    ]
+}

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import PostgresNIO
@@ -28,7 +29,12 @@ extension PostgresClient {
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
         let work = Task {
-            try await withConnection { connection in
+            let wait = PoolUse.Wait()
+            defer { wait.end() }
+            return try await withConnection { connection in
+                wait.end()
+                PoolUse.inUse.increment()
+                defer { PoolUse.inUse.decrement() }
                 // Abandoned while waiting for the lease: the caller has answered already.
                 try Task.checkCancellation()
                 return try await connection.guarded(body)
@@ -58,6 +64,30 @@ extension PostgresClient {
             }
             try await connection.query("COMMIT;", logger: logger)
             return value
+        }
+    }
+}
+
+/// Pool use as the process's metrics backend sees it (the service's registry under `serve`):
+/// leases held by guarded work (requests and background jobs; the mana-sync listener's own
+/// connection is not among them) and leases waiting for a connection. The pool's size is
+/// `db_pool_connections_max`, set by ``ServiceChassis``.
+enum PoolUse {
+    static let inUse = Meter(label: "db_pool_connections_in_use")
+    static let waiting = Meter(label: "db_pool_lease_waiting")
+
+    /// One lease's wait: counted from creation until the first ``end()``.
+    final class Wait: Sendable {
+        private let ended = NIOLockedValueBox(false)
+
+        init() { PoolUse.waiting.increment() }
+
+        func end() {
+            let first = ended.withLockedValue { ended in
+                defer { ended = true }
+                return !ended
+            }
+            if first { PoolUse.waiting.decrement() }
         }
     }
 }

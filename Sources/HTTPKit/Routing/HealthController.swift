@@ -40,7 +40,8 @@ package struct HealthController<Context: RequestContext>: Sendable {
             return try JSONResponse(body, status: ready ? .ok : .serviceUnavailable)
         }
         router.get("metrics") { _, _ in
-            Response(
+            ProcessMetrics.sample(into: metrics)
+            return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
         }

@@ -1,4 +1,5 @@
 import Prometheus
+import Synchronization
 
 /// The Prometheus registry of one running service, served at `GET /metrics`.
 ///
@@ -27,6 +28,21 @@ package struct ServiceMetrics: Sendable {
     package func set(_ name: String, _ labels: [(String, String)] = [], to value: Double) {
         registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels).set(value)
     }
+
+    /// Raises a counter to `total`, a running total read from elsewhere (CPU seconds from
+    /// `/proc`): adds what it grew since the last call for this registry and name.
+    package func advance(_ name: String, to total: Double) {
+        let key = "\(ObjectIdentifier(registry).hashValue)/\(name)"
+        let delta = Self.totals.withLock { totals -> Double in
+            let grown = max(0, total - (totals[key] ?? 0))
+            totals[key] = max(total, totals[key] ?? 0)
+            return grown
+        }
+        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: [])
+            .increment(by: delta)
+    }
+
+    private static let totals = Mutex<[String: Double]>([:])
 
     /// Records a duration in a histogram with the standard latency buckets.
     package func record(_ name: String, _ labels: [(String, String)] = [], duration: Duration) {

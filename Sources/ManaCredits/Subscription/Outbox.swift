@@ -39,6 +39,7 @@ struct OutboxSender: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await deliverDue(notify)
+                await measureBacklog()
                 await signal.wait(upTo: settings.pollInterval)
             }
         }
@@ -59,6 +60,27 @@ struct OutboxSender: Service {
             }
         }
         return delivered
+    }
+
+    /// Sets `credits_outbox_pending` (undelivered messages, due or waiting for a retry) and
+    /// `credits_outbox_oldest_pending_seconds` (age of the oldest; 0 when none) after each pass.
+    /// One index scan of the pending messages (`outbox_pending`).
+    func measureBacklog() async {
+        do {
+            let rows = try await client.withGuardedConnection { [logger] connection in
+                try await connection.query(
+                    """
+                    SELECT count(*)::bigint, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+                    FROM credits.outbox WHERE delivered_at IS NULL
+                    """, logger: logger
+                ).decode((Int64, Double).self).reduce(into: [(Int64, Double)]()) { $0.append($1) }
+            }
+            guard let (pending, oldest) = rows.first else { return }
+            metrics.set("credits_outbox_pending", to: Double(pending))
+            metrics.set("credits_outbox_oldest_pending_seconds", to: oldest)
+        } catch {
+            logger.debug("outbox: could not measure the backlog", metadata: ["error": "\(String(reflecting: error))"])
+        }
     }
 
     /// One due message: nil when none is due, else whether it was delivered.

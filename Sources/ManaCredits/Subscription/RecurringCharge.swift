@@ -9,8 +9,8 @@ enum RecurringCharge {
         -> PeriodicService
     {
         PeriodicService(every: interval) {
+            // Counted by chargeDue (credits_sync_renewal_runs_total), as for the HTTP trigger.
             let summary = await subscriptions.chargeDue()
-            metrics.count("credits_sync_renewal_runs_total")
             if summary.total > 0 {
                 logger.info(
                     "recurring Cloud Sync charge",

@@ -189,7 +189,20 @@ struct SubscriptionRepository: Sendable {
     /// entry carries the idempotency key `sync-renewal:<due date>`.
     /// Renewals run `chargeConcurrency` at a time (each is its own short transaction on its
     /// own pooled connection; rows are independent).
+    ///
+    /// Every run, however started (the in-process scheduler or `charge-recurring`), counts
+    /// `credits_sync_renewal_runs_total` and its outcomes in `credits_sync_renewals_total`.
     func chargeDue(now: Date = Date(), batchSize: Int = 100) async -> ChargeSummary {
+        let summary = await chargeDueBatches(now: now, batchSize: batchSize)
+        metrics.count("credits_sync_renewal_runs_total")
+        metrics.count("credits_sync_renewals_total", [("outcome", "charged")], by: summary.charged)
+        metrics.count("credits_sync_renewals_total", [("outcome", "paused")], by: summary.paused)
+        metrics.count("credits_sync_renewals_total", [("outcome", "failed")], by: summary.errors)
+        metrics.set("credits_sync_renewal_last_run_timestamp_seconds", to: Date().timeIntervalSince1970)
+        return summary
+    }
+
+    private func chargeDueBatches(now: Date, batchSize: Int) async -> ChargeSummary {
         var summary = ChargeSummary()
         var cursor = ""
         while true {
