@@ -33,6 +33,7 @@ SERVICE_KEY = "bench-service-key"
 ISSUER = "http://localhost:3001"
 RESULTS = []
 RUNNING = []  # the services now running, for the profiler
+SYNC_EXTRA = []  # --sync-env settings, shown with the figures they produced
 
 
 def log(text):
@@ -490,7 +491,8 @@ def bench_mixed(cluster, sync, tokens):
     record("mixed", requests=metrics["http_reqs"]["count"], rate=metrics["http_reqs"]["rate"],
            failed=metrics["http_req_failed"]["value"] if "value" in metrics["http_req_failed"] else metrics["http_req_failed"].get("rate", 0),
            push_p95=push.get("p(95)", 0), pull_p95=pull.get("p(95)", 0), all_p95=every.get("p(95)", 0), all_p99=every.get("p(99)", 0),
-           rss_mb=sync.rss_mb(), peak_rss_mb=sync.peak_rss_mb(), cpu_service=cpu, cpu_k6=LAST_K6_CPU[0], thresholds=passed)
+           rss_mb=sync.rss_mb(), peak_rss_mb=sync.peak_rss_mb(), cpu_service=cpu, cpu_k6=LAST_K6_CPU[0], thresholds=passed,
+           settings=" ".join(SYNC_EXTRA) or "defaults")
 
 
 def report(machine):
@@ -516,7 +518,7 @@ def report(machine):
     for r in (r for r in RESULTS if r["section"] == "mixed"):
         lines += ["| mixed scenario (1 user, ramping to 200 VUs) | requests | req/s | errors | push p95 ms (< 300) | pull p95 ms (< 200) | "
                   "all p95 / p99 ms (< 500 / 1,000) | RSS / peak MB | CPU s service / k6 | k6 thresholds |", "|---|---|---|---|---|---|---|---|---|---|",
-                  f"| this run | {r['requests']:,} | {r['rate']:,.0f} | {r['failed'] * 100:.2f}% | {ms(r['push_p95'])} | {ms(r['pull_p95'])} | "
+                  f"| {r['settings']} | {r['requests']:,} | {r['rate']:,.0f} | {r['failed'] * 100:.2f}% | {ms(r['push_p95'])} | {ms(r['pull_p95'])} | "
                   f"{ms(r['all_p95'])} / {ms(r['all_p99'])} | {r['rss_mb']:.0f} / {r['peak_rss_mb']:.0f} | {r['cpu_service']:.0f} / {r['cpu_k6']:.0f} | "
                   f"{'pass' if r['thresholds'] else 'FAIL'} |", ""]
     for r in (r for r in RESULTS if r["section"] == "bulk"):
@@ -547,9 +549,12 @@ def main():
     parser.add_argument("--charge-concurrency", default="1,4", help="SYNC_CHARGE_CONCURRENCY values to time")
     parser.add_argument("--sockets", type=int, default=5_000, help="idle WebSockets to hold")
     parser.add_argument("--fsync", choices=["on", "off"], default="on", help="PostgreSQL fsync/synchronous_commit")
+    parser.add_argument("--sync-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for mana-sync, e.g. SYNC_PULL_PAGE_DEFAULT=100 (repeatable)")
     parser.add_argument("--charts", default=str(ROOT / "docs" / "charts"), help="folder for the SVG charts ('' for none)")
     arguments = parser.parse_args()
     sections = set(arguments.only.split(","))
+    SYNC_EXTRA.extend(arguments.sync_env)
     WORK.mkdir(exist_ok=True)
 
     cluster = Cluster(arguments.fsync == "on")
@@ -567,7 +572,7 @@ def main():
         services.append(credits)
         sync = Service(f"{arguments.release}/mana-sync", SYNC_PORT,
                        dict(common, DATABASE_URL=cluster.url("mana_sync"), MANA_CREDITS_URL=f"http://127.0.0.1:{CREDITS_PORT}",
-                            SYNC_WS_QUEUE_LIMIT="1024"))
+                            SYNC_WS_QUEUE_LIMIT="1024", **dict(item.split("=", 1) for item in arguments.sync_env)))
         services.append(sync)
         # Every benchmark user of mana-sync has Cloud Sync (a gift): the gate answers from mana-credits, then its cache.
         cluster.sql("mana_credits", """
