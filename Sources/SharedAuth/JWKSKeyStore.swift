@@ -4,6 +4,7 @@ import HTTPKit
 import JWTKit
 import Logging
 import NIOCore
+import Synchronization
 
 /// The verification keys of mana-auth, loaded from its JWKS document.
 ///
@@ -29,6 +30,13 @@ package actor JWKSKeyStore {
     private var inFlight: Task<Void, Never>?
     /// How many fetches were attempted (for tests and metrics).
     package private(set) var fetchCount = 0
+    /// Goes up whenever a fetch installs a document different from the one held, so what was
+    /// verified with the old keys (``VerifiedTokenCache``) is not trusted any more.
+    private let keySetNumber = Mutex(0)
+    private var installedDocument: Data?
+
+    /// The number of the key set now held (see `keySetNumber`); readable without the actor.
+    package nonisolated var keySet: Int { keySetNumber.withLock { $0 } }
 
     package init(url: String, httpClient: HTTPClient = .shared, minimumRefetchInterval: Duration = .seconds(5), logger: Logger) {
         self.url = url
@@ -71,6 +79,10 @@ package actor JWKSKeyStore {
             let (collection, keys) = try await Self.parse(data, logger: logger)
             self.collection = collection
             self.keys = keys
+            if data != installedDocument {
+                installedDocument = data
+                keySetNumber.withLock { $0 += 1 }
+            }
             logger.debug("loaded JWKS", metadata: ["keys": "\(keys.count)"])
         } catch {
             logger.warning("could not load the JWKS; keeping the keys held", metadata: ["error": "\(error)", "url": "\(url)"])

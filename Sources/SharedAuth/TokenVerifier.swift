@@ -25,14 +25,26 @@ package struct TokenVerifier: Sendable {
 
     let keys: JWKSKeyStore
     let options: Options
+    /// Tokens verified recently under the current key set (nil: verify every time).
+    let cache: VerifiedTokenCache?
 
-    package init(keys: JWKSKeyStore, options: Options) {
+    package init(keys: JWKSKeyStore, options: Options, cache: VerifiedTokenCache? = VerifiedTokenCache()) {
         self.keys = keys
         self.options = options
+        self.cache = cache
     }
 
-    /// The user of a valid token; otherwise an ``AuthError`` saying what was wrong.
+    /// The user of a valid token; otherwise an ``AuthError`` saying what was wrong. A token
+    /// verified a moment ago under the same keys is answered from ``VerifiedTokenCache``.
     package func verify(_ token: String, now: Date = Date()) async throws(AuthError) -> AuthenticatedUser {
+        let keySet = keys.keySet
+        if let user = cache?.user(for: token, keySet: keySet, now: now) { return user }
+        let user = try await verifySignatureAndClaims(token, now: now)
+        cache?.store(token, user: user, keySet: keySet, now: now)
+        return user
+    }
+
+    private func verifySignatureAndClaims(_ token: String, now: Date) async throws(AuthError) -> AuthenticatedUser {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerData = Self.base64URLDecode(parts[0]),
             let header = try? JSONDecoder().decode(Header.self, from: headerData)

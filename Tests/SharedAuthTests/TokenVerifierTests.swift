@@ -92,6 +92,19 @@ import TestSupport
         #expect(try await verifier.verify(try await keys.edToken()).id == "user-1")
     }
 
+    /// A token verified (and cached) a moment ago is refused as soon as a refresh withdraws
+    /// its key: the cache only answers under the key set it verified with.
+    @Test func aWithdrawnKeyStopsItsCachedTokensAtTheNextRefresh() async throws {
+        let (verifier, store, server) = try await verifier()
+        defer { Task { await server.stop() } }
+        let token = try await keys.edToken()
+        #expect(try await verifier.verify(token).id == "user-1")
+        #expect(try await verifier.verify(token).id == "user-1")  // answered from the cache
+        server.serve(try keys.jwks(ed: false))
+        await store.refresh()
+        await #expect(throws: AuthError.unknownKey) { try await verifier.verify(token) }
+    }
+
     @Test func manyUnknownKidsCauseAtMostOneRefetch() async throws {
         let (verifier, _, server) = try await verifier(refetchInterval: .seconds(30))
         defer { Task { await server.stop() } }
