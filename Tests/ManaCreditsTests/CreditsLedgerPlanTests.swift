@@ -4,7 +4,7 @@ import Testing
 
 /// How the import orders and verifies one user's original ledger (no database).
 struct CreditsLedgerPlanTests {
-    static func row(_ id: String, _ amount: Int64, _ before: Int64, status: String = "completed", at time: String) -> CreditsLedgerPlan.Original {
+    func row(_ id: String, _ amount: Int64, _ before: Int64, status: String = "completed", at time: String) -> CreditsLedgerPlan.Original {
         .init(id: id, status: status, amount: amount, before: before, after: before + amount, createdAt: time, hash: "h-\(id)")
     }
 
