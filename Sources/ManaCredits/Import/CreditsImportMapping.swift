@@ -27,9 +27,14 @@ enum CreditsImportMapping {
         var legacy: String { "legacy_credits.\(name)" }
         var stage: String { "stage_\(name)" }
         var columnNames: [String] { columns.map(\.name) }
-        /// Every column as text, and the row's hash (its change detector).
-        var selectList: String {
-            (columns.map { "t.\($0.name)::text" } + ["hashtextextended(t::text, 0)::text"]).joined(separator: ", ")
+        /// The row as a line of COPY text, built by the original's server: every column escaped
+        /// (`\N` for NULL), then the row's hash (its change detector).
+        var copyLine: String {
+            let cells = columns.map {
+                #"coalesce(replace(replace(replace(replace(t.\#($0.name)::text, '\', '\\'), chr(9), '\t'), chr(10), '\n'), chr(13), '\r'), '\N')"#
+            }
+            let list = (cells + ["hashtextextended(t::text, 0)::text"]).joined(separator: ", ")
+            return "concat_ws(chr(9), \(list))"
         }
     }
 

@@ -20,7 +20,8 @@ struct CreditsImportTarget: Sendable {
 
     /// A batch's decisions, for the staging tables.
     struct Batch: Sendable {
-        var rows: [String: [[String?]]] = [:]
+        /// Per table: the users' original rows as COPY text.
+        var rows: [String: String] = [:]
         var users: [(id: String, plan: CreditsLedgerPlan, digest: String)] = []
     }
 
@@ -46,10 +47,11 @@ struct CreditsImportTarget: Sendable {
             state.source = source
             state.runs = runs
         }
-        for try await (user, userState, digest) in try await connection.query(
-            "SELECT user_id, state, digest FROM legacy_credits.users", logger: logger
-        ).decode((String, String, String).self) {
-            state.users[user] = (userState, digest)
+        for try await (users, states, digests) in try await connection.query(
+            "SELECT coalesce(array_agg(user_id), '{}'), coalesce(array_agg(state), '{}'), coalesce(array_agg(digest), '{}') FROM legacy_credits.users",
+            logger: logger
+        ).decode(([String], [String], [String]).self) {
+            for index in users.indices { state.users[users[index]] = (states[index], digests[index]) }
         }
         return state
     }
@@ -58,22 +60,36 @@ struct CreditsImportTarget: Sendable {
     func placed(users: [String]) async throws -> [String: [CreditsLedgerPlan.Placed]] {
         let rows = try await connection.query(
             """
-            SELECT t.user_id, t.id::text, t.status, t.amount, t.balance_after, coalesce(t.system_key LIKE 'legacy-import:%', false), l.row_hash::text
+            SELECT coalesce(array_agg(t.user_id ORDER BY t.seq), '{}'), coalesce(array_agg(t.id::text ORDER BY t.seq), '{}'),
+                coalesce(array_agg(t.status ORDER BY t.seq), '{}'), coalesce(array_agg(t.amount ORDER BY t.seq), '{}'),
+                coalesce(array_agg(t.balance_after ORDER BY t.seq), '{}'),
+                coalesce(array_agg(coalesce(t.system_key LIKE 'legacy-import:%', false) ORDER BY t.seq), '{}'),
+                coalesce(array_agg(coalesce(l.row_hash::text, '') ORDER BY t.seq), '{}')
             FROM credits.transactions t LEFT JOIN legacy_credits.transactions l ON l.id = t.id
-            WHERE t.user_id = ANY(\(users)) ORDER BY t.user_id, t.seq
+            WHERE t.user_id = ANY(\(users))
             """, logger: logger)
         var result: [String: [CreditsLedgerPlan.Placed]] = [:]
-        for try await (user, id, status, amount, after, adjustment, hash) in rows.decode(
-            (String, String, String, Int64, Int64, Bool, String?).self)
+        for try await (owners, ids, statuses, amounts, afters, adjustments, hashes) in rows.decode(
+            ([String], [String], [String], [Int64], [Int64], [Bool], [String]).self)
         {
-            result[user, default: []].append(.init(id: id, status: status, amount: amount, after: after, isAdjustment: adjustment, hash: hash))
+            for index in ids.indices {
+                result[owners[index], default: []].append(
+                    .init(
+                        id: ids[index], status: statuses[index], amount: amounts[index], after: afters[index], isAdjustment: adjustments[index],
+                        hash: hashes[index].isEmpty ? nil : hashes[index]))
+            }
         }
         return result
     }
 
-    /// Stages `rows` of `table` (emptying its staging table first).
-    private func stage(_ table: CreditsImportMapping.Table, _ rows: [[String?]]) async throws {
-        try await stage(table.stage, columns: table.columnNames + ["row_hash"], rows)
+    /// Stages `text` (COPY text of original rows) into the staging table of `table`.
+    private func stage(_ table: CreditsImportMapping.Table, _ text: String) async throws {
+        guard !text.isEmpty else { return }
+        var buffer = ByteBufferAllocator().buffer(capacity: text.utf8.count)
+        buffer.writeString(text)
+        try await connection.copyFrom(table: table.stage, columns: table.columnNames + ["row_hash"], logger: logger) { writer in
+            try await writer.write(buffer)
+        }
     }
 
     private func stage(_ name: String, columns: [String], _ rows: [[String?]]) async throws {
@@ -112,7 +128,7 @@ struct CreditsImportTarget: Sendable {
     }
 
     /// Keeps every package verbatim and places them. Returns the rows written to ours.
-    func writePackages(_ rows: [[String?]]) async throws -> Int {
+    func writePackages(_ rows: String) async throws -> Int {
         try await emptyStaging()
         try await stage(CreditsImportMapping.packages, rows)
         try await keepLegacy(CreditsImportMapping.packages)
@@ -124,7 +140,7 @@ struct CreditsImportTarget: Sendable {
     func write(_ batch: Batch, baseURL: String, keepCreatorEmails: Bool) async throws -> Int {
         try await emptyStaging()
         for table in CreditsImportMapping.userTables {
-            try await stage(table, batch.rows[table.name] ?? [])
+            try await stage(table, batch.rows[table.name] ?? "")
             try await keepLegacy(table)
         }
         try await stage(

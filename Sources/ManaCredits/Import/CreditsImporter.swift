@@ -94,25 +94,24 @@ struct CreditsImporter: Sendable {
         if !options.dryRun { try await target.claim(source: sourceName) }
         let packages = try await source.rows(of: CreditsImportMapping.packages, users: [])
         report.rowsRead += packages.count
-        report.rowsWritten += try await inTransaction { try await target.writePackages(packages) }
+        report.rowsWritten += try await inTransaction { try await target.writePackages(packages.text) }
 
         var needed: [CreditsAdjustments.Entry] = []
-        var start = 0
-        while start < todo.count {
-            let users = Array(todo[start..<min(todo.count, start + options.batchUsers)])
-            start += users.count
-            var batch = CreditsImportTarget.Batch()
-            for table in CreditsImportMapping.userTables {
-                batch.rows[table.name] = try await source.rows(of: table, users: users)
-            }
+        let batches = stride(from: 0, to: todo.count, by: options.batchUsers).map { Array(todo[$0..<min(todo.count, $0 + options.batchUsers)]) }
+        // The original is read one batch ahead, on its own connection, while ours writes.
+        var upcoming = batches.first.map { users in Task { try await Self.read(users, from: source) } }
+        for (index, users) in batches.enumerated() {
+            let (rows, read, ledger) = try await upcoming!.value
+            upcoming = index + 1 < batches.count ? Task { [next = batches[index + 1]] in try await Self.read(next, from: source) } : nil
+            var batch = CreditsImportTarget.Batch(rows: rows)
             let placed = try await target.placed(users: users)
-            let plans = plan(users: users, batch: batch, placed: placed, accepted: accepted)
             for user in users {
-                let plan = plans[user]!
+                let plan = CreditsLedgerPlan(
+                    userID: user, originals: ledger.transactions[user] ?? [], balance: ledger.balances[user], placed: placed[user] ?? [],
+                    accepted: accepted[user])
                 if let entry = plan.needed { needed.append(entry) }
                 batch.users.append((user, plan, digests[user]!.digest))
             }
-            let read = batch.rows.values.reduce(0) { $0 + $1.count }
             report.rowsWritten += try await inTransaction {
                 try await target.write(batch, baseURL: options.baseURL, keepCreatorEmails: options.keepCreatorEmails)
             }
@@ -145,29 +144,17 @@ struct CreditsImporter: Sendable {
         return report
     }
 
-    /// Each user's ledger plan from their original rows and what is already imported.
-    private static func plan(
-        users: [String], batch: CreditsImportTarget.Batch, placed: [String: [CreditsLedgerPlan.Placed]],
-        accepted: [String: CreditsAdjustments.Entry]
-    ) -> [String: CreditsLedgerPlan] {
-        var transactions: [String: [CreditsLedgerPlan.Original]] = [:]
-        for row in batch.rows[CreditsImportMapping.transactions.name] ?? [] {
-            // id, user_id, type, status, amount, balance_before, balance_after, …, created_at (11), …, row_hash (13)
-            transactions[row[1]!, default: []].append(
-                .init(
-                    id: row[0]!, status: row[3]!, amount: Int64(row[4]!)!, before: Int64(row[5]!)!, after: Int64(row[6]!)!,
-                    createdAt: row[11]!, hash: row[13]!))
+    /// One batch of the original: every user table's rows as COPY text, their count, and the ledger figures.
+    private static func read(_ users: [String], from source: LegacyCreditsSource) async throws
+        -> (rows: [String: String], count: Int, ledger: (transactions: [String: [CreditsLedgerPlan.Original]], balances: [String: CreditsLedgerPlan.BalanceRow]))
+    {
+        var rows: [String: String] = [:]
+        var count = 0
+        for table in CreditsImportMapping.userTables {
+            let read = try await source.rows(of: table, users: users)
+            rows[table.name] = read.text
+            count += read.count
         }
-        var balances: [String: CreditsLedgerPlan.BalanceRow] = [:]
-        for row in batch.rows[CreditsImportMapping.balances.name] ?? [] {
-            balances[row[0]!] = .init(balance: Int64(row[1]!)!, earned: Int64(row[2]!)!, spent: Int64(row[3]!)!)
-        }
-        var plans: [String: CreditsLedgerPlan] = [:]
-        for user in users {
-            plans[user] = CreditsLedgerPlan(
-                userID: user, originals: transactions[user] ?? [], balance: balances[user], placed: placed[user] ?? [],
-                accepted: accepted[user])
-        }
-        return plans
+        return (rows, count, try await source.ledger(users: users))
     }
 }

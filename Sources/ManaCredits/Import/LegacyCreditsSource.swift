@@ -33,17 +33,23 @@ struct LegacyCreditsSource: Sendable {
     }
 
     /// Per user: the count and hash sum of every row of theirs (their digest), and the count.
+    /// (Arrays, not rows: one value per column keeps a debug build's row iteration out of it.)
     func digests() async throws -> [String: (digest: String, rows: Int)] {
         let parts = CreditsImportMapping.userTables.map {
             "SELECT \($0.owner!) AS user_id, hashtextextended(t::text, 0)::numeric AS h FROM \($0.original) t"
         }
         let rows = try await connection.query(
             PostgresQuery(
-                unsafeSQL: "SELECT user_id, count(*)::bigint, sum(h)::text FROM (\(parts.joined(separator: " UNION ALL "))) r GROUP BY user_id"),
+                unsafeSQL: """
+                    SELECT coalesce(array_agg(user_id), '{}'), coalesce(array_agg(n), '{}'), coalesce(array_agg(digest), '{}') FROM (
+                        SELECT user_id, count(*)::bigint AS n, count(*) || ':' || sum(h) AS digest
+                        FROM (\(parts.joined(separator: " UNION ALL "))) r GROUP BY user_id) d
+                    """),
             logger: logger)
         var result: [String: (digest: String, rows: Int)] = [:]
-        for try await (user, count, sum) in rows.decode((String, Int64, String).self) {
-            result[user] = ("\(count):\(sum)", Int(count))
+        for try await (users, counts, digests) in rows.decode(([String], [Int64], [String]).self) {
+            result.reserveCapacity(users.count)
+            for index in users.indices { result[users[index]] = (digests[index], Int(counts[index])) }
         }
         return result
     }
@@ -59,22 +65,57 @@ struct LegacyCreditsSource: Sendable {
         return counts
     }
 
-    /// The rows of `table` belonging to `users` (every row for a global table), each column
-    /// as text and the row's hash last.
-    func rows(of table: CreditsImportMapping.Table, users: [String]) async throws -> [[String?]] {
+    /// The rows of `table` belonging to `users` (every row for a global table) as COPY text
+    /// in the table's order, and their count.
+    func rows(of table: CreditsImportMapping.Table, users: [String]) async throws -> (text: String, count: Int) {
+        let aggregate = "count(*)::bigint, coalesce(string_agg(\(table.copyLine), chr(10) ORDER BY \(table.order)) || chr(10), '')"
         let query: PostgresQuery
         if let owner = table.owner {
-            query = "SELECT \(unescaped: table.selectList) FROM \(unescaped: table.original) t WHERE t.\(unescaped: owner) = ANY(\(users)) ORDER BY \(unescaped: table.order)"
+            query = "SELECT \(unescaped: aggregate) FROM \(unescaped: table.original) t WHERE t.\(unescaped: owner) = ANY(\(users))"
         } else {
-            query = PostgresQuery(unsafeSQL: "SELECT \(table.selectList) FROM \(table.original) t ORDER BY \(table.order)")
+            query = PostgresQuery(unsafeSQL: "SELECT \(aggregate) FROM \(table.original) t")
         }
-        var result: [[String?]] = []
-        for try await row in try await connection.query(query, logger: logger) {
-            var cells: [String?] = []
-            cells.reserveCapacity(table.columns.count + 1)
-            for cell in row { cells.append(try cell.decode(String?.self)) }
-            result.append(cells)
+        var result = ("", 0)
+        for try await (count, text) in try await connection.query(query, logger: logger).decode((Int64, String).self) {
+            result = (text, Int(count))
         }
         return result
+    }
+
+    /// What the ledger plan needs of the users' transactions and balance rows.
+    func ledger(users: [String]) async throws -> (transactions: [String: [CreditsLedgerPlan.Original]], balances: [String: CreditsLedgerPlan.BalanceRow]) {
+        var transactions: [String: [CreditsLedgerPlan.Original]] = [:]
+        let rows = try await connection.query(
+            """
+            SELECT coalesce(array_agg(id::text ORDER BY o), '{}'), coalesce(array_agg(user_id ORDER BY o), '{}'),
+                coalesce(array_agg(status::text ORDER BY o), '{}'), coalesce(array_agg(amount::bigint ORDER BY o), '{}'),
+                coalesce(array_agg(balance_before::bigint ORDER BY o), '{}'), coalesce(array_agg(balance_after::bigint ORDER BY o), '{}'),
+                coalesce(array_agg(created_at::text ORDER BY o), '{}'), coalesce(array_agg(h ORDER BY o), '{}')
+            FROM (SELECT t.*, hashtextextended(t::text, 0)::text AS h, row_number() OVER (ORDER BY t.user_id, t.created_at, t.id) AS o
+                  FROM credits.transactions t WHERE t.user_id = ANY(\(users))) x
+            """, logger: logger)
+        for try await (ids, owners, statuses, amounts, befores, afters, created, hashes) in rows.decode(
+            ([String], [String], [String], [Int64], [Int64], [Int64], [String], [String]).self)
+        {
+            for index in ids.indices {
+                transactions[owners[index], default: []].append(
+                    .init(
+                        id: ids[index], status: statuses[index], amount: amounts[index], before: befores[index], after: afters[index],
+                        createdAt: created[index], hash: hashes[index]))
+            }
+        }
+        var balances: [String: CreditsLedgerPlan.BalanceRow] = [:]
+        let balanceRows = try await connection.query(
+            """
+            SELECT coalesce(array_agg(user_id), '{}'), coalesce(array_agg(balance::bigint), '{}'), coalesce(array_agg(total_earned::bigint), '{}'),
+                coalesce(array_agg(total_spent::bigint), '{}')
+            FROM credits.balances WHERE user_id = ANY(\(users))
+            """, logger: logger)
+        for try await (owners, balance, earned, spent) in balanceRows.decode(([String], [Int64], [Int64], [Int64]).self) {
+            for index in owners.indices {
+                balances[owners[index]] = .init(balance: balance[index], earned: earned[index], spent: spent[index])
+            }
+        }
+        return (transactions, balances)
     }
 }
