@@ -10,7 +10,7 @@ struct ManaCreditsCommand: AsyncParsableCommand {
         commandName: "mana-credits",
         abstract: "Prepaid credits, gift codes, Stripe purchases and the Cloud Sync subscription.",
         discussion: EnvironmentVariable.helpText(CreditsConfiguration.variables),
-        subcommands: [Serve.self, Migrate.self, Audit.self, Packages.self, Gifts.self, DevKeys.self, DevToken.self],
+        subcommands: [Serve.self, Migrate.self, Audit.self, Import.self, Packages.self, Gifts.self, DevKeys.self, DevToken.self],
         defaultSubcommand: Serve.self)
 }
 

@@ -1,0 +1,82 @@
+import ArgumentParser
+import Foundation
+import HTTPKit
+import Logging
+import PostgresNIO
+
+extension ManaCreditsCommand {
+    /// `mana-credits import --from URL`: brings the original Bun mana-credits' data along.
+    struct Import: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Import (again: only what is new or changed) the original mana-credits database into DATABASE_URL, then verify it.",
+            discussion: """
+                Reads the credits and gifts schemas of the original in a read-only transaction. Writes credits.*, gifts.* \
+                and the legacy_credits schema of DATABASE_URL. A user whose balance does not match their ledger is left out \
+                unless --accept-adjustments names a reviewed file (a --dry-run writes its template there). Exit status 1 when \
+                an invariant is violated or something could not be placed, 2 when the import is refused. See docs/operations.md.
+                """)
+
+        @Option(name: .long, help: "postgres:// URL of the original mana_credits database (only read).")
+        var from: String?
+
+        @Flag(help: "Do every read and check, write nothing (with --accept-adjustments FILE and no FILE yet: write its template).")
+        var dryRun = false
+
+        @Flag(help: "Show where the import stands and exit.")
+        var status = false
+
+        @Flag(help: "No progress lines.")
+        var quiet = false
+
+        @Option(help: "Write the report as JSON to this file.")
+        var report: String?
+
+        @Option(help: "A reviewed adjustments file: import the users it lists with its legacy-import transactions.")
+        var acceptAdjustments: String?
+
+        @Flag(help: "Keep e-mail addresses that the original stored as gift creator names (the public lookup shows them).")
+        var keepCreatorEmails = false
+
+        @Option(help: ArgumentHelp("Users per committed batch.", visibility: .hidden))
+        var batchUsers = 1_000
+
+        func validate() throws {
+            guard status || from != nil else { throw ValidationError("--from is required (or --status)") }
+            guard batchUsers > 0 else { throw ValidationError("--batch-users must be positive") }
+        }
+
+        func run() async throws {
+            let configuration = ServiceRuntime.loadConfiguration(CreditsConfiguration.init(reading:))
+            var logger = Logger(label: CreditsConfiguration.serviceName)
+            logger.logLevel = .warning
+            if status {
+                try await CreditsImportStatus.lines(target: configuration.chassis.database, logger: logger).forEach { print($0) }
+                return
+            }
+            let source: DatabaseURL
+            do {
+                source = try DatabaseURL(from ?? "")
+            } catch {
+                throw ValidationError("--from: \("\(error)".replacingOccurrences(of: "DATABASE_URL", with: "the URL"))")
+            }
+            let options = CreditsImporter.Options(
+                source: source, target: configuration.chassis.database, dryRun: dryRun, quiet: quiet, adjustmentsPath: acceptAdjustments,
+                keepCreatorEmails: keepCreatorEmails, baseURL: configuration.gifts.baseURL, batchUsers: batchUsers)
+            let result: ImportReport
+            do {
+                result = try await CreditsImporter(options: options, logger: logger).run()
+            } catch let refusal as LegacyCreditsSource.Refusal {
+                FileHandle.standardError.write(Data("import refused: \(refusal.description)\n".utf8))
+                throw ExitCode(2)
+            } catch let error as PSQLError {
+                // PSQLError's description hides the server's message; an operator needs it.
+                let message = error.serverInfo?[.message] ?? "\(error.code)"
+                FileHandle.standardError.write(Data("import failed: \(message)\n".utf8))
+                throw ExitCode(1)
+            }
+            print(result.text)
+            if let report { try result.write(to: report) }
+            if !result.isClean { throw ExitCode(1) }
+        }
+    }
+}
