@@ -279,7 +279,9 @@ struct CreditsTarget {
 
     /// Runs `mana-credits` with `arguments` to completion.
     func run(_ arguments: [String], timeout: Duration = .seconds(120)) async throws -> (status: Int32?, output: String) {
-        let process = try ChildProcess("mana-credits", arguments, environment: environment)
+        // `MANA_CREDITS_IMPORT_BIN=/path/to/release/mana-credits` times the release build.
+        let executable = ProcessInfo.processInfo.environment["MANA_CREDITS_IMPORT_BIN"] ?? "mana-credits"
+        let process = try ChildProcess(executable, arguments, environment: environment)
         let status = try await process.waitForExit(timeout: timeout)
         return (status, process.output)
     }
