@@ -242,10 +242,13 @@ struct SyncTarget {
     }
 
     /// Runs `mana-sync import --from original` with a JSON report.
-    func runImport(from original: DatabaseURL, _ extra: [String] = [], timeout: Duration = .seconds(120)) async throws -> (status: Int32?, output: String, report: ImportReport?) {
+    func runImport(
+        from original: DatabaseURL, _ extra: [String] = [], executable: String = "mana-sync", timeout: Duration = .seconds(120)
+    ) async throws -> (status: Int32?, output: String, report: ImportReport?) {
         let path = NSTemporaryDirectory() + "/import-report-\(UUID().uuidString).json"
         defer { unlink(path) }
-        let (status, output) = try await run(["import", "--from", LegacyOriginals.argument(original), "--report", path, "--quiet"] + extra, timeout: timeout)
+        let (status, output) = try await run(
+            ["import", "--from", LegacyOriginals.argument(original), "--report", path, "--quiet"] + extra, executable: executable, timeout: timeout)
         let report = (try? Data(contentsOf: URL(fileURLWithPath: path))).flatMap { try? JSONDecoder().decode(ImportReport.self, from: $0) }
         return (status, output, report)
     }
@@ -322,7 +325,8 @@ struct SyncTarget {
     }
 }
 
-/// The import rate of docs/benchmarks.md: `MANA_IMPORT_BENCH=1000000 swift test --filter SyncImportBenchmark`.
+/// The import rate of docs/benchmarks.md: `MANA_IMPORT_BENCH=1000000 swift test --filter SyncImportBenchmark`;
+/// `MANA_IMPORT_BIN=/path/to/release/mana-sync` runs that executable instead of the debug build's.
 @Suite(.timeLimit(.minutes(30))) struct SyncImportBenchmark {
     static let rows = Int(ProcessInfo.processInfo.environment["MANA_IMPORT_BENCH"] ?? "") ?? 0
 
@@ -342,9 +346,12 @@ struct SyncTarget {
                 "ANALYZE sync_changes",
             ], on: original)
         let target = try await SyncTarget.migrated()
-        let run = try await target.runImport(from: original, timeout: .seconds(1500))
+        let executable = ProcessInfo.processInfo.environment["MANA_IMPORT_BIN"] ?? "mana-sync"
+        let run = try await target.runImport(from: original, executable: executable, timeout: .seconds(1500))
         #expect(run.status == 0, "\(run.output)")
         let report = try #require(run.report)
+        #expect(report.violations.isEmpty, "\(report.violations)")
         print(String(format: "import benchmark: %d rows in %.1f s = %.0f rows/s", report.rowsRead, report.seconds, report.rowsPerSecond))
+        for (key, value) in report.facts.sorted(by: { $0.key < $1.key }) where key.contains("(s)") { print("  \(key): \(value)") }
     }
 }

@@ -121,10 +121,14 @@ struct SyncImportTarget: Sendable {
         let rows = try await connection.query(
             """
             WITH previous AS MATERIALIZED (
-                -- The last cursor of each (user, app) of the batch before it: looked up once a pair.
+                -- The last cursor of each (user, app) of the batch before it: looked up once a pair, and
+                -- only for pairs with a head (every change's pair has one: a push and a batch write it
+                -- with the change; the checks verify it).
                 SELECT k.user_id, k.app_id,
-                    coalesce((SELECT max(c.cursor) FROM sync.changes c WHERE c.user_id = k.user_id AND c.app_id = k.app_id), 0) AS cursor
+                    CASE WHEN h.user_id IS NULL THEN 0 ELSE coalesce(
+                        (SELECT max(c.cursor) FROM sync.changes c WHERE c.user_id = k.user_id AND c.app_id = k.app_id), 0) END AS cursor
                 FROM (SELECT DISTINCT user_id, app_id FROM import_batch) k
+                    LEFT JOIN sync.heads h ON h.user_id = k.user_id AND h.app_id = k.app_id
             ),
             numbered AS (
                 SELECT b.*, (extract(epoch FROM b.created_at) * 1000000)::bigint AS micros,

@@ -19,7 +19,7 @@ struct SyncImporter: Sendable {
         var quiet = false
         /// Added to the clock at the cut-over: the old Go host's clock may run ahead.
         var cutoverMargin: Duration = .seconds(5)
-        var batchSize = 10_000
+        var batchSize = 100_000
     }
 
     let options: Options
