@@ -169,6 +169,57 @@ import TestSupport
     }
 }
 
+extension SyncImportTests {
+    /// Original rows `from`...`to`: 30 users, 2 apps, tie groups of three, a quarter updates,
+    /// record ids with a tab, a backslash and a newline.
+    static func generated(_ from: Int, _ to: Int) -> String {
+        """
+        INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, field_timestamps, client_id, created_at)
+        SELECT 'app' || (i % 2), 'items', 'r' || (i % 101) || CASE WHEN i % 5 = 0 THEN E'\\t\\\\\\n' ELSE '' END, 'user' || (i % 30),
+            CASE i % 4 WHEN 1 THEN 'update' WHEN 3 THEN 'delete' ELSE 'insert' END,
+            CASE i % 4 WHEN 1 THEN jsonb_build_object('n', i, 'x', E'tab\\there') WHEN 3 THEN jsonb_build_object('deletedAt', '2024-01-01T00:00:00Z')
+                ELSE jsonb_build_object('n', i, 'text', E'line\\nbreak \\\\ ü') END,
+            CASE i % 4 WHEN 1 THEN '{"n":"2024-01-01T00:00:00Z"}'::jsonb ELSE '{}'::jsonb END,
+            'client' || (i % 3), timestamptz '2024-01-01 00:00:00+00' + (i / 3) * interval '1 microsecond' * 5
+        FROM generate_series(\(from), \(to)) i
+        """
+    }
+
+    /// The first import of a whole original (an empty target, one large batch) and an import
+    /// in several runs while the original grows (each continuing after the resume point, in
+    /// small batches) give the same change log, heads and legacy copy.
+    @Test func oneRunAndSeveralIncrementalRunsGiveTheSameResult() async throws {
+        let original = try await LegacyOriginals.syncDatabase()
+        let stepwise = try await SyncTarget.migrated()
+        var written = 0
+        // Runs end between tie groups (a row tying the resume point would be a late row).
+        for (from, to) in [(1, 2_999), (3_000, 3_002), (3_003, 7_000)] {
+            try await LegacyOriginals.run([Self.generated(from, to)], on: original)
+            let run = try await stepwise.runImport(from: original, ["--batch-size", "700"])
+            #expect(run.status == 0, "\(run.output)")
+            #expect(run.report?.violations.isEmpty == true, "\(run.report?.violations ?? [])")
+            written += run.report?.rowsWritten ?? 0
+        }
+        #expect(written == 7_000)
+        let again = try await stepwise.runImport(from: original)
+        #expect(again.status == 0 && again.report?.rowsWritten == 0, "\(again.output)")
+
+        let whole = try await SyncTarget.migrated()
+        let one = try await whole.runImport(from: original, ["--batch-size", "100000"])
+        #expect(one.status == 0, "\(one.output)")
+        #expect(one.report?.rowsRead == 7_000 && one.report?.rowsWritten == 7_000)
+        #expect(try await whole.digest() == (try await stepwise.digest()))
+        #expect(try await whole.legacyDigest() == (try await stepwise.legacyDigest()))
+        #expect(try await whole.heads().keys.sorted() == (try await stepwise.heads().keys.sorted()))
+        // The legacy copy is the original, byte for byte.
+        let source = try await TestDatabase.withClient(original) { client in
+            try await client.query(PostgresQuery(unsafeSQL: SyncTarget.legacyDigestSQL(table: "public.sync_changes", late: "'false'")))
+                .decode(String.self).reduce("") { $1 }
+        }
+        #expect(source == (try await whole.legacyDigest()))
+    }
+}
+
 /// Our mana-sync database as an import target, and the executable run against it.
 struct SyncTarget {
     let url: DatabaseURL
@@ -192,10 +243,13 @@ struct SyncTarget {
     }
 
     /// Runs `mana-sync import --from original` with a JSON report.
-    func runImport(from original: DatabaseURL, _ extra: [String] = [], timeout: Duration = .seconds(120)) async throws -> (status: Int32?, output: String, report: ImportReport?) {
+    func runImport(
+        from original: DatabaseURL, _ extra: [String] = [], executable: String = "mana-sync", timeout: Duration = .seconds(120)
+    ) async throws -> (status: Int32?, output: String, report: ImportReport?) {
         let path = NSTemporaryDirectory() + "/import-report-\(UUID().uuidString).json"
         defer { unlink(path) }
-        let (status, output) = try await run(["import", "--from", LegacyOriginals.argument(original), "--report", path, "--quiet"] + extra, timeout: timeout)
+        let (status, output) = try await run(
+            ["import", "--from", LegacyOriginals.argument(original), "--report", path, "--quiet"] + extra, executable: executable, timeout: timeout)
         let report = (try? Data(contentsOf: URL(fileURLWithPath: path))).flatMap { try? JSONDecoder().decode(ImportReport.self, from: $0) }
         return (status, output, report)
     }
@@ -241,6 +295,22 @@ struct SyncTarget {
         }
     }
 
+    static func legacyDigestSQL(table: String, late: String) -> String {
+        """
+        SELECT md5(string_agg(concat_ws('|', id::text, app_id, table_name, record_id, user_id, op, data::text, field_timestamps::text,
+            client_id, created_at::text, \(late)), E'\\n' ORDER BY created_at, id))
+        FROM \(table)
+        """
+    }
+
+    /// A digest of the verbatim legacy copy.
+    func legacyDigest() async throws -> String {
+        try await TestDatabase.withClient(url) { client in
+            try await client.query(PostgresQuery(unsafeSQL: Self.legacyDigestSQL(table: "legacy_sync.sync_changes", late: "late::text")))
+                .decode(String.self).reduce("") { $1 }
+        }
+    }
+
     /// A digest of every imported change (all columns) and of the heads' (user, app) pairs.
     func digest() async throws -> String {
         try await TestDatabase.withClient(url) { client in
@@ -256,7 +326,8 @@ struct SyncTarget {
     }
 }
 
-/// The import rate of docs/benchmarks.md: `MANA_IMPORT_BENCH=1000000 swift test --filter SyncImportBenchmark`.
+/// The import rate of docs/benchmarks.md: `MANA_IMPORT_BENCH=1000000 swift test --filter SyncImportBenchmark`;
+/// `MANA_IMPORT_BIN=/path/to/release/mana-sync` runs that executable instead of the debug build's.
 @Suite(.timeLimit(.minutes(30))) struct SyncImportBenchmark {
     static let rows = Int(ProcessInfo.processInfo.environment["MANA_IMPORT_BENCH"] ?? "") ?? 0
 
@@ -276,9 +347,12 @@ struct SyncTarget {
                 "ANALYZE sync_changes",
             ], on: original)
         let target = try await SyncTarget.migrated()
-        let run = try await target.runImport(from: original, timeout: .seconds(1500))
+        let executable = ProcessInfo.processInfo.environment["MANA_IMPORT_BIN"] ?? "mana-sync"
+        let run = try await target.runImport(from: original, executable: executable, timeout: .seconds(1500))
         #expect(run.status == 0, "\(run.output)")
         let report = try #require(run.report)
+        #expect(report.violations.isEmpty, "\(report.violations)")
         print(String(format: "import benchmark: %d rows in %.1f s = %.0f rows/s", report.rowsRead, report.seconds, report.rowsPerSecond))
+        for (key, value) in report.facts.sorted(by: { $0.key < $1.key }) where key.contains("(s)") { print("  \(key): \(value)") }
     }
 }

@@ -44,6 +44,44 @@ package struct CopyText: Sendable {
         buffer.writeInteger(UInt8(ascii: "\n"))
     }
 
+    /// Appends one column of the current row from raw UTF-8 bytes (nil is SQL NULL), escaped
+    /// like ``append(_:)``; a tab goes before every column but the first. End the row with
+    /// ``endRow()``. For rows read as text from another database without making Strings.
+    package mutating func appendColumn(_ bytes: ByteBuffer?, first: Bool) {
+        if !first { buffer.writeInteger(UInt8(ascii: "\t")) }
+        guard let bytes else {
+            buffer.writeStaticString("\\N")
+            return
+        }
+        let plain = bytes.withUnsafeReadableBytes { raw in
+            !raw.contains { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
+        }
+        if plain {
+            var bytes = bytes
+            buffer.writeBuffer(&bytes)
+            return
+        }
+        bytes.withUnsafeReadableBytes { raw in
+            for byte in raw {
+                switch byte {
+                case 0x5C: buffer.writeStaticString("\\\\")
+                case 0x09: buffer.writeStaticString("\\t")
+                case 0x0A: buffer.writeStaticString("\\n")
+                case 0x0D: buffer.writeStaticString("\\r")
+                default: buffer.writeInteger(byte)
+                }
+            }
+        }
+    }
+
+    /// Ends the row begun with ``appendColumn(_:first:)``.
+    package mutating func endRow() {
+        buffer.writeInteger(UInt8(ascii: "\n"))
+    }
+
+    /// Bytes written so far.
+    package var byteCount: Int { buffer.readableBytes }
+
     package var isEmpty: Bool { buffer.readableBytes == 0 }
 
     package mutating func removeAll() { buffer.clear() }

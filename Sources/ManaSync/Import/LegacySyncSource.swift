@@ -1,4 +1,5 @@
 import HTTPKit
+import NIOCore
 import Logging
 import PostgresNIO
 
@@ -9,24 +10,8 @@ struct LegacySyncSource: Sendable {
     let connection: PostgresConnection
     let logger: Logger
 
-    /// One original row, as text in the shape COPY wants it.
-    struct Row: Sendable {
-        let id: String
-        let appID: String
-        let table: String
-        let recordID: String
-        let userID: String
-        let op: String
-        let data: String?
-        let fieldTimestamps: String?
-        let clientID: String
-        let createdAt: String
-        let spaceID: String?
-
-        var copyColumns: [String?] {
-            [id, appID, table, recordID, userID, op, data, fieldTimestamps, clientID, createdAt, spaceID]
-        }
-    }
+    /// The original's columns in the order of the batch table's COPY.
+    static let columns = ["id", "app_id", "table_name", "record_id", "user_id", "op", "data", "field_timestamps", "client_id", "created_at", "space_id"]
 
     /// Why the original cannot be read as it is.
     struct Refusal: Error, CustomStringConvertible {
@@ -88,8 +73,13 @@ struct LegacySyncSource: Sendable {
         return result
     }
 
-    /// Every row after `mark` (all rows when nil) in (created_at, id) order, in batches.
-    func rows(after mark: ImportMark?, hasSpace: Bool, batchSize: Int, _ body: ([Row]) async throws -> Void) async throws {
+    /// Every row after `mark` (all rows when nil) in (created_at, id) order, read in batches
+    /// of COPY text: ``Batches/next()`` reads the next one (the caller writes the previous one
+    /// meanwhile). The rows go from the original's text straight into the COPY text, without
+    /// making a String of each column.
+    func batches(after mark: ImportMark?, hasSpace: Bool, batchSize: Int) async throws -> Batches {
+        // The whole table is sorted once, before the first row: in memory when it fits.
+        try await connection.query("SET work_mem = '256MB'", logger: logger)
         let space = hasSpace ? "space_id::text" : "NULL::text"
         let query: PostgresQuery
         if let mark {
@@ -108,21 +98,50 @@ struct LegacySyncSource: Sendable {
                     """)
         }
         let rows = try await connection.query(query, logger: logger)
-        var batch: [Row] = []
-        batch.reserveCapacity(batchSize)
-        for try await (id, app, table, record, user, op, data, timestamps, client, created, spaceID) in rows.decode(
-            (String, String, String, String, String, String, String?, String?, String, String, String?).self)
-        {
-            batch.append(
-                Row(
-                    id: id, appID: app, table: table, recordID: record, userID: user, op: op, data: data,
-                    fieldTimestamps: timestamps, clientID: client, createdAt: created, spaceID: spaceID))
-            if batch.count == batchSize {
-                try await body(batch)
-                batch.removeAll(keepingCapacity: true)
-            }
+        return Batches(iterator: rows.makeAsyncIterator(), batchSize: batchSize)
+    }
+
+    /// Rows of the original as COPY text, `batchSize` at a time. One reader at a time: a
+    /// batch is read by one task while the previous one is written by another, and the next
+    /// read starts only after that one ended.
+    final class Batches: @unchecked Sendable {
+        private var iterator: PostgresRowSequence.AsyncIterator
+        private let batchSize: Int
+        private var capacity = 1 << 20
+
+        init(iterator: PostgresRowSequence.AsyncIterator, batchSize: Int) {
+            self.iterator = iterator
+            self.batchSize = batchSize
         }
-        if !batch.isEmpty { try await body(batch) }
+
+        /// The next batch, nil after the last row.
+        func next() async throws -> Batch? {
+            var text = CopyText(capacity: capacity)
+            var count = 0
+            var lastID: ByteBuffer?
+            var lastCreatedAt: ByteBuffer?
+            while count < batchSize, let row = try await iterator.next() {
+                for cell in row {
+                    text.appendColumn(cell.bytes, first: cell.columnIndex == 0)
+                    if cell.columnIndex == 0 { lastID = cell.bytes }
+                    if cell.columnIndex == 9 { lastCreatedAt = cell.bytes }
+                }
+                text.endRow()
+                count += 1
+            }
+            guard count > 0, let lastID, let lastCreatedAt else { return nil }
+            capacity = max(capacity, text.byteCount + text.byteCount / 8)
+            return Batch(
+                text: text, count: count,
+                last: ImportMark(createdAt: String(buffer: lastCreatedAt), id: String(buffer: lastID)))
+        }
+    }
+
+    /// Rows in COPY text, and the last one's place in (created_at, id) order.
+    struct Batch: Sendable {
+        let text: CopyText
+        let count: Int
+        let last: ImportMark
     }
 
     /// Rows per (user, app, op) in the snapshot, keyed "user\u{1}app\u{1}op".

@@ -8,9 +8,14 @@ struct SyncImportChecks: Sendable {
     let connection: PostgresConnection
     let logger: Logger
 
-    /// Adds counts, violations, notices and facts to `report`.
-    func run(sourceCounts: [String: Int], cutover: Int64, into report: inout ImportReport) async throws {
-        try await compareCounts(sourceCounts, into: &report)
+    /// Adds counts, violations, notices and facts to `report`. The original counts its rows per (user, app, op) while ours counts what it imported.
+    func run(source: LegacySyncSource, cutover: Int64, into report: inout ImportReport) async throws {
+        async let sourceCounts = source.groupCounts()
+        let imported = try await importedRows()
+        compareCounts(try await sourceCounts, imported.counts, into: &report)
+        report.violation("cursors below µs(created_at)", count: imported.below.count, examples: imported.below.examples)
+        report.violation(
+            "cursors not increasing in (created_at, id) order", count: imported.unordered.count, examples: imported.unordered.examples)
         for check in Self.violations {
             let (count, examples) = try await finding(sql: check.sql)
             report.violation(check.name, count: count, examples: examples)
@@ -29,33 +34,76 @@ struct SyncImportChecks: Sendable {
             """
             SELECT
                 (SELECT count(*) FROM (SELECT 1 FROM legacy_sync.sync_changes GROUP BY user_id, app_id, created_at HAVING count(*) > 1) t)::bigint,
-                coalesce((SELECT max(c.cursor - (extract(epoch FROM c.received_at) * 1000000)::bigint)
-                          FROM sync.changes c JOIN legacy_sync.sync_changes l ON l.id = c.event_id), 0)::bigint,
-                (SELECT count(*) FROM sync.changes c JOIN legacy_sync.sync_changes l ON l.id = c.event_id
-                 WHERE c.cursor > (extract(epoch FROM c.received_at) * 1000000)::bigint)::bigint,
                 (SELECT count(*) FROM sync.heads)::bigint
             """, logger: logger)
-        for try await (ties, shift, shifted, heads) in figures.decode((Int64, Int64, Int64, Int64).self) {
+        for try await (ties, heads) in figures.decode((Int64, Int64).self) {
             report.facts["tie groups (user, app, created_at with several rows)"] = String(ties)
-            report.facts["rows with a cursor above their created_at (shifted ties)"] = String(shifted)
-            report.facts["largest cursor shift (µs)"] = String(shift)
             report.facts["heads"] = String(heads)
         }
+        report.facts["rows with a cursor above their created_at (shifted ties)"] = String(imported.shifted)
+        report.facts["largest cursor shift (µs)"] = String(imported.largestShift)
         report.facts["cut-over cursor"] = "\(cutover) (\(Timestamp.format(microseconds: cutover)))"
     }
 
-    /// Invariant 1: per (user, app, op) the original's rows = the imported rows.
-    private func compareCounts(_ source: [String: Int], into report: inout ImportReport) async throws {
+    /// What one pass over the imported rows (each change joined to its original row) finds.
+    struct Imported {
+        /// Imported rows per "user\u{1}app\u{1}op" of the original.
+        var counts: [String: Int] = [:]
+        var below = Occurrences()
+        var unordered = Occurrences()
+        var shifted = 0
+        var largestShift: Int64 = 0
+    }
+
+    struct Occurrences {
+        var count = 0
+        var examples: [String] = []
+
+        mutating func add(_ text: String) {
+            count += 1
+            if examples.count < 10 { examples.append(text) }
+        }
+    }
+
+    /// Invariant 1 (imported rows per (user, app, op)), invariant 8 (cursors not below
+    /// created_at, increasing in (created_at, id) order but for late rows) and the shifted
+    /// ties, in one join of sync.changes with the legacy copy.
+    private func importedRows() async throws -> Imported {
         let rows = try await connection.query(
             """
-            SELECT l.user_id, l.app_id, l.op, count(c.event_id)
-            FROM legacy_sync.sync_changes l LEFT JOIN sync.changes c ON c.event_id = l.id
-            GROUP BY 1, 2, 3
+            WITH j AS MATERIALIZED (
+                SELECT l.user_id || chr(1) || l.app_id || chr(1) || l.op AS key, c.user_id, c.app_id, c.cursor, l.late,
+                    (extract(epoch FROM l.created_at) * 1000000)::bigint AS created,
+                    (extract(epoch FROM c.received_at) * 1000000)::bigint AS received,
+                    -- Late rows were placed after the rows imported before them: only the others are in order.
+                    lag(c.cursor) OVER (PARTITION BY c.user_id, c.app_id, l.late ORDER BY l.created_at, l.id) AS before
+                FROM \(unescaped: Self.imported)
+            )
+            SELECT 'count', key, count(*)::bigint FROM j GROUP BY key
+            UNION ALL
+            SELECT 'below', user_id || ' / ' || app_id || ' / ' || cursor, 1 FROM j WHERE cursor < created
+            UNION ALL
+            SELECT 'unordered', user_id || ' / ' || app_id || ' / ' || cursor, 1 FROM j WHERE NOT late AND cursor <= before
+            UNION ALL
+            SELECT 'shifted', NULL, count(*) FILTER (WHERE cursor > received)::bigint FROM j
+            UNION ALL
+            SELECT 'shift', NULL, coalesce(max(cursor - received), 0)::bigint FROM j
             """, logger: logger)
-        var target: [String: Int] = [:]
-        for try await (user, app, op, count) in rows.decode((String, String, String, Int).self) {
-            target["\(user)\u{1}\(app)\u{1}\(op)"] = count
+        var imported = Imported()
+        for try await (kind, text, number) in rows.decode((String, String?, Int64).self) {
+            switch kind {
+            case "count": imported.counts[text ?? ""] = Int(number)
+            case "below": imported.below.add(text ?? "")
+            case "unordered": imported.unordered.add(text ?? "")
+            case "shifted": imported.shifted = Int(number)
+            default: imported.largestShift = number
+            }
         }
+        return imported
+    }
+
+    /// Invariant 1: per (user, app, op) the original's rows = the imported rows.
+    private func compareCounts(_ source: [String: Int], _ target: [String: Int], into report: inout ImportReport) {
         var mismatches: [String] = []
         for key in Set(source.keys).union(target.keys).sorted() where source[key, default: 0] != target[key, default: 0] {
             mismatches.append("\(key.replacingOccurrences(of: "\u{1}", with: " / ")): original \(source[key, default: 0]), imported \(target[key, default: 0])")
@@ -83,21 +131,8 @@ struct SyncImportChecks: Sendable {
 
     static let imported = "sync.changes c JOIN legacy_sync.sync_changes l ON l.id = c.event_id"
 
-    /// Invariant 8 and the heads.
+    /// The heads (invariant 8 is checked in `importedRows`).
     static let violations: [(name: String, sql: String)] = [
-        (
-            "cursors below µs(created_at)",
-            "SELECT c.user_id || ' / ' || c.app_id || ' / ' || c.cursor FROM \(imported) WHERE c.cursor < (extract(epoch FROM l.created_at) * 1000000)::bigint"
-        ),
-        (
-            "cursors not increasing in (created_at, id) order",
-            """
-            SELECT user_id || ' / ' || app_id || ' / ' || cursor FROM (
-                SELECT c.user_id, c.app_id, c.cursor, lag(c.cursor) OVER (PARTITION BY c.user_id, c.app_id ORDER BY l.created_at, l.id) AS before
-                FROM \(imported) WHERE NOT l.late) t
-            WHERE cursor <= before
-            """
-        ),
         (
             "heads below the largest cursor of their (user, app)",
             """

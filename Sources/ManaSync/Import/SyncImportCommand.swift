@@ -35,7 +35,7 @@ extension ManaSyncCommand {
         var cutoverMargin: Double = 5
 
         @Option(help: ArgumentHelp("Rows per committed batch.", visibility: .hidden))
-        var batchSize = 10_000
+        var batchSize = 100_000
 
         func validate() throws {
             guard status || from != nil else { throw ValidationError("--from is required (or --status)") }

@@ -19,7 +19,7 @@ struct SyncImporter: Sendable {
         var quiet = false
         /// Added to the clock at the cut-over: the old Go host's clock may run ahead.
         var cutoverMargin: Duration = .seconds(5)
-        var batchSize = 10_000
+        var batchSize = 100_000
     }
 
     let options: Options
@@ -56,22 +56,41 @@ struct SyncImporter: Sendable {
                             after += upTo
                         }
                         var meter = ImportProgressMeter(label: "mana-sync import", total: after, quiet: options.quiet)
-                        try await source.rows(after: mark, hasSpace: hasSpace, batchSize: options.batchSize) { batch in
+                        // Reading the original overlaps writing ours: batch n + 1 is read (by the original's
+                        // server and this process) while batch n is written (by our server).
+                        let batches = try await source.batches(after: mark, hasSpace: hasSpace, batchSize: options.batchSize)
+                        let mayHaveRows = mark == nil && state.legacyRows > 0
+                        var timings = SyncImportTarget.Timings()
+                        var waited = 0.0
+                        var waitStart = ContinuousClock.now
+                        var pending = try await batches.next()
+                        waited += (ContinuousClock.now - waitStart).inSeconds
+                        while let batch = pending {
+                            async let following = batches.next()
                             if !options.dryRun { try await targetConnection.query("BEGIN", logger: logger) }
-                            let written = try await target.write(batch, source: sourceName, previousMark: state.mark, cutover: cutover)
+                            let written = try await target.write(
+                                batch, source: sourceName, previousMark: state.mark, mayHaveRows: mayHaveRows, cutover: cutover,
+                                timings: &timings)
                             if !options.dryRun { try await targetConnection.query("COMMIT", logger: logger) }
                             report.rowsRead += batch.count
                             report.rowsWritten += written
                             meter.advance(by: batch.count)
+                            waitStart = ContinuousClock.now
+                            pending = try await following
+                            waited += (ContinuousClock.now - waitStart).inSeconds
                         }
                         meter.finish()
                         let raised = try await target.finish(source: sourceName, cutover: cutover)
                         report.seconds = meter.elapsed
                         report.rowsPerSecond = meter.rate
                         report.facts["heads raised to the cut-over cursor in this run"] = String(raised)
+                        report.facts["copy phase (s): waiting for the original's rows"] = String(format: "%.1f", waited)
+                        report.facts["copy phase (s): COPY into the batch table"] = String(format: "%.1f", timings.copy)
+                        report.facts["copy phase (s): verbatim legacy copy"] = String(format: "%.1f", timings.legacy)
+                        report.facts["copy phase (s): sync.changes, heads, resume point"] = String(format: "%.1f", timings.changes)
                         let checking = ContinuousClock.now
                         try await SyncImportChecks(connection: targetConnection, logger: logger).run(
-                            sourceCounts: try await source.groupCounts(), cutover: cutover, into: &report)
+                            source: source, cutover: cutover, into: &report)
                         report.facts["checks took (s)"] = String(format: "%.1f", (ContinuousClock.now - checking).inSeconds)
                         try await source.end()
                         if options.dryRun {
