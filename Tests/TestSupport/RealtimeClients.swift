@@ -11,6 +11,8 @@ import Synchronization
 /// and reports how the server closed the connection.
 package final class WSProbe: Sendable {
     private let messages = Shared<[String]>([])
+    /// How the connection ended (nil while it lasts): the error text when it failed.
+    private let ending = Shared<String??>(nil)
     private let outgoing: AsyncStream<String>.Continuation
     private let task: Task<WebSocketCloseFrame?, any Error>
 
@@ -18,40 +20,66 @@ package final class WSProbe: Sendable {
         let (stream, continuation) = AsyncStream<String>.makeStream()
         outgoing = continuation
         let messages = self.messages
+        let ending = self.ending
         task = Task {
-            try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 1 << 20), logger: TestDatabase.logger) { inbound, outbound, _ in
-                await withTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        for await text in stream { try? await outbound.write(.text(text)) }
-                        try? await outbound.close(.normalClosure, reason: nil)
-                    }
-                    do {
-                        for try await message in inbound.messages(maxSize: 1 << 20) {
-                            if case .text(let text) = message { messages.withLock { $0.append(text) } }
-                        }
-                    } catch {}
-                    group.cancelAll()
-                }
+            do {
+                let frame = try await Self.run(url: url, stream: stream, messages: messages)
+                ending.withLock { $0 = .some(nil) }
+                return frame
+            } catch {
+                ending.withLock { $0 = .some("\(error)") }
+                throw error
             }
         }
     }
 
-    /// Opens a connection and authenticates; waits for `auth-ok`.
+    private static func run(url: String, stream: AsyncStream<String>, messages: Shared<[String]>) async throws -> WebSocketCloseFrame? {
+        try await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: 1 << 20), logger: TestDatabase.logger) { inbound, outbound, _ in
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await text in stream { try? await outbound.write(.text(text)) }
+                    try? await outbound.close(.normalClosure, reason: nil)
+                }
+                do {
+                    for try await message in inbound.messages(maxSize: 1 << 20) {
+                        if case .text(let text) = message { messages.withLock { $0.append(text) } }
+                    }
+                } catch {}
+                group.cancelAll()
+            }
+        }
+    }
+
+    /// Opens a connection and authenticates; waits for `auth-ok`. A connection that never
+    /// opened (refused or reset while the machine is busy) is tried again, as a client would,
+    /// up to three times; one that opened and got no `auth-ok` within 10 s fails at once.
     package static func authenticated(_ url: String, token: String, clientID: String? = nil) async throws -> WSProbe {
-        let probe = WSProbe(url: url)
         var auth: JSONValue = ["type": "auth", "token": .string(token)]
         if let clientID, case .object(var fields) = auth {
             fields["clientId"] = .string(clientID)
             auth = .object(fields)
         }
-        probe.send(auth)
-        guard await probe.waitFor({ $0["type"] == "auth-ok" }) != nil else {
-            throw ProbeError.notAuthenticated(probe.received)
+        var failure = ProbeError.notAuthenticated([])
+        for _ in 0..<3 {
+            let probe = WSProbe(url: url)
+            probe.send(auth)
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ContinuousClock.now < deadline, probe.count == 0, probe.ending.withLock({ $0 }) == nil {
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            if await probe.waitFor(within: .zero, { $0["type"] == "auth-ok" }) != nil { return probe }
+            guard probe.count == 0, case .some(.some(let error)) = probe.ending.withLock({ $0 }) else {
+                throw ProbeError.notAuthenticated(probe.received)
+            }
+            failure = .connectionFailed(error)
         }
-        return probe
+        throw failure
     }
 
-    package enum ProbeError: Error { case notAuthenticated([JSONValue]) }
+    package enum ProbeError: Error {
+        case notAuthenticated([JSONValue])
+        case connectionFailed(String)
+    }
 
     package func send(_ text: String) { outgoing.yield(text) }
     package func send(_ json: JSONValue) { send(String(decoding: try! JSONEncoder().encode(json), as: UTF8.self)) }
