@@ -22,7 +22,7 @@ package enum LiveService {
     /// Builds the application with the `onServerRunning` callback it is given, serves it, and
     /// runs `body` with a caller for its port.
     package static func run<App: ApplicationProtocol, T>(
-        shutdownLimit: Duration = .seconds(10),
+        shutdownLimit: Duration = .seconds(30),
         build: (_ onServerRunning: @escaping @Sendable (any Channel) async -> Void) async throws -> App,
         _ body: (HTTPCaller) async throws -> T
     ) async throws -> T {

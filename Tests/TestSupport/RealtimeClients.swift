@@ -52,8 +52,10 @@ package final class WSProbe: Sendable {
 
     /// Opens a connection and authenticates; waits for `auth-ok`. A connection that never
     /// opened (refused or reset while the machine is busy) is tried again, as a client would,
-    /// up to three times; one that opened and got no `auth-ok` within 10 s fails at once.
-    package static func authenticated(_ url: String, token: String, clientID: String? = nil) async throws -> WSProbe {
+    /// up to three times; one that opened and got no `auth-ok` within `limit` fails at once.
+    package static func authenticated(
+        _ url: String, token: String, clientID: String? = nil, within limit: Duration = .seconds(10)
+    ) async throws -> WSProbe {
         var auth: JSONValue = ["type": "auth", "token": .string(token)]
         if let clientID, case .object(var fields) = auth {
             fields["clientId"] = .string(clientID)
@@ -63,7 +65,7 @@ package final class WSProbe: Sendable {
         for _ in 0..<3 {
             let probe = WSProbe(url: url)
             probe.send(auth)
-            let deadline = ContinuousClock.now + .seconds(10)
+            let deadline = ContinuousClock.now + limit
             while ContinuousClock.now < deadline, probe.count == 0, probe.ending.withLock({ $0 }) == nil {
                 try? await Task.sleep(for: .milliseconds(10))
             }
