@@ -222,6 +222,16 @@ import TestSupport
         #expect(try await other.strings("SELECT count(*)::text FROM credits.transactions WHERE user_id = 'carol'") == ["0"])
     }
 
+    /// A database that is not the original mana-credits is refused (exit status 2), naming what is missing.
+    @Test func aDatabaseWithoutTheOriginalTablesIsRefused() async throws {
+        let notTheOriginal = try await PostgresCluster.shared.createDatabase(prefix: "not_credits")
+        let target = try await CreditsTarget.migrated()
+        let refused = try await target.runImport(from: notTheOriginal)
+        #expect(refused.status == 2)
+        #expect(refused.output.contains("import refused: the original database has no table"), "\(refused.output)")
+        #expect(refused.report == nil)
+    }
+
     @Test func aKilledImportResumesToTheSameResultAsAnUninterruptedOne() async throws {
         let original = try await LegacyOriginals.creditsDatabase()
         try await LegacyOriginals.fillCredits(original, users: 3_000, perUser: 10)

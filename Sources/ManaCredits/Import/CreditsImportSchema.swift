@@ -1,3 +1,4 @@
+import HTTPKit
 import Logging
 import PostgresNIO
 
@@ -33,16 +34,7 @@ enum CreditsImportSchema {
                     updated_at timestamptz NOT NULL DEFAULT now()
                 )
                 """,
-                """
-                CREATE TABLE IF NOT EXISTS legacy_credits.import_runs (
-                    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-                    finished_at timestamptz NOT NULL DEFAULT now(),
-                    rows_read bigint NOT NULL,
-                    rows_written bigint NOT NULL,
-                    violations integer NOT NULL,
-                    report jsonb NOT NULL
-                )
-                """,
+                ImportRuns.createSQL(schema: "legacy_credits"),
             ]
     }
 

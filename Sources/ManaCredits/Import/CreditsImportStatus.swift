@@ -30,12 +30,7 @@ enum CreditsImportStatus {
                     lines.append("users imported: \(imported), held back: \(held)")
                     lines.append("original transactions read: \(transactions)")
                 }
-                let runs = try await connection.query(
-                    "SELECT id, finished_at::text, rows_read, rows_written, violations FROM legacy_credits.import_runs ORDER BY id DESC LIMIT 5",
-                    logger: logger)
-                for try await (id, finished, read, written, violations) in runs.decode((Int64, String, Int64, Int64, Int).self) {
-                    lines.append("run \(id) finished \(finished): \(read) read, \(written) written, \(violations) violation(s)")
-                }
+                lines += try await ImportRuns.recentLines(schema: "legacy_credits", on: connection, logger: logger)
                 if lines.isEmpty { lines.append("the import has started but no batch has committed yet") }
                 return lines
             }

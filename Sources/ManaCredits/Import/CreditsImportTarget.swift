@@ -33,8 +33,8 @@ struct CreditsImportTarget: Sendable {
             "SELECT to_regclass('credits.debts') IS NOT NULL, pg_try_advisory_lock(hashtext('mana-credits import'))", logger: logger)
         var facts = (false, false)
         for try await row in rows.decode((Bool, Bool).self) { facts = row }
-        guard facts.0 else { throw LegacyCreditsSource.Refusal(description: "the target is not migrated: run `mana-credits migrate` first") }
-        guard facts.1 else { throw LegacyCreditsSource.Refusal(description: "another mana-credits import is running against this database") }
+        guard facts.0 else { throw ImportRefusal(description: "the target is not migrated: run `mana-credits migrate` first") }
+        guard facts.1 else { throw ImportRefusal(description: "another mana-credits import is running against this database") }
     }
 
     /// Creates the import's tables and the session's staging tables; reads where it stands.
@@ -205,12 +205,7 @@ struct CreditsImportTarget: Sendable {
 
     /// Records a run and its report.
     func record(_ report: ImportReport) async throws {
-        let json = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
-        try await connection.query(
-            """
-            INSERT INTO legacy_credits.import_runs (rows_read, rows_written, violations, report)
-            VALUES (\(report.rowsRead), \(report.rowsWritten), \(report.violations.count), \(json)::jsonb)
-            """, logger: logger)
+        try await ImportRuns.record(report, schema: "legacy_credits", on: connection, logger: logger)
     }
 
     static func jsonString(_ text: String) -> String {

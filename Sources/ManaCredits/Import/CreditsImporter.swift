@@ -32,16 +32,11 @@ struct CreditsImporter: Sendable {
         let sourceName = "\(options.source.host):\(options.source.port)/\(options.source.database)"
         let options = self.options
         let logger = self.logger
-        return try await ServiceRuntime.withDatabase(options.source, maximumConnections: 1, logger: logger) { (sourceClient: PostgresClient) -> ImportReport in
-            try await ServiceRuntime.withDatabase(options.target, maximumConnections: 1, logger: logger) { (targetClient: PostgresClient) -> ImportReport in
-                try await sourceClient.withConnection { (sourceConnection: PostgresConnection) -> ImportReport in
-                    try await targetClient.withConnection { (targetConnection: PostgresConnection) -> ImportReport in
-                        let source = LegacyCreditsSource(connection: sourceConnection, logger: logger)
-                        let target = CreditsImportTarget(connection: targetConnection, logger: logger)
-                        return try await Self.run(options, sourceName: sourceName, source: source, target: target, logger: logger)
-                    }
-                }
-            }
+        return try await ImportRuns.withConnections(source: options.source, target: options.target, logger: logger) {
+            (sourceConnection: PostgresConnection, targetConnection: PostgresConnection) -> ImportReport in
+            let source = LegacyCreditsSource(connection: sourceConnection, logger: logger)
+            let target = CreditsImportTarget(connection: targetConnection, logger: logger)
+            return try await Self.run(options, sourceName: sourceName, source: source, target: target, logger: logger)
         }
     }
 
@@ -55,7 +50,7 @@ struct CreditsImporter: Sendable {
         if options.dryRun { try await connection.query("BEGIN", logger: logger) }
         let state = try await target.state()
         if let previous = state.source, previous != sourceName {
-            throw LegacyCreditsSource.Refusal(description: "this database was imported from \(previous), not \(sourceName); refusing to mix two originals")
+            throw ImportRefusal(description: "this database was imported from \(previous), not \(sourceName); refusing to mix two originals")
         }
         // A dry run with a FILE that does not exist yet writes the template there.
         var accepted: [String: CreditsAdjustments.Entry] = [:]
@@ -66,12 +61,12 @@ struct CreditsImporter: Sendable {
                     let file = try CreditsAdjustments.read(from: path)
                     accepted = Dictionary(file.users.map { ($0.userId, $0) }, uniquingKeysWith: { first, _ in first })
                 } catch {
-                    throw LegacyCreditsSource.Refusal(description: "--accept-adjustments \(path): \(error)")
+                    throw ImportRefusal(description: "--accept-adjustments \(path): \(error)")
                 }
             } else if options.dryRun {
                 writesTemplate = true
             } else {
-                throw LegacyCreditsSource.Refusal(description: "--accept-adjustments \(path): no such file (a --dry-run writes its template)")
+                throw ImportRefusal(description: "--accept-adjustments \(path): no such file (a --dry-run writes its template)")
             }
         }
 

@@ -9,10 +9,6 @@ struct LegacyCreditsSource: Sendable {
     let logger: Logger
 
     /// Why the original (or the target) cannot be imported as it is.
-    struct Refusal: Error, CustomStringConvertible {
-        let description: String
-    }
-
     /// Checks every original table exists, then opens the read-only snapshot.
     func begin() async throws {
         try await connection.query("SET TIME ZONE 'UTC'", logger: logger)
@@ -22,7 +18,7 @@ struct LegacyCreditsSource: Sendable {
             let exists = try await connection.query(PostgresQuery(unsafeSQL: "SELECT to_regclass('\(table.original)') IS NOT NULL"), logger: logger)
                 .decode(Bool.self).reduce(false) { $1 }
             guard exists else {
-                throw Refusal(description: "the original database has no table \(table.original) (is --from the mana-credits database?)")
+                throw ImportRefusal(description: "the original database has no table \(table.original) (is --from the mana-credits database?)")
             }
         }
         try await connection.query("START TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", logger: logger)

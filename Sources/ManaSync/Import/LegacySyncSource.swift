@@ -14,10 +14,6 @@ struct LegacySyncSource: Sendable {
     static let columns = ["id", "app_id", "table_name", "record_id", "user_id", "op", "data", "field_timestamps", "client_id", "created_at", "space_id"]
 
     /// Why the original cannot be read as it is.
-    struct Refusal: Error, CustomStringConvertible {
-        let description: String
-    }
-
     /// Opens the read-only snapshot after checking the table exists and this role sees every
     /// user's rows through the forced row-level security. Returns whether `space_id` exists.
     func begin() async throws -> Bool {
@@ -36,9 +32,9 @@ struct LegacySyncSource: Sendable {
         var facts: (Bool, Bool, String, Bool, Bool) = (false, false, "", false, false)
         for try await row in rows.decode((Bool, Bool, String, Bool, Bool).self) { facts = row }
         let (exists, bypasses, role, rowSecurity, hasSpace) = facts
-        guard exists else { throw Refusal(description: "the original database has no table public.sync_changes") }
+        guard exists else { throw ImportRefusal(description: "the original database has no table public.sync_changes") }
         if rowSecurity, !bypasses {
-            throw Refusal(
+            throw ImportRefusal(
                 description: """
                     role \(role) cannot read every user's rows of public.sync_changes: its row-level security is forced \
                     (policy sync_changes_user_isolation). Connect --from as a superuser or a role with BYPASSRLS \

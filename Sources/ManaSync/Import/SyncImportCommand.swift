@@ -59,21 +59,10 @@ extension ManaSyncCommand {
             let options = SyncImporter.Options(
                 source: source, target: configuration.chassis.database, dryRun: dryRun, quiet: quiet,
                 cutoverMargin: .milliseconds(Int64(cutoverMargin * 1000)), batchSize: batchSize)
-            let result: ImportReport
-            do {
-                result = try await SyncImporter(options: options, logger: logger).run()
-            } catch let refusal as LegacySyncSource.Refusal {
-                FileHandle.standardError.write(Data("import refused: \(refusal.description)\n".utf8))
-                throw ExitCode(2)
-            } catch let error as PSQLError {
-                // PSQLError's description hides the server's message; an operator needs it.
-                let message = error.serverInfo?[.message] ?? "\(error.code)"
-                FileHandle.standardError.write(Data("import failed: \(message)\n".utf8))
-                throw ExitCode(1)
+            let status = try await ImportRuns.exitStatus(reportPath: report) {
+                try await SyncImporter(options: options, logger: logger).run()
             }
-            print(result.text)
-            if let report { try result.write(to: report) }
-            if !result.isClean { throw ExitCode(1) }
+            if status != 0 { throw ExitCode(status) }
         }
     }
 }

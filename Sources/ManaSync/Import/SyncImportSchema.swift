@@ -1,3 +1,4 @@
+import HTTPKit
 import Logging
 import PostgresNIO
 
@@ -37,16 +38,7 @@ enum SyncImportSchema {
             updated_at timestamptz NOT NULL DEFAULT now()
         )
         """,
-        """
-        CREATE TABLE IF NOT EXISTS legacy_sync.import_runs (
-            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            finished_at timestamptz NOT NULL DEFAULT now(),
-            rows_read bigint NOT NULL,
-            rows_written bigint NOT NULL,
-            violations integer NOT NULL,
-            report jsonb NOT NULL
-        )
-        """,
+        ImportRuns.createSQL(schema: "legacy_sync"),
     ]
 
     /// Creates what is missing.

@@ -29,12 +29,7 @@ enum SyncImportStatus {
                     lines.append("resume after: created_at \(createdAt), id \(id)")
                     lines.append("cut-over cursor: \(cutover) (\(Timestamp.format(microseconds: cutover)))")
                 }
-                let runs = try await connection.query(
-                    "SELECT id, finished_at::text, rows_read, rows_written, violations FROM legacy_sync.import_runs ORDER BY id DESC LIMIT 5",
-                    logger: logger)
-                for try await (id, finished, read, written, violations) in runs.decode((Int64, String, Int64, Int64, Int).self) {
-                    lines.append("run \(id) finished \(finished): \(read) read, \(written) written, \(violations) violation(s)")
-                }
+                lines += try await ImportRuns.recentLines(schema: "legacy_sync", on: connection, logger: logger)
                 if lines.isEmpty { lines.append("the import has started but no batch has committed yet") }
                 return lines
             }

@@ -35,15 +35,15 @@ struct SyncImportTarget: Sendable {
         var facts: (Bool, Bool, String, Bool) = (false, false, "", false)
         for try await row in rows.decode((Bool, Bool, String, Bool).self) { facts = row }
         let (migrated, bypasses, role, locked) = facts
-        guard migrated else { throw LegacySyncSource.Refusal(description: "the target has no sync.changes: run `mana-sync migrate` first") }
+        guard migrated else { throw ImportRefusal(description: "the target has no sync.changes: run `mana-sync migrate` first") }
         guard bypasses else {
-            throw LegacySyncSource.Refusal(
+            throw ImportRefusal(
                 description: """
                     role \(role) of DATABASE_URL cannot write every user's rows of sync.changes and sync.heads (row-level \
                     security is forced): run the import as the owner with BYPASSRLS (ALTER ROLE \(role) BYPASSRLS) or as a superuser
                     """)
         }
-        guard locked else { throw LegacySyncSource.Refusal(description: "another mana-sync import is running against this database") }
+        guard locked else { throw ImportRefusal(description: "another mana-sync import is running against this database") }
     }
 
     /// Creates the import's tables and the session's batch table; reads the resume point.
@@ -207,12 +207,6 @@ struct SyncImportTarget: Sendable {
 
     /// Records a run and its report.
     func record(_ report: ImportReport) async throws {
-        let json = String(decoding: try JSONEncoder().encode(report), as: UTF8.self)
-        let violations = report.violations.count
-        try await connection.query(
-            """
-            INSERT INTO legacy_sync.import_runs (rows_read, rows_written, violations, report)
-            VALUES (\(report.rowsRead), \(report.rowsWritten), \(violations), \(json)::jsonb)
-            """, logger: logger)
+        try await ImportRuns.record(report, schema: "legacy_sync", on: connection, logger: logger)
     }
 }

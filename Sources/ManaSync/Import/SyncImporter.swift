@@ -30,78 +30,73 @@ struct SyncImporter: Sendable {
         let sourceName = "\(options.source.host):\(options.source.port)/\(options.source.database)"
         let options = self.options
         let logger = self.logger
-        return try await ServiceRuntime.withDatabase(options.source, maximumConnections: 1, logger: logger) { (sourceClient: PostgresClient) -> ImportReport in
-            try await ServiceRuntime.withDatabase(options.target, maximumConnections: 1, logger: logger) { (targetClient: PostgresClient) -> ImportReport in
-                try await sourceClient.withConnection { (sourceConnection: PostgresConnection) -> ImportReport in
-                    try await targetClient.withConnection { (targetConnection: PostgresConnection) -> ImportReport in
-                        var report = ImportReport(service: "mana-sync", source: sourceName, dryRun: options.dryRun)
-                        let source = LegacySyncSource(connection: sourceConnection, logger: logger)
-                        let target = SyncImportTarget(connection: targetConnection, logger: logger)
-                        try await target.prepare()
-                        let hasSpace = try await source.begin()
-                        if options.dryRun { try await targetConnection.query("BEGIN", logger: logger) }
-                        let state = try await target.state()
-                        if let previous = state.source, previous != sourceName {
-                            throw LegacySyncSource.Refusal(
-                                description: "this database was imported from \(previous), not \(sourceName); refusing to mix two originals")
-                        }
-                        // The cut-over clock: the later of the original's database clock and ours, plus the margin.
-                        let now = max(try await source.clock(), Int64(Date().timeIntervalSince1970 * 1_000_000))
-                        let cutover = max(now + Int64(options.cutoverMargin.inSeconds * 1_000_000), state.cutoverCursor)
-                        var (upTo, after) = try await source.counts(after: state.mark)
-                        // Rows at or before the resume point that we do not have committed late: read everything again.
-                        var mark = state.mark
-                        if upTo != state.legacyRows {
-                            mark = nil
-                            after += upTo
-                        }
-                        var meter = ImportProgressMeter(label: "mana-sync import", total: after, quiet: options.quiet)
-                        // Reading the original overlaps writing ours: batch n + 1 is read (by the original's
-                        // server and this process) while batch n is written (by our server).
-                        let batches = try await source.batches(after: mark, hasSpace: hasSpace, batchSize: options.batchSize)
-                        let mayHaveRows = mark == nil && state.legacyRows > 0
-                        var timings = SyncImportTarget.Timings()
-                        var waited = 0.0
-                        var waitStart = ContinuousClock.now
-                        var pending = try await batches.next()
-                        waited += (ContinuousClock.now - waitStart).inSeconds
-                        while let batch = pending {
-                            async let following = batches.next()
-                            if !options.dryRun { try await targetConnection.query("BEGIN", logger: logger) }
-                            let written = try await target.write(
-                                batch, source: sourceName, previousMark: state.mark, mayHaveRows: mayHaveRows, cutover: cutover,
-                                timings: &timings)
-                            if !options.dryRun { try await targetConnection.query("COMMIT", logger: logger) }
-                            report.rowsRead += batch.count
-                            report.rowsWritten += written
-                            meter.advance(by: batch.count)
-                            waitStart = ContinuousClock.now
-                            pending = try await following
-                            waited += (ContinuousClock.now - waitStart).inSeconds
-                        }
-                        meter.finish()
-                        let raised = try await target.finish(source: sourceName, cutover: cutover)
-                        report.seconds = meter.elapsed
-                        report.rowsPerSecond = meter.rate
-                        report.facts["heads raised to the cut-over cursor in this run"] = String(raised)
-                        report.facts["copy phase (s): waiting for the original's rows"] = String(format: "%.1f", waited)
-                        report.facts["copy phase (s): COPY into the batch table"] = String(format: "%.1f", timings.copy)
-                        report.facts["copy phase (s): verbatim legacy copy"] = String(format: "%.1f", timings.legacy)
-                        report.facts["copy phase (s): sync.changes, heads, resume point"] = String(format: "%.1f", timings.changes)
-                        let checking = ContinuousClock.now
-                        try await SyncImportChecks(connection: targetConnection, logger: logger).run(
-                            source: source, cutover: cutover, into: &report)
-                        report.facts["checks took (s)"] = String(format: "%.1f", (ContinuousClock.now - checking).inSeconds)
-                        try await source.end()
-                        if options.dryRun {
-                            try await targetConnection.query("ROLLBACK", logger: logger)
-                        } else {
-                            try await target.record(report)
-                        }
-                        return report
-                    }
-                }
+        return try await ImportRuns.withConnections(source: options.source, target: options.target, logger: logger) {
+            (sourceConnection: PostgresConnection, targetConnection: PostgresConnection) -> ImportReport in
+            var report = ImportReport(service: "mana-sync", source: sourceName, dryRun: options.dryRun)
+            let source = LegacySyncSource(connection: sourceConnection, logger: logger)
+            let target = SyncImportTarget(connection: targetConnection, logger: logger)
+            try await target.prepare()
+            let hasSpace = try await source.begin()
+            if options.dryRun { try await targetConnection.query("BEGIN", logger: logger) }
+            let state = try await target.state()
+            if let previous = state.source, previous != sourceName {
+                throw ImportRefusal(
+                    description: "this database was imported from \(previous), not \(sourceName); refusing to mix two originals")
             }
+            // The cut-over clock: the later of the original's database clock and ours, plus the margin.
+            let now = max(try await source.clock(), Int64(Date().timeIntervalSince1970 * 1_000_000))
+            let cutover = max(now + Int64(options.cutoverMargin.inSeconds * 1_000_000), state.cutoverCursor)
+            var (upTo, after) = try await source.counts(after: state.mark)
+            // Rows at or before the resume point that we do not have committed late: read everything again.
+            var mark = state.mark
+            if upTo != state.legacyRows {
+                mark = nil
+                after += upTo
+            }
+            var meter = ImportProgressMeter(label: "mana-sync import", total: after, quiet: options.quiet)
+            // Reading the original overlaps writing ours: batch n + 1 is read (by the original's
+            // server and this process) while batch n is written (by our server).
+            let batches = try await source.batches(after: mark, hasSpace: hasSpace, batchSize: options.batchSize)
+            let mayHaveRows = mark == nil && state.legacyRows > 0
+            var timings = SyncImportTarget.Timings()
+            var waited = 0.0
+            var waitStart = ContinuousClock.now
+            var pending = try await batches.next()
+            waited += (ContinuousClock.now - waitStart).inSeconds
+            while let batch = pending {
+                async let following = batches.next()
+                if !options.dryRun { try await targetConnection.query("BEGIN", logger: logger) }
+                let written = try await target.write(
+                    batch, source: sourceName, previousMark: state.mark, mayHaveRows: mayHaveRows, cutover: cutover,
+                    timings: &timings)
+                if !options.dryRun { try await targetConnection.query("COMMIT", logger: logger) }
+                report.rowsRead += batch.count
+                report.rowsWritten += written
+                meter.advance(by: batch.count)
+                waitStart = ContinuousClock.now
+                pending = try await following
+                waited += (ContinuousClock.now - waitStart).inSeconds
+            }
+            meter.finish()
+            let raised = try await target.finish(source: sourceName, cutover: cutover)
+            report.seconds = meter.elapsed
+            report.rowsPerSecond = meter.rate
+            report.facts["heads raised to the cut-over cursor in this run"] = String(raised)
+            report.facts["copy phase (s): waiting for the original's rows"] = String(format: "%.1f", waited)
+            report.facts["copy phase (s): COPY into the batch table"] = String(format: "%.1f", timings.copy)
+            report.facts["copy phase (s): verbatim legacy copy"] = String(format: "%.1f", timings.legacy)
+            report.facts["copy phase (s): sync.changes, heads, resume point"] = String(format: "%.1f", timings.changes)
+            let checking = ContinuousClock.now
+            try await SyncImportChecks(connection: targetConnection, logger: logger).run(
+                source: source, cutover: cutover, into: &report)
+            report.facts["checks took (s)"] = String(format: "%.1f", (ContinuousClock.now - checking).inSeconds)
+            try await source.end()
+            if options.dryRun {
+                try await targetConnection.query("ROLLBACK", logger: logger)
+            } else {
+                try await target.record(report)
+            }
+            return report
         }
     }
 }
