@@ -22,24 +22,11 @@ package struct CopyText: Sendable {
                 buffer.writeStaticString("\\N")
                 continue
             }
-            var plain = true
-            for byte in column.utf8 where byte == 0x5C || byte == 0x09 || byte == 0x0A || byte == 0x0D {
-                plain = false
-                break
-            }
-            if plain {
+            if !column.utf8.contains(where: Self.needsEscape) {
                 buffer.writeString(column)
                 continue
             }
-            for byte in column.utf8 {
-                switch byte {
-                case 0x5C: buffer.writeStaticString("\\\\")
-                case 0x09: buffer.writeStaticString("\\t")
-                case 0x0A: buffer.writeStaticString("\\n")
-                case 0x0D: buffer.writeStaticString("\\r")
-                default: buffer.writeInteger(byte)
-                }
-            }
+            writeEscaped(column.utf8)
         }
         buffer.writeInteger(UInt8(ascii: "\n"))
     }
@@ -53,23 +40,28 @@ package struct CopyText: Sendable {
             buffer.writeStaticString("\\N")
             return
         }
-        let plain = bytes.withUnsafeReadableBytes { raw in
-            !raw.contains { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }
-        }
-        if plain {
+        if !bytes.withUnsafeReadableBytes({ $0.contains(where: Self.needsEscape) }) {
             var bytes = bytes
             buffer.writeBuffer(&bytes)
             return
         }
-        bytes.withUnsafeReadableBytes { raw in
-            for byte in raw {
-                switch byte {
-                case 0x5C: buffer.writeStaticString("\\\\")
-                case 0x09: buffer.writeStaticString("\\t")
-                case 0x0A: buffer.writeStaticString("\\n")
-                case 0x0D: buffer.writeStaticString("\\r")
-                default: buffer.writeInteger(byte)
-                }
+        bytes.withUnsafeReadableBytes { writeEscaped($0) }
+    }
+
+    /// Backslash, tab, newline and carriage return: the bytes COPY text escapes.
+    private static func needsEscape(_ byte: UInt8) -> Bool {
+        byte == 0x5C || byte == 0x09 || byte == 0x0A || byte == 0x0D
+    }
+
+    /// Writes `bytes` with COPY text's escapes (``needsEscape(_:)``).
+    private mutating func writeEscaped(_ bytes: some Sequence<UInt8>) {
+        for byte in bytes {
+            switch byte {
+            case 0x5C: buffer.writeStaticString("\\\\")
+            case 0x09: buffer.writeStaticString("\\t")
+            case 0x0A: buffer.writeStaticString("\\n")
+            case 0x0D: buffer.writeStaticString("\\r")
+            default: buffer.writeInteger(byte)
             }
         }
     }
