@@ -154,10 +154,7 @@ import TestSupport
             }
             try await Self.write(original, round: 4)  // written after the clients' last pulls
 
-            let report = try await SyncImporter(
-                options: .init(source: original, target: harness.database, quiet: true), logger: TestDatabase.logger
-            ).run()
-            #expect(report.isClean, "\(report.text)")
+            try await Self.importClean(original, into: harness)
 
             var duplicates = 0
             for table in Self.tables {
@@ -176,14 +173,19 @@ import TestSupport
         }
     }
 
+    /// Imports the original into the harness's database; the report must be clean.
+    static func importClean(_ original: DatabaseURL, into harness: SyncHarness) async throws {
+        let report = try await SyncImporter(
+            options: .init(source: original, target: harness.database, quiet: true), logger: TestDatabase.logger
+        ).run()
+        #expect(report.isClean, "\(report.text)")
+    }
+
     @Test func atEveryInstantOurPullReturnsAtLeastWhatTheOriginalsDid() async throws {
         let original = try await LegacyOriginals.syncDatabase()
         for round in 0..<2 { try await Self.write(original, round: round) }
         try await SyncHarness.run { harness in
-            let report = try await SyncImporter(
-                options: .init(source: original, target: harness.database, quiet: true), logger: TestDatabase.logger
-            ).run()
-            #expect(report.isClean, "\(report.text)")
+            try await Self.importClean(original, into: harness)
             var duplicates = 0
             for table in Self.tables {
                 for client in Self.pullers {
