@@ -101,7 +101,7 @@ import TestSupport
     @Test func hostileInputGetsClearErrorsAndNeverAFiveHundred() async throws {
         // The change limit is lowered so that parsing the over-limit push stays cheap in a debug build.
         let system = try await JourneyTests.System(environment: [
-            "HTTP_IDLE_TIMEOUT": "1", "HTTP_BODY_TIMEOUT": "2", "SYNC_WS_AUTH_TIMEOUT": "1", "SYNC_MAX_CHANGES": "5000",
+            "HTTP_IDLE_TIMEOUT": "1", "HTTP_BODY_TIMEOUT": "2", "SYNC_WS_AUTH_TIMEOUT": "2", "SYNC_MAX_CHANGES": "5000",
             "SYNC_MAX_BODY_BYTES": "10485760",
         ])
         do {
@@ -207,7 +207,7 @@ import TestSupport
 
         // WebSocket floods: sockets that never authenticate are closed after the auth timeout;
         // a socket that floods pings and large messages costs bounded memory, and others still hear pushes.
-        // One phase at a time: with a 1 s auth timeout, a loaded machine opening 200 sockets
+        // One phase at a time: with a 2 s auth timeout, a loaded machine opening 200 sockets
         // while others authenticate could make those miss it.
         let silent = (0..<200).map { _ in WSProbe(url: "ws://127.0.0.1:\(system.syncPort)/ws") }
         for probe in silent {

@@ -20,6 +20,10 @@ package final class HTTPCaller: Sendable {
         // Idle connections go well before the services' HTTP_IDLE_TIMEOUT (30 s): reusing one the
         // server is closing at that moment fails with "connection reset by peer".
         configuration.connectionPool = .init(idleTimeout: .seconds(10), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+        // A request waits this long for a pooled connection (AsyncHTTPClient's connect timeout,
+        // 10 s by default): a hundred concurrent requests on a busy CI machine may need longer,
+        // and `getConnectionFromPoolTimeout` would fail a test for the machine's load.
+        configuration.timeout.connect = .seconds(30)
         self.client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 

@@ -51,7 +51,8 @@ package final class WSProbe: Sendable {
     }
 
     /// Opens a connection and authenticates; waits for `auth-ok`. A connection that never
-    /// opened (refused or reset while the machine is busy) is tried again, as a client would,
+    /// opened (refused or reset while the machine is busy), or that the server closed for its
+    /// auth deadline before reading the auth message, is tried again, as a client would,
     /// up to three times; one that opened and got no `auth-ok` within `limit` fails at once.
     package static func authenticated(
         _ url: String, token: String, clientID: String? = nil, within limit: Duration = .seconds(10)
@@ -70,10 +71,18 @@ package final class WSProbe: Sendable {
                 try? await Task.sleep(for: .milliseconds(10))
             }
             if await probe.waitFor(within: .zero, { $0["type"] == "auth-ok" }) != nil { return probe }
-            guard probe.count == 0, case .some(.some(let error)) = probe.ending.withLock({ $0 }) else {
+            guard probe.count == 0, let ending = probe.ending.withLock({ $0 }) else {
                 throw ProbeError.notAuthenticated(probe.received)
             }
-            failure = .connectionFailed(error)
+            if let error = ending {
+                failure = .connectionFailed(error)
+            } else if let frame = await probe.closeFrame(within: .zero), frame?.reason == "authentication timeout" {
+                // The server's auth deadline passed before it read our auth message (a short
+                // deadline on a busy machine): a client reconnects.
+                failure = .connectionFailed("closed: authentication timeout")
+            } else {
+                throw ProbeError.notAuthenticated(probe.received)
+            }
         }
         throw failure
     }
