@@ -1,4 +1,6 @@
+import Logging
 import NIOCore
+import PostgresNIO
 
 /// Rows in PostgreSQL's COPY text format, for `PostgresConnection.copyFrom`: columns
 /// separated by tabs, `\N` for NULL, backslash, tab, newline and carriage return escaped.
@@ -48,6 +50,23 @@ package struct CopyText: Sendable {
         bytes.withUnsafeReadableBytes { writeEscaped($0) }
     }
 
+    /// Appends an integer column of the current row (never the first) in decimal, without
+    /// making a String.
+    package mutating func appendColumn(_ value: Int64) {
+        buffer.writeInteger(UInt8(ascii: "\t"))
+        if value < 0 { buffer.writeInteger(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var start = digits.count
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(digits)[start...]))
+        }
+    }
+
     /// Backslash, tab, newline and carriage return: the bytes COPY text escapes.
     private static func needsEscape(_ byte: UInt8) -> Bool {
         byte == 0x5C || byte == 0x09 || byte == 0x0A || byte == 0x0D
@@ -77,4 +96,15 @@ package struct CopyText: Sendable {
     package var isEmpty: Bool { buffer.readableBytes == 0 }
 
     package mutating func removeAll() { buffer.clear() }
+}
+
+extension PostgresConnection {
+    /// COPY `text` into `schema.table`. PostgresNIO's `copyFrom(table:)` quotes the name it is
+    /// given as one identifier (`COPY "name"`), so a schema-qualified name is passed as
+    /// `schema"."table` to come out as `"schema"."table"`.
+    package func copy(_ text: CopyText, into schema: String, _ table: String, columns: [String], logger: Logger) async throws {
+        guard !text.isEmpty else { return }
+        let buffer = text.buffer
+        try await copyFrom(table: "\(schema)\".\"\(table)", columns: columns, logger: logger) { try await $0.write(buffer) }
+    }
 }

@@ -10,9 +10,6 @@ struct LegacySyncSource: Sendable {
     let connection: PostgresConnection
     let logger: Logger
 
-    /// The original's columns in the order of the batch table's COPY.
-    static let columns = ["id", "app_id", "table_name", "record_id", "user_id", "op", "data", "field_timestamps", "client_id", "created_at", "space_id"]
-
     /// Why the original cannot be read as it is.
     /// Opens the read-only snapshot after checking the table exists and this role sees every
     /// user's rows through the forced row-level security. Returns whether `space_id` exists.
@@ -69,41 +66,67 @@ struct LegacySyncSource: Sendable {
         return result
     }
 
-    /// Every row after `mark` (all rows when nil) in (created_at, id) order, read in batches
-    /// of COPY text: ``Batches/next()`` reads the next one (the caller writes the previous one
-    /// meanwhile). The rows go from the original's text straight into the COPY text, without
-    /// making a String of each column.
-    func batches(after mark: ImportMark?, hasSpace: Bool, batchSize: Int) async throws -> Batches {
+    /// Every row after `mark` (all rows when nil) in (created_at, id) order, in batches of
+    /// `batchSize`: ``Batches/next()`` reads the next one (the caller writes the previous one
+    /// meanwhile). Each row carries the original's columns as text for the verbatim copy,
+    /// whether it is at or before `lateUpTo` (it committed late), and, computed by the
+    /// original's server so that our busy server does not have to, its place and its
+    /// `sync.changes` columns (``Column``). No String is made of any column.
+    func batches(after mark: ImportMark?, lateUpTo: ImportMark?, hasSpace: Bool, batchSize: Int) async throws -> Batches {
         // The whole table is sorted once, before the first row: in memory when it fits.
         try await connection.query("SET work_mem = '256MB'", logger: logger)
-        let space = hasSpace ? "space_id::text" : "NULL::text"
-        let query: PostgresQuery
+        let space = hasSpace ? "space_id" : "NULL::text"
+        let extra = hasSpace ? SyncImportMapping.extra : "NULL::jsonb"
+        var query: PostgresQuery = """
+            SELECT id::text, app_id, table_name, record_id, user_id, op, data::text, field_timestamps::text, client_id,
+                created_at::text, \(unescaped: space),
+                coalesce((created_at, id) <= (\(lateUpTo?.createdAt)::timestamptz, \(lateUpTo?.id)::uuid), false)::text,
+                \(unescaped: Self.micros),
+                \(unescaped: SyncImportMapping.data) IS NOT NULL,
+                (\(unescaped: SyncImportMapping.fields))::text, \(unescaped: SyncImportMapping.deletedAt), (\(unescaped: extra))::text
+            FROM public.sync_changes
+            """
         if let mark {
-            query = """
-                SELECT id::text, app_id, table_name, record_id, user_id, op, data::text, field_timestamps::text, client_id,
-                    created_at::text, \(unescaped: space)
-                FROM public.sync_changes WHERE (created_at, id) > (\(mark.createdAt)::timestamptz, \(mark.id)::uuid)
-                ORDER BY created_at, id
-                """
-        } else {
-            query = PostgresQuery(
-                unsafeSQL: """
-                    SELECT id::text, app_id, table_name, record_id, user_id, op, data::text, field_timestamps::text, client_id,
-                        created_at::text, \(space)
-                    FROM public.sync_changes ORDER BY created_at, id
-                    """)
+            query.sql += " WHERE (created_at, id) > ($\(query.binds.count + 1)::timestamptz, $\(query.binds.count + 2)::uuid)"
+            query.binds.append(mark.createdAt)
+            query.binds.append(mark.id)
         }
+        query.sql += " ORDER BY created_at, id"
         let rows = try await connection.query(query, logger: logger)
         return Batches(iterator: rows.makeAsyncIterator(), batchSize: batchSize)
     }
 
-    /// Rows of the original as COPY text, `batchSize` at a time. One reader at a time: a
-    /// batch is read by one task while the previous one is written by another, and the next
-    /// read starts only after that one ended.
+    /// Microseconds since the epoch of `created_at`, exact on every PostgreSQL version (before
+    /// 14 `extract` answers a double).
+    static let micros = """
+        extract(epoch FROM date_trunc('second', created_at))::bigint * 1000000
+            + extract(microseconds FROM created_at)::bigint % 1000000
+        """
+
+    /// The columns of a row of ``Batch/rows``.
+    enum Column {
+        /// The original's columns as text, in the order of ``legacyColumns``: 0 ..< 12.
+        static let legacy = 0..<12
+        static let id = 0, appID = 1, tableName = 2, recordID = 3, userID = 4, op = 5, data = 6, clientID = 8, createdAt = 9
+        /// `bigint`: µs of `created_at`.
+        static let micros = 12
+        /// `bool`: `data` is the change's `data` (an insert of something other than JSON null).
+        static let keepsData = 13
+        /// Text: the change's `fields`, `deleted_at` and `extra` (``SyncImportMapping``).
+        static let fields = 14, deletedAt = 15, extra = 16
+    }
+
+    /// The columns of `legacy_sync.sync_changes` that the verbatim copy writes.
+    static let legacyColumns = [
+        "id", "app_id", "table_name", "record_id", "user_id", "op", "data", "field_timestamps", "client_id", "created_at", "space_id", "late",
+    ]
+
+    /// Rows of the original, `batchSize` at a time. One reader at a time: a batch is read by
+    /// one task while the previous one is written by another, and the next read starts only
+    /// after that one ended.
     final class Batches: @unchecked Sendable {
         private var iterator: PostgresRowSequence.AsyncIterator
         private let batchSize: Int
-        private var capacity = 1 << 20
 
         init(iterator: PostgresRowSequence.AsyncIterator, batchSize: Int) {
             self.iterator = iterator
@@ -112,32 +135,27 @@ struct LegacySyncSource: Sendable {
 
         /// The next batch, nil after the last row.
         func next() async throws -> Batch? {
-            var text = CopyText(capacity: capacity)
-            var count = 0
+            var rows: [PostgresRow] = []
+            rows.reserveCapacity(batchSize)
+            while rows.count < batchSize, let row = try await iterator.next() { rows.append(row) }
+            guard let last = rows.last else { return nil }
             var lastID: ByteBuffer?
             var lastCreatedAt: ByteBuffer?
-            while count < batchSize, let row = try await iterator.next() {
-                for cell in row {
-                    text.appendColumn(cell.bytes, first: cell.columnIndex == 0)
-                    if cell.columnIndex == 0 { lastID = cell.bytes }
-                    if cell.columnIndex == 9 { lastCreatedAt = cell.bytes }
-                }
-                text.endRow()
-                count += 1
+            for cell in last {
+                if cell.columnIndex == Column.id { lastID = cell.bytes }
+                if cell.columnIndex == Column.createdAt { lastCreatedAt = cell.bytes }
             }
-            guard count > 0, let lastID, let lastCreatedAt else { return nil }
-            capacity = max(capacity, text.byteCount + text.byteCount / 8)
             return Batch(
-                text: text, count: count,
-                last: ImportMark(createdAt: String(buffer: lastCreatedAt), id: String(buffer: lastID)))
+                rows: rows,
+                last: ImportMark(createdAt: lastCreatedAt.map { String(buffer: $0) } ?? "", id: lastID.map { String(buffer: $0) } ?? ""))
         }
     }
 
-    /// Rows in COPY text, and the last one's place in (created_at, id) order.
+    /// Rows in (created_at, id) order (their columns: ``Column``), and the last one's place.
     struct Batch: Sendable {
-        let text: CopyText
-        let count: Int
+        let rows: [PostgresRow]
         let last: ImportMark
+        var count: Int { rows.count }
     }
 
     /// Rows per (user, app, op) in the snapshot, keyed "user\u{1}app\u{1}op".

@@ -23,9 +23,8 @@ struct SyncImportTarget: Sendable {
     /// import lock (one import at a time) and sets the session up.
     func prepare() async throws {
         try await connection.query("SET TIME ZONE 'UTC'", logger: logger)
-        // Batches are sorted and grouped in memory, and the session's batch table stays in memory.
+        // The checks after the copy sort and group in memory.
         try await connection.query("SET work_mem = '256MB'", logger: logger)
-        try await connection.query("SET temp_buffers = '256MB'", logger: logger)
         let rows = try await connection.query(
             """
             SELECT to_regclass('sync.changes') IS NOT NULL,
@@ -46,15 +45,9 @@ struct SyncImportTarget: Sendable {
         guard locked else { throw ImportRefusal(description: "another mana-sync import is running against this database") }
     }
 
-    /// Creates the import's tables and the session's batch table; reads the resume point.
+    /// Creates the import's tables; reads the resume point.
     func state() async throws -> State {
         try await SyncImportSchema.create(on: connection, logger: logger)
-        try await connection.query(
-            """
-            CREATE TEMP TABLE IF NOT EXISTS import_batch (
-                id uuid, app_id text, table_name text, record_id text, user_id text, op text, data jsonb,
-                field_timestamps jsonb, client_id text, created_at timestamptz, space_id text)
-            """, logger: logger)
         var state = State()
         let rows = try await connection.query(
             """
@@ -76,19 +69,22 @@ struct SyncImportTarget: Sendable {
 
     /// How long each part of the writes took over a run, in seconds.
     struct Timings: Sendable {
-        var copy = 0.0
+        var placing = 0.0
         var legacy = 0.0
         var changes = 0.0
+        var heads = 0.0
     }
 
     /// Writes one batch (rows in (created_at, id) order) and moves the resume point to its
     /// last row. With `mayHaveRows` (the run reads rows again from the start) rows already
     /// imported are skipped; otherwise every row is new (it lies after the resume point that
-    /// committed with the rows before it), and a row imported twice fails the batch. A row at
-    /// or before `previousMark` committed late in the original and is marked so. Returns the
-    /// rows written.
+    /// committed with the rows before it), and a row imported twice fails the batch. Returns
+    /// the rows written.
+    ///
+    /// Our server only stores: the original's server computed each change's columns, and
+    /// ``Placement`` gives each its cursor here, so both tables are written by one COPY each.
     func write(
-        _ batch: LegacySyncSource.Batch, source: String, previousMark: ImportMark?, mayHaveRows: Bool, cutover: Int64,
+        _ batch: LegacySyncSource.Batch, into placement: inout Placement, source: String, mayHaveRows: Bool, cutover: Int64,
         timings: inout Timings
     ) async throws -> Int {
         var started = ContinuousClock.now
@@ -97,78 +93,25 @@ struct SyncImportTarget: Sendable {
             phase += (now - started).inSeconds
             started = now
         }
-        let buffer = batch.text.buffer
-        try await connection.query("TRUNCATE import_batch", logger: logger)
-        try await connection.copyFrom(table: "import_batch", columns: LegacySyncSource.columns, logger: logger) { writer in
-            try await writer.write(buffer)
-        }
-        if mayHaveRows {
-            try await connection.query(
-                "DELETE FROM import_batch b USING legacy_sync.sync_changes l WHERE l.id = b.id", logger: logger)
-        }
-        lap(&timings.copy)
-        // The verbatim copy: one plain INSERT (no conflict arbitration: no row of the batch is there).
-        try await connection.query(
-            """
-            INSERT INTO legacy_sync.sync_changes
-                (id, app_id, table_name, record_id, user_id, op, data, field_timestamps, client_id, created_at, space_id, late)
-            SELECT b.id, b.app_id, b.table_name, b.record_id, b.user_id, b.op, b.data, b.field_timestamps, b.client_id,
-                b.created_at, b.space_id,
-                coalesce((b.created_at, b.id) <= (\(previousMark?.createdAt)::timestamptz, \(previousMark?.id)::uuid), false)
-            FROM import_batch b
-            """, logger: logger)
+        let skipped = mayHaveRows ? try await imported(of: batch) : []
+        let pairs = Placement.pairs(of: batch)
+        try await placement.learn(pairs, connection: connection, logger: logger)
+        let text = placement.place(batch, pairs: pairs, skipping: skipped, cutover: cutover)
+        lap(&timings.placing)
+        try await connection.copy(text.legacy, into: "legacy_sync", "sync_changes", columns: LegacySyncSource.legacyColumns, logger: logger)
         lap(&timings.legacy)
-        let rows = try await connection.query(
-            """
-            WITH previous AS MATERIALIZED (
-                -- The last cursor of each (user, app) of the batch before it: looked up once a pair, and
-                -- only for pairs with a head (every change's pair has one: a push and a batch write it
-                -- with the change; the checks verify it).
-                SELECT k.user_id, k.app_id,
-                    CASE WHEN h.user_id IS NULL THEN 0 ELSE coalesce(
-                        (SELECT max(c.cursor) FROM sync.changes c WHERE c.user_id = k.user_id AND c.app_id = k.app_id), 0) END AS cursor
-                FROM (SELECT DISTINCT user_id, app_id FROM import_batch) k
-                    LEFT JOIN sync.heads h ON h.user_id = k.user_id AND h.app_id = k.app_id
-            ),
-            numbered AS (
-                SELECT b.*, (extract(epoch FROM b.created_at) * 1000000)::bigint AS micros,
-                    row_number() OVER (PARTITION BY b.user_id, b.app_id ORDER BY b.created_at, b.id) AS n
-                FROM import_batch b
-            ),
-            placed AS (
-                -- cursor = max(µs of created_at, previous cursor + 1), in closed form over the batch.
-                SELECT n.*, n.n + greatest(p.cursor, max(n.micros - n.n) OVER (
-                    PARTITION BY n.user_id, n.app_id ORDER BY n.created_at, n.id ROWS UNBOUNDED PRECEDING)) AS cursor
-                FROM numbered n JOIN previous p USING (user_id, app_id)
-            ),
-            inserted AS (
-                -- In key order: each (user, app)'s rows go to the same places of both indexes.
-                INSERT INTO sync.changes
-                    (user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id, received_at, event_id, extra)
-                SELECT user_id, app_id, cursor, table_name, record_id, op,
-                    \(unescaped: SyncImportMapping.data), \(unescaped: SyncImportMapping.fields), \(unescaped: SyncImportMapping.deletedAt),
-                    client_id, created_at, id, \(unescaped: SyncImportMapping.extra)
-                FROM placed
-                ORDER BY user_id, app_id, cursor
-                RETURNING user_id, app_id, cursor
-            ),
-            tops AS (
-                SELECT user_id, app_id, greatest(max(cursor), \(cutover)) AS cursor FROM inserted GROUP BY user_id, app_id
-            ),
-            heads AS (
-                -- Only heads that must move: a head at or above its new cursor is not even locked.
+        try await connection.copy(text.changes, into: "sync", "changes", columns: Placement.changeColumns, logger: logger)
+        lap(&timings.changes)
+        if !text.heads.users.isEmpty {
+            // Only heads that move: every other one is at or above its new cursor already.
+            try await connection.query(
+                """
                 INSERT INTO sync.heads (user_id, app_id, last_cursor)
-                SELECT t.user_id, t.app_id, t.cursor FROM tops t
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM sync.heads h WHERE h.user_id = t.user_id AND h.app_id = t.app_id AND h.last_cursor >= t.cursor)
+                SELECT * FROM unnest(\(text.heads.users)::text[], \(text.heads.apps)::text[], \(text.heads.cursors)::bigint[])
                 ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = excluded.last_cursor
                     WHERE sync.heads.last_cursor < excluded.last_cursor
-                RETURNING 1
-            )
-            SELECT (SELECT count(*) FROM inserted)::bigint, (SELECT count(*) FROM heads)::bigint
-            """, logger: logger)
-        var written: Int64 = 0
-        for try await (count, _) in rows.decode((Int64, Int64).self) { written = count }
+                """, logger: logger)
+        }
         let last = batch.last
         try await connection.query(
             """
@@ -183,8 +126,20 @@ struct SyncImportTarget: Sendable {
                     THEN excluded.last_id ELSE s.last_id END,
                 cutover_cursor = greatest(s.cutover_cursor, excluded.cutover_cursor), updated_at = now()
             """, logger: logger)
-        lap(&timings.changes)
-        return Int(written)
+        lap(&timings.heads)
+        return text.count
+    }
+
+    /// The ids of the batch's rows that an earlier run imported.
+    private func imported(of batch: LegacySyncSource.Batch) async throws -> Set<String> {
+        let ids = batch.rows.map { row in
+            row.first { $0.columnIndex == LegacySyncSource.Column.id }?.bytes.map { String(buffer: $0) } ?? ""
+        }
+        var found = Set<String>()
+        let rows = try await connection.query(
+            "SELECT id::text FROM legacy_sync.sync_changes WHERE id = ANY(\(ids)::uuid[])", logger: logger)
+        for try await id in rows.decode(String.self) { found.insert(id) }
+        return found
     }
 
     /// Raises every head to the cut-over cursor (new pushes are then above every cursor the

@@ -56,8 +56,9 @@ struct SyncImporter: Sendable {
             var meter = ImportProgressMeter(label: "mana-sync import", total: after, quiet: options.quiet)
             // Reading the original overlaps writing ours: batch n + 1 is read (by the original's
             // server and this process) while batch n is written (by our server).
-            let batches = try await source.batches(after: mark, hasSpace: hasSpace, batchSize: options.batchSize)
+            let batches = try await source.batches(after: mark, lateUpTo: state.mark, hasSpace: hasSpace, batchSize: options.batchSize)
             let mayHaveRows = mark == nil && state.legacyRows > 0
+            var placement = Placement()
             var timings = SyncImportTarget.Timings()
             var waited = 0.0
             var waitStart = ContinuousClock.now
@@ -67,8 +68,7 @@ struct SyncImporter: Sendable {
                 async let following = batches.next()
                 if !options.dryRun { try await targetConnection.query("BEGIN", logger: logger) }
                 let written = try await target.write(
-                    batch, source: sourceName, previousMark: state.mark, mayHaveRows: mayHaveRows, cutover: cutover,
-                    timings: &timings)
+                    batch, into: &placement, source: sourceName, mayHaveRows: mayHaveRows, cutover: cutover, timings: &timings)
                 if !options.dryRun { try await targetConnection.query("COMMIT", logger: logger) }
                 report.rowsRead += batch.count
                 report.rowsWritten += written
@@ -83,9 +83,10 @@ struct SyncImporter: Sendable {
             report.rowsPerSecond = meter.rate
             report.facts["heads raised to the cut-over cursor in this run"] = String(raised)
             report.facts["copy phase (s): waiting for the original's rows"] = String(format: "%.1f", waited)
-            report.facts["copy phase (s): COPY into the batch table"] = String(format: "%.1f", timings.copy)
-            report.facts["copy phase (s): verbatim legacy copy"] = String(format: "%.1f", timings.legacy)
-            report.facts["copy phase (s): sync.changes, heads, resume point"] = String(format: "%.1f", timings.changes)
+            report.facts["copy phase (s): placing rows (cursors, COPY text)"] = String(format: "%.1f", timings.placing)
+            report.facts["copy phase (s): COPY legacy_sync.sync_changes"] = String(format: "%.1f", timings.legacy)
+            report.facts["copy phase (s): COPY sync.changes"] = String(format: "%.1f", timings.changes)
+            report.facts["copy phase (s): heads, resume point"] = String(format: "%.1f", timings.heads)
             let checking = ContinuousClock.now
             try await SyncImportChecks(connection: targetConnection, logger: logger).run(
                 source: source, cutover: cutover, into: &report)
