@@ -101,7 +101,7 @@ import TestSupport
     @Test func hostileInputGetsClearErrorsAndNeverAFiveHundred() async throws {
         // The change limit is lowered so that parsing the over-limit push stays cheap in a debug build.
         let system = try await JourneyTests.System(environment: [
-            "HTTP_IDLE_TIMEOUT": "1", "HTTP_BODY_TIMEOUT": "2", "SYNC_WS_AUTH_TIMEOUT": "2", "SYNC_MAX_CHANGES": "5000",
+            "HTTP_IDLE_TIMEOUT": "2", "HTTP_BODY_TIMEOUT": "2", "SYNC_WS_AUTH_TIMEOUT": "2", "SYNC_MAX_CHANGES": "5000",
             "SYNC_MAX_BODY_BYTES": "10485760",
         ])
         do {
@@ -167,7 +167,7 @@ import TestSupport
             #expect(outcome.status == 400, "invalid UTF-8 to \(path): \(outcome.received.prefix(300))")
         }
 
-        // Slow loris: headers a byte at a time. The idle timeout (1 s here) closes them, and
+        // Slow loris: headers a byte at a time. The idle timeout (2 s here) closes them, and
         // the service keeps answering everyone else meanwhile.
         let request = "GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + String(repeating: "s", count: 200) + "\r\n\r\n"
         let clock = ContinuousClock()
@@ -187,14 +187,15 @@ import TestSupport
             }
         }
 
-        // Slow bodies: complete headers, then a byte every 300 ms. The body deadline (2 s) answers 408.
+        // Slow bodies: complete headers, then a byte every 200 ms. The body deadline (2 s) answers 408.
+        // (Each byte also resets the idle timeout, 2 s: only a client stalled that long is closed unanswered.)
         let body = #"{"amount": 1, "appId": "slow", "description": "trickled"}"#
         try await withThrowingTaskGroup(of: RawConnection.Outcome.self) { group in
             for (port, path) in [(system.syncPort, "/sync/notes"), (system.creditsPort, "/api/v1/credits/use")] {
                 let head = "POST \(path) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n"
                 group.addTask {
                     try await RawConnection.exchange(
-                        port: port, chunks: [Array(head.utf8)] + RawConnection.bytes(body), gap: .milliseconds(300), limit: .seconds(15))
+                        port: port, chunks: [Array(head.utf8)] + RawConnection.bytes(body), gap: .milliseconds(200), limit: .seconds(15))
                 }
             }
             for try await outcome in group {
