@@ -26,4 +26,21 @@ import HTTPKit
         let text = String(buffer: raw.buffer)
         #expect(text.hasPrefix("plain\t\\N\t42\ntab\\there\tnew\\nline\tback\\\\slash\tcr\\rx\t\nünïcødé 🎉\t"))
     }
+
+    @Test func integersAreDecimalAndRowsCopyWhole() {
+        var text = CopyText()
+        for value: Int64 in [0, 7, 1_714_000_000_123_456, -42, .max, .min] {
+            text.appendColumn(ByteBuffer(string: "x"), first: true)
+            text.appendColumn(value)
+            text.endRow()
+        }
+        let expected = ["0", "7", "1714000000123456", "-42", "9223372036854775807", "-9223372036854775808"].map { "x\t\($0)\n" }
+        #expect(String(buffer: text.buffer) == expected.joined())
+
+        // Rows copied out of order by their byte ranges.
+        var reordered = CopyText()
+        let ends = expected.reduce(into: [0]) { $0.append($0.last! + $1.utf8.count) }
+        for index in [2, 0, 5] { reordered.append(bytesOf: text, from: ends[index], to: ends[index + 1]) }
+        #expect(String(buffer: reordered.buffer) == expected[2] + expected[0] + expected[5])
+    }
 }

@@ -67,6 +67,11 @@ package struct CopyText: Sendable {
         }
     }
 
+    /// Appends bytes `start ..< end` of `other` (whole rows: already escaped and ended).
+    package mutating func append(bytesOf other: CopyText, from start: Int, to end: Int) {
+        other.buffer.withUnsafeReadableBytes { buffer.writeBytes(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+    }
+
     /// Backslash, tab, newline and carriage return: the bytes COPY text escapes.
     private static func needsEscape(_ byte: UInt8) -> Bool {
         byte == 0x5C || byte == 0x09 || byte == 0x0A || byte == 0x0D

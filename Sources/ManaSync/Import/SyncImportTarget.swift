@@ -69,50 +69,38 @@ struct SyncImportTarget: Sendable {
 
     /// How long each part of the writes took over a run, in seconds.
     struct Timings: Sendable {
-        var placing = 0.0
         var legacy = 0.0
         var changes = 0.0
         var heads = 0.0
     }
 
-    /// Writes one batch (rows in (created_at, id) order) and moves the resume point to its
-    /// last row. With `mayHaveRows` (the run reads rows again from the start) rows already
-    /// imported are skipped; otherwise every row is new (it lies after the resume point that
-    /// committed with the rows before it), and a row imported twice fails the batch. Returns
-    /// the rows written.
-    ///
-    /// Our server only stores: the original's server computed each change's columns, and
-    /// ``Placement`` gives each its cursor here, so both tables are written by one COPY each.
-    func write(
-        _ batch: LegacySyncSource.Batch, into placement: inout Placement, source: String, mayHaveRows: Bool, cutover: Int64,
-        timings: inout Timings
-    ) async throws -> Int {
+    /// Writes one placed batch and moves the resume point to its last row (the caller holds
+    /// the transaction). Returns the rows written. Our server only stores: the original's
+    /// server computed each change's columns and ``Placement`` gave each its cursor, so both
+    /// tables take one COPY each.
+    func write(_ placed: Placement.Placed, source: String, cutover: Int64, timings: inout Timings) async throws -> Int {
         var started = ContinuousClock.now
         func lap(_ phase: inout Double) {
             let now = ContinuousClock.now
             phase += (now - started).inSeconds
             started = now
         }
-        let skipped = mayHaveRows ? try await imported(of: batch) : []
-        let pairs = Placement.pairs(of: batch)
-        try await placement.learn(pairs, connection: connection, logger: logger)
-        let text = placement.place(batch, pairs: pairs, skipping: skipped, cutover: cutover)
-        lap(&timings.placing)
-        try await connection.copy(text.legacy, into: "legacy_sync", "sync_changes", columns: LegacySyncSource.legacyColumns, logger: logger)
+        try await connection.copy(placed.legacy, into: "legacy_sync", "sync_changes", columns: LegacySyncSource.legacyColumns, logger: logger)
         lap(&timings.legacy)
-        try await connection.copy(text.changes, into: "sync", "changes", columns: Placement.changeColumns, logger: logger)
+        try await connection.copy(placed.changes, into: "sync", "changes", columns: Placement.changeColumns, logger: logger)
         lap(&timings.changes)
-        if !text.heads.users.isEmpty {
+        let heads = placed.heads
+        if !heads.users.isEmpty {
             // Only heads that move: every other one is at or above its new cursor already.
             try await connection.query(
                 """
                 INSERT INTO sync.heads (user_id, app_id, last_cursor)
-                SELECT * FROM unnest(\(text.heads.users)::text[], \(text.heads.apps)::text[], \(text.heads.cursors)::bigint[])
+                SELECT * FROM unnest(\(heads.users)::text[], \(heads.apps)::text[], \(heads.cursors)::bigint[])
                 ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = excluded.last_cursor
                     WHERE sync.heads.last_cursor < excluded.last_cursor
                 """, logger: logger)
         }
-        let last = batch.last
+        let last = placed.last
         try await connection.query(
             """
             INSERT INTO legacy_sync.import_state AS s (source, last_created_at, last_id, cutover_cursor)
@@ -127,11 +115,11 @@ struct SyncImportTarget: Sendable {
                 cutover_cursor = greatest(s.cutover_cursor, excluded.cutover_cursor), updated_at = now()
             """, logger: logger)
         lap(&timings.heads)
-        return text.count
+        return placed.count
     }
 
     /// The ids of the batch's rows that an earlier run imported.
-    private func imported(of batch: LegacySyncSource.Batch) async throws -> Set<String> {
+    func imported(of batch: LegacySyncSource.Batch) async throws -> Set<String> {
         let ids = batch.rows.map { row in
             row.first { $0.columnIndex == LegacySyncSource.Column.id }?.bytes.map { String(buffer: $0) } ?? ""
         }

@@ -25,6 +25,11 @@ struct SyncImporter: Sendable {
     let options: Options
     let logger: Logger
 
+    /// The next placed batch, placed ahead while the current one is stored; nil when `sequential`.
+    private static func ahead(_ placement: Placement, unless sequential: Bool) async throws -> Placement.Placed? {
+        sequential ? nil : try await placement.next()
+    }
+
     /// Runs one import and returns its report.
     func run() async throws -> ImportReport {
         let sourceName = "\(options.source.host):\(options.source.port)/\(options.source.database)"
@@ -54,27 +59,31 @@ struct SyncImporter: Sendable {
                 after += upTo
             }
             var meter = ImportProgressMeter(label: "mana-sync import", total: after, quiet: options.quiet)
-            // Reading the original overlaps writing ours: batch n + 1 is read (by the original's
-            // server and this process) while batch n is written (by our server).
             let batches = try await source.batches(after: mark, lateUpTo: state.mark, hasSpace: hasSpace, batchSize: options.batchSize)
+            // A run that reads rows again from the start leaves out the rows imported before.
+            // It asks our server between two batches, so it neither reads nor places ahead.
             let mayHaveRows = mark == nil && state.legacyRows > 0
-            var placement = Placement()
+            let imported: (@Sendable (LegacySyncSource.Batch) async throws -> Set<String>)?
+            if mayHaveRows { imported = { batch in try await target.imported(of: batch) } } else { imported = nil }
+            let placement = try await Placement.start(
+                batches: batches, cutover: cutover, target: targetConnection, logger: logger, imported: imported)
+            // Batch n + 1 is read (by the original's server and this process) and placed (by this
+            // process) while batch n is stored (by our server).
             var timings = SyncImportTarget.Timings()
             var waited = 0.0
             var waitStart = ContinuousClock.now
-            var pending = try await batches.next()
+            var pending = try await placement.next()
             waited += (ContinuousClock.now - waitStart).inSeconds
-            while let batch = pending {
-                async let following = batches.next()
+            while let placed = pending {
+                async let following = Self.ahead(placement, unless: mayHaveRows)
                 if !options.dryRun { try await targetConnection.query("BEGIN", logger: logger) }
-                let written = try await target.write(
-                    batch, into: &placement, source: sourceName, mayHaveRows: mayHaveRows, cutover: cutover, timings: &timings)
+                let written = try await target.write(placed, source: sourceName, cutover: cutover, timings: &timings)
                 if !options.dryRun { try await targetConnection.query("COMMIT", logger: logger) }
-                report.rowsRead += batch.count
+                report.rowsRead += placed.read
                 report.rowsWritten += written
-                meter.advance(by: batch.count)
+                meter.advance(by: placed.read)
                 waitStart = ContinuousClock.now
-                pending = try await following
+                pending = mayHaveRows ? try await placement.next() : try await following
                 waited += (ContinuousClock.now - waitStart).inSeconds
             }
             meter.finish()
@@ -82,8 +91,8 @@ struct SyncImporter: Sendable {
             report.seconds = meter.elapsed
             report.rowsPerSecond = meter.rate
             report.facts["heads raised to the cut-over cursor in this run"] = String(raised)
-            report.facts["copy phase (s): waiting for the original's rows"] = String(format: "%.1f", waited)
-            report.facts["copy phase (s): placing rows (cursors, COPY text)"] = String(format: "%.1f", timings.placing)
+            report.facts["copy phase (s): waiting for the next placed batch"] = String(format: "%.1f", waited)
+            report.facts["copy phase (s): placing rows (cursors, COPY text; overlaps the writes)"] = String(format: "%.1f", placement.seconds)
             report.facts["copy phase (s): COPY legacy_sync.sync_changes"] = String(format: "%.1f", timings.legacy)
             report.facts["copy phase (s): COPY sync.changes"] = String(format: "%.1f", timings.changes)
             report.facts["copy phase (s): heads, resume point"] = String(format: "%.1f", timings.heads)
