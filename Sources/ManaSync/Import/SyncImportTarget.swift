@@ -67,11 +67,40 @@ struct SyncImportTarget: Sendable {
         return state
     }
 
+    /// The verbatim copy's primary key during a run. For the first load into an empty copy it
+    /// is dropped and built after the load (for 1,000,000 rows: 0.7 s to build, against 3–5 s
+    /// of random inserts into it); a run resumed after such a load was killed continues
+    /// without it, and a run that looks rows up by id (`lookups`) builds it first.
+    func prepareLegacyKey(empty: Bool, lookups: Bool) async throws {
+        let hasKey = try await legacyKeyExists()
+        if empty, hasKey {
+            try await connection.query("ALTER TABLE legacy_sync.sync_changes DROP CONSTRAINT sync_changes_pkey", logger: logger)
+        } else if !hasKey, lookups {
+            try await buildLegacyKey()
+        }
+    }
+
+    /// Builds the verbatim copy's primary key when a first load left it out.
+    func buildLegacyKey() async throws {
+        guard try await !legacyKeyExists() else { return }
+        try await connection.query(
+            "ALTER TABLE legacy_sync.sync_changes ADD CONSTRAINT sync_changes_pkey PRIMARY KEY (id)", logger: logger)
+    }
+
+    private func legacyKeyExists() async throws -> Bool {
+        try await connection.query(
+            """
+            SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'legacy_sync.sync_changes'::regclass AND contype = 'p')
+            """, logger: logger
+        ).decode(Bool.self).reduce(false) { $1 }
+    }
+
     /// How long each part of the writes took over a run, in seconds.
     struct Timings: Sendable {
         var legacy = 0.0
         var changes = 0.0
         var heads = 0.0
+        var key = 0.0
     }
 
     /// Writes one placed batch and moves the resume point to its last row (the caller holds

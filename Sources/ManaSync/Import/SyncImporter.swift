@@ -63,6 +63,7 @@ struct SyncImporter: Sendable {
             // A run that reads rows again from the start leaves out the rows imported before.
             // It asks our server between two batches, so it neither reads nor places ahead.
             let mayHaveRows = mark == nil && state.legacyRows > 0
+            try await target.prepareLegacyKey(empty: state.legacyRows == 0, lookups: mayHaveRows)
             let imported: (@Sendable (LegacySyncSource.Batch) async throws -> Set<String>)?
             if mayHaveRows { imported = { batch in try await target.imported(of: batch) } } else { imported = nil }
             let placement = try await Placement.start(
@@ -86,6 +87,9 @@ struct SyncImporter: Sendable {
                 pending = mayHaveRows ? try await placement.next() : try await following
                 waited += (ContinuousClock.now - waitStart).inSeconds
             }
+            let building = ContinuousClock.now
+            try await target.buildLegacyKey()
+            timings.key = (ContinuousClock.now - building).inSeconds
             meter.finish()
             let raised = try await target.finish(source: sourceName, cutover: cutover)
             report.seconds = meter.elapsed
@@ -96,6 +100,7 @@ struct SyncImporter: Sendable {
             report.facts["copy phase (s): COPY legacy_sync.sync_changes"] = String(format: "%.1f", timings.legacy)
             report.facts["copy phase (s): COPY sync.changes"] = String(format: "%.1f", timings.changes)
             report.facts["copy phase (s): heads, resume point"] = String(format: "%.1f", timings.heads)
+            report.facts["copy phase (s): building the verbatim copy's primary key"] = String(format: "%.1f", timings.key)
             let checking = ContinuousClock.now
             try await SyncImportChecks(connection: targetConnection, logger: logger).run(
                 source: source, cutover: cutover, into: &report)
