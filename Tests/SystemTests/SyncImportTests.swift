@@ -185,6 +185,49 @@ extension SyncImportTests {
         """
     }
 
+    /// A batch's verbatim copy commits on its own connection just before its changes: a run
+    /// killed between the two commits leaves verbatim rows after the resume point, which the
+    /// next run drops and copies again, ending where an uninterrupted import ends. (The
+    /// original's table lives in the target's own database here, so that plain SQL can make
+    /// exactly the state such a run leaves.)
+    @Test func aRunKilledBetweenItsTwoCommitsEndsLikeAnUninterruptedOne() async throws {
+        let target = try await SyncTarget.migrated()
+        // Both parts end between tie groups (a row tying the resume point would be a late row).
+        try await LegacyOriginals.run(LegacyOriginals.syncDDL + [Self.generated(1, 2_999)], on: target.url)
+        let first = try await target.runImport(from: target.url, ["--batch-size", "700"])
+        #expect(first.status == 0, "\(first.output)")
+        try await LegacyOriginals.run(
+            [
+                Self.generated(3_000, 6_000),
+                // What the killed run committed: the verbatim copy of its first batch, without its changes.
+                """
+                INSERT INTO legacy_sync.sync_changes (id, app_id, table_name, record_id, user_id, op, data, field_timestamps, client_id, created_at)
+                SELECT id, app_id, table_name, record_id, user_id, op, data, field_timestamps, client_id, created_at
+                FROM public.sync_changes s
+                WHERE (s.created_at, s.id) > (SELECT last_created_at, last_id FROM legacy_sync.import_state)
+                ORDER BY created_at, id LIMIT 700
+                """,
+                """
+                INSERT INTO legacy_sync.import_ahead (last_created_at, last_id)
+                SELECT created_at, id FROM legacy_sync.sync_changes ORDER BY created_at DESC, id DESC LIMIT 1
+                ON CONFLICT (singleton) DO UPDATE SET last_created_at = excluded.last_created_at, last_id = excluded.last_id
+                """,
+            ], on: target.url)
+        #expect(try await target.count("SELECT count(*) FROM legacy_sync.sync_changes") == 3_699)
+
+        let resumed = try await target.runImport(from: target.url, ["--batch-size", "700"])
+        #expect(resumed.status == 0, "\(resumed.output)")
+        #expect(resumed.report?.violations.isEmpty == true, "\(resumed.report?.violations ?? [])")
+        #expect(resumed.report?.rowsWritten == 3_001)
+        #expect(try await target.count("SELECT count(*) FROM legacy_sync.import_ahead a, legacy_sync.import_state s WHERE (a.last_created_at, a.last_id) > (s.last_created_at, s.last_id)") == 0)
+
+        let whole = try await SyncTarget.migrated()
+        let uninterrupted = try await whole.runImport(from: target.url)
+        #expect(uninterrupted.status == 0, "\(uninterrupted.output)")
+        #expect(try await target.digest() == (try await whole.digest()))
+        #expect(try await target.legacyDigest() == (try await whole.legacyDigest()))
+    }
+
     /// The first import of a whole original (an empty target, one large batch) and an import
     /// in several runs while the original grows (each continuing after the resume point, in
     /// small batches) give the same change log, heads and legacy copy.

@@ -44,9 +44,19 @@ package enum LegacyOriginals {
     package static func run(_ statements: [String], on url: DatabaseURL) async throws {
         try await TestDatabase.withClient(url) { client in
             for statement in statements {
-                try await client.query(PostgresQuery(unsafeSQL: statement))
+                do {
+                    try await client.query(PostgresQuery(unsafeSQL: statement))
+                } catch let error as PSQLError {
+                    // PSQLError's description hides the server's message.
+                    throw StatementFailed(statement: String(statement.prefix(200)), message: error.serverInfo?[.message] ?? "\(error.code)")
+                }
             }
         }
+    }
+
+    package struct StatementFailed: Error {
+        let statement: String
+        let message: String
     }
 
     /// The URL as a command-line argument.

@@ -3,7 +3,7 @@ import Logging
 import PostgresNIO
 
 /// What both `import` commands share around their own work: the `import_runs` table of their
-/// bookkeeping schema (one row per run with its report), the two single connections, the
+/// bookkeeping schema (one row per run with its report), the connections, the
 /// refusal, and how a run ends (report printed and written, exit status).
 package enum ImportRuns {
     /// The DDL of `<schema>.import_runs`.
@@ -47,12 +47,32 @@ package enum ImportRuns {
         source: DatabaseURL, target: DatabaseURL, logger: Logger,
         _ body: @escaping @Sendable (_ source: PostgresConnection, _ target: PostgresConnection) async throws -> T
     ) async throws -> T {
+        try await withConnections(source: source, target: target, targets: 1, logger: logger) { source, targets in
+            try await body(source, targets[0])
+        }
+    }
+
+    /// Runs `body` with one connection to the original (`source`) and `targets` to ours.
+    package static func withConnections<T: Sendable>(
+        source: DatabaseURL, target: DatabaseURL, targets: Int, logger: Logger,
+        _ body: @escaping @Sendable (_ source: PostgresConnection, _ targets: [PostgresConnection]) async throws -> T
+    ) async throws -> T {
         try await ServiceRuntime.withDatabase(source, maximumConnections: 1, logger: logger) { (sourceClient: PostgresClient) -> T in
-            try await ServiceRuntime.withDatabase(target, maximumConnections: 1, logger: logger) { (targetClient: PostgresClient) -> T in
+            try await ServiceRuntime.withDatabase(target, maximumConnections: targets, logger: logger) { (targetClient: PostgresClient) -> T in
                 try await sourceClient.withConnection { sourceConnection in
-                    try await targetClient.withConnection { targetConnection in try await body(sourceConnection, targetConnection) }
+                    try await withTargets(targets, of: targetClient, [], logger: logger) { try await body(sourceConnection, $0) }
                 }
             }
+        }
+    }
+
+    private static func withTargets<T: Sendable>(
+        _ count: Int, of client: PostgresClient, _ held: [PostgresConnection], logger: Logger,
+        _ body: @escaping @Sendable ([PostgresConnection]) async throws -> T
+    ) async throws -> T {
+        guard held.count < count else { return try await body(held) }
+        return try await client.withConnection { connection in
+            try await withTargets(count, of: client, held + [connection], logger: logger, body)
         }
     }
 

@@ -4,7 +4,8 @@ import PostgresNIO
 
 /// The import's own tables in the target database, created by the import itself (not by a
 /// migration): `legacy_sync.sync_changes` keeps every original row verbatim (with the
-/// columns our schema has no place for), `legacy_sync.import_state` the resume point and
+/// columns our schema has no place for), `legacy_sync.import_state` the resume point,
+/// `legacy_sync.import_ahead` how far the verbatim copy got when it commits on its own, and
 /// `legacy_sync.import_runs` one row per run with its report.
 enum SyncImportSchema {
     static let statements: [String] = [
@@ -36,6 +37,13 @@ enum SyncImportSchema {
             cutover_cursor bigint NOT NULL DEFAULT 0,
             runs integer NOT NULL DEFAULT 0,
             updated_at timestamptz NOT NULL DEFAULT now()
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS legacy_sync.import_ahead (
+            singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+            last_created_at timestamptz NOT NULL,
+            last_id uuid NOT NULL
         )
         """,
         ImportRuns.createSQL(schema: "legacy_sync"),

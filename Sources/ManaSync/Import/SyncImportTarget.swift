@@ -48,6 +48,7 @@ struct SyncImportTarget: Sendable {
     /// Creates the import's tables; reads the resume point.
     func state() async throws -> State {
         try await SyncImportSchema.create(on: connection, logger: logger)
+        try await dropRowsAhead()
         var state = State()
         let rows = try await connection.query(
             """
@@ -65,6 +66,29 @@ struct SyncImportTarget: Sendable {
             state.legacyRows = Int(legacyRows)
         }
         return state
+    }
+
+    /// With a second connection a batch's verbatim copy commits just before its changes (see
+    /// ``write(_:source:cutover:legacy:timings:)``): rows of a run killed between the two
+    /// commits lie after the resume point, and go (they are read and copied again).
+    private func dropRowsAhead() async throws {
+        let mark = """
+            WITH mark AS (
+                SELECT coalesce((SELECT last_created_at FROM legacy_sync.import_state), '-infinity') AS at,
+                    coalesce((SELECT last_id FROM legacy_sync.import_state), '00000000-0000-0000-0000-000000000000') AS id)
+            """
+        let ahead = try await connection.query(
+            PostgresQuery(
+                unsafeSQL: mark
+                    + " SELECT EXISTS (SELECT 1 FROM legacy_sync.import_ahead a, mark WHERE (a.last_created_at, a.last_id) > (mark.at, mark.id))"),
+            logger: logger
+        ).decode(Bool.self).reduce(false) { $1 }
+        guard ahead else { return }
+        try await connection.query(
+            PostgresQuery(
+                unsafeSQL: mark + " DELETE FROM legacy_sync.sync_changes l USING mark WHERE (l.created_at, l.id) > (mark.at, mark.id)"),
+            logger: logger)
+        try await connection.query("DELETE FROM legacy_sync.import_ahead", logger: logger)
     }
 
     /// The verbatim copy's primary key during a run. For the first load into an empty copy it
@@ -101,21 +125,33 @@ struct SyncImportTarget: Sendable {
         var changes = 0.0
         var heads = 0.0
         var key = 0.0
+        var waitingForLegacy = 0.0
     }
 
     /// Writes one placed batch and moves the resume point to its last row (the caller holds
-    /// the transaction). Returns the rows written. Our server only stores: the original's
-    /// server computed each change's columns and ``Placement`` gave each its cursor, so both
-    /// tables take one COPY each.
-    func write(_ placed: Placement.Placed, source: String, cutover: Int64, timings: inout Timings) async throws -> Int {
+    /// the transaction and commits it). Returns the rows written. Our server only stores: the
+    /// original's server computed each change's columns and ``Placement`` gave each its
+    /// cursor, so both tables take one COPY each.
+    ///
+    /// With `legacy`, a second connection of ours, the verbatim copy goes there at the same
+    /// time, in its own transaction that commits before this returns (two server processes
+    /// store the batch); it records how far it got in `import_ahead`, so that a run killed
+    /// before the caller's commit leaves rows the next run recognises (``dropRowsAhead()``).
+    func write(
+        _ placed: Placement.Placed, source: String, cutover: Int64, legacy: PostgresConnection?, timings: inout Timings
+    ) async throws -> Int {
         var started = ContinuousClock.now
         func lap(_ phase: inout Double) {
             let now = ContinuousClock.now
             phase += (now - started).inSeconds
             started = now
         }
-        try await connection.copy(placed.legacy, into: "legacy_sync", "sync_changes", columns: LegacySyncSource.legacyColumns, logger: logger)
-        lap(&timings.legacy)
+        async let legacySeconds = Self.storeLegacy(placed, on: legacy, logger: logger)
+        if legacy == nil {
+            try await connection.copy(
+                placed.legacy, into: "legacy_sync", "sync_changes", columns: LegacySyncSource.legacyColumns, logger: logger)
+            lap(&timings.legacy)
+        }
         try await connection.copy(placed.changes, into: "sync", "changes", columns: Placement.changeColumns, logger: logger)
         lap(&timings.changes)
         let heads = placed.heads
@@ -144,7 +180,28 @@ struct SyncImportTarget: Sendable {
                 cutover_cursor = greatest(s.cutover_cursor, excluded.cutover_cursor), updated_at = now()
             """, logger: logger)
         lap(&timings.heads)
+        if legacy != nil {
+            timings.legacy += try await legacySeconds
+            lap(&timings.waitingForLegacy)
+        }
         return placed.count
+    }
+
+    /// The verbatim copy of a batch on `connection`, committed there; returns its seconds.
+    private static func storeLegacy(_ placed: Placement.Placed, on connection: PostgresConnection?, logger: Logger) async throws -> Double {
+        guard let connection else { return 0 }
+        let started = ContinuousClock.now
+        try await connection.query("BEGIN", logger: logger)
+        try await connection.copy(
+            placed.legacy, into: "legacy_sync", "sync_changes", columns: LegacySyncSource.legacyColumns, logger: logger)
+        try await connection.query(
+            """
+            INSERT INTO legacy_sync.import_ahead (last_created_at, last_id)
+            VALUES (\(placed.last.createdAt)::timestamptz, \(placed.last.id)::uuid)
+            ON CONFLICT (singleton) DO UPDATE SET last_created_at = excluded.last_created_at, last_id = excluded.last_id
+            """, logger: logger)
+        try await connection.query("COMMIT", logger: logger)
+        return (ContinuousClock.now - started).inSeconds
     }
 
     /// The ids of the batch's rows that an earlier run imported.

@@ -35,8 +35,9 @@ struct SyncImporter: Sendable {
         let sourceName = "\(options.source.host):\(options.source.port)/\(options.source.database)"
         let options = self.options
         let logger = self.logger
-        return try await ImportRuns.withConnections(source: options.source, target: options.target, logger: logger) {
-            (sourceConnection: PostgresConnection, targetConnection: PostgresConnection) -> ImportReport in
+        return try await ImportRuns.withConnections(source: options.source, target: options.target, targets: 2, logger: logger) {
+            (sourceConnection: PostgresConnection, targets: [PostgresConnection]) -> ImportReport in
+            let targetConnection = targets[0]
             var report = ImportReport(service: "mana-sync", source: sourceName, dryRun: options.dryRun)
             let source = LegacySyncSource(connection: sourceConnection, logger: logger)
             let target = SyncImportTarget(connection: targetConnection, logger: logger)
@@ -68,6 +69,10 @@ struct SyncImporter: Sendable {
             if mayHaveRows { imported = { batch in try await target.imported(of: batch) } } else { imported = nil }
             let placement = try await Placement.start(
                 batches: batches, cutover: cutover, target: targetConnection, logger: logger, imported: imported)
+            // Two of our server processes store a batch: the verbatim copy commits on its own
+            // connection (not in a dry run, which is one transaction, nor in a run that reads
+            // rows again, which looks rows up between batches).
+            let legacy = options.dryRun || mayHaveRows ? nil : targets[1]
             // Batch n + 1 is read (by the original's server and this process) and placed (by this
             // process) while batch n is stored (by our server).
             var timings = SyncImportTarget.Timings()
@@ -78,7 +83,7 @@ struct SyncImporter: Sendable {
             while let placed = pending {
                 async let following = Self.ahead(placement, unless: mayHaveRows)
                 if !options.dryRun { try await targetConnection.query("BEGIN", logger: logger) }
-                let written = try await target.write(placed, source: sourceName, cutover: cutover, timings: &timings)
+                let written = try await target.write(placed, source: sourceName, cutover: cutover, legacy: legacy, timings: &timings)
                 if !options.dryRun { try await targetConnection.query("COMMIT", logger: logger) }
                 report.rowsRead += placed.read
                 report.rowsWritten += written
@@ -97,9 +102,10 @@ struct SyncImporter: Sendable {
             report.facts["heads raised to the cut-over cursor in this run"] = String(raised)
             report.facts["copy phase (s): waiting for the next placed batch"] = String(format: "%.1f", waited)
             report.facts["copy phase (s): placing rows (cursors, COPY text; overlaps the writes)"] = String(format: "%.1f", placement.seconds)
-            report.facts["copy phase (s): COPY legacy_sync.sync_changes"] = String(format: "%.1f", timings.legacy)
+            report.facts["copy phase (s): COPY legacy_sync.sync_changes (overlaps the next one on a second connection)"] = String(format: "%.1f", timings.legacy)
             report.facts["copy phase (s): COPY sync.changes"] = String(format: "%.1f", timings.changes)
             report.facts["copy phase (s): heads, resume point"] = String(format: "%.1f", timings.heads)
+            report.facts["copy phase (s): waiting for the verbatim copy's commit"] = String(format: "%.1f", timings.waitingForLegacy)
             report.facts["copy phase (s): building the verbatim copy's primary key"] = String(format: "%.1f", timings.key)
             let checking = ContinuousClock.now
             try await SyncImportChecks(connection: targetConnection, logger: logger).run(
