@@ -37,33 +37,55 @@ package struct CopyText: Sendable {
     /// like ``append(_:)``; a tab goes before every column but the first. End the row with
     /// ``endRow()``. For rows read as text from another database without making Strings.
     package mutating func appendColumn(_ bytes: ByteBuffer?, first: Bool) {
-        if !first { buffer.writeInteger(UInt8(ascii: "\t")) }
         guard let bytes else {
-            buffer.writeStaticString("\\N")
+            if first { buffer.writeStaticString("\\N") } else { buffer.writeStaticString("\t\\N") }
             return
         }
-        if !bytes.withUnsafeReadableBytes({ $0.contains(where: Self.needsEscape) }) {
-            var bytes = bytes
-            buffer.writeBuffer(&bytes)
-            return
+        bytes.withUnsafeReadableBytes { source in
+            if source.contains(where: Self.needsEscape) {
+                if !first { buffer.writeInteger(UInt8(ascii: "\t")) }
+                writeEscaped(source)
+                return
+            }
+            // The common case in one write: the tab and the bytes as they are.
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: source.count + 1) { target in
+                var offset = 0
+                if !first {
+                    target[0] = UInt8(ascii: "\t")
+                    offset = 1
+                }
+                if let base = source.baseAddress, source.count > 0 {
+                    target.baseAddress!.advanced(by: offset).copyMemory(from: base, byteCount: source.count)
+                }
+                return offset + source.count
+            }
         }
-        bytes.withUnsafeReadableBytes { writeEscaped($0) }
     }
 
     /// Appends an integer column of the current row (never the first) in decimal, without
     /// making a String.
     package mutating func appendColumn(_ value: Int64) {
-        buffer.writeInteger(UInt8(ascii: "\t"))
-        if value < 0 { buffer.writeInteger(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            var start = digits.count
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 21) { target in
+            // Digits from the right end of the 21 bytes, then moved left behind the tab and sign.
+            var magnitude = value.magnitude
+            var start = 21
             repeat {
                 start -= 1
-                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                target[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
                 magnitude /= 10
             } while magnitude > 0
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(digits)[start...]))
+            var length = 0
+            target[length] = UInt8(ascii: "\t")
+            length += 1
+            if value < 0 {
+                target[length] = UInt8(ascii: "-")
+                length += 1
+            }
+            for index in start..<21 {
+                target[length] = target[index]
+                length += 1
+            }
+            return length
         }
     }
 

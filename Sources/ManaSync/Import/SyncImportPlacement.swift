@@ -20,8 +20,11 @@ final class Placement: @unchecked Sendable {  // one caller at a time, like `Bat
     }
 
     private struct Known: Sendable {
-        var cursor: Int64
-        var head: Int64
+        var cursor: Int64 = 0
+        var head: Int64 = 0
+        /// The batch that last placed a row of this pair, and the pair's number in it.
+        var batch = -1
+        var number = 0
     }
 
     /// One batch placed: COPY text for both tables, and the heads that move.
@@ -49,6 +52,8 @@ final class Placement: @unchecked Sendable {  // one caller at a time, like `Bat
     private var known: [Pair: Known]
     /// The COPY text of the last batch, to size the next one's buffers.
     private var capacity = 1 << 20
+    /// The batches placed so far.
+    private var batchNumber = 0
     /// Seconds spent placing, over the run.
     private(set) var seconds = 0.0
 
@@ -101,10 +106,16 @@ final class Placement: @unchecked Sendable {  // one caller at a time, like `Bat
         // Change rows are written in read order to `scratch`, then copied in key order.
         var scratch = CopyText(capacity: capacity)
         var order: [Pair] = []
-        var slot: [Pair: Int] = [:]
         var rows: [(pair: Int, cursor: Int64, start: Int, end: Int)] = []
         rows.reserveCapacity(batch.count)
         var cells: [ByteBuffer?] = []
+        // The hot loop works on locals: a class's stored property is checked for exclusive
+        // access at every use.
+        var known: [Pair: Known] = [:]
+        swap(&known, &self.known)
+        defer { swap(&known, &self.known) }
+        batchNumber += 1
+        let batchNumber = self.batchNumber
         for row in batch.rows {
             cells.removeAll(keepingCapacity: true)
             for cell in row { cells.append(cell.bytes) }
@@ -115,28 +126,20 @@ final class Placement: @unchecked Sendable {  // one caller at a time, like `Bat
             let pair = Pair(
                 user: cells[Column.userID].map { String(buffer: $0) } ?? "", app: cells[Column.appID].map { String(buffer: $0) } ?? "")
             let micros = cells[Column.micros].flatMap { $0.getInteger(at: $0.readerIndex, as: Int64.self) } ?? 0
-            var state = known[pair] ?? Known(cursor: 0, head: 0)
-            state.cursor = max(micros, state.cursor + 1)
-            known[pair] = state
-            let number: Int
-            if let existing = slot[pair] {
-                number = existing
-            } else {
-                number = order.count
-                slot[pair] = number
-                order.append(pair)
-            }
+            // One lookup a row: the pair's cursor moves, and it is numbered on its first row of the batch.
+            let (cursor, number, isNew) = Self.advance(&known[pair, default: Known()], to: micros, batch: batchNumber, next: order.count)
+            if isNew { order.append(pair) }
 
             let start = scratch.byteCount
             let keepsData = cells[Column.keepsData].flatMap { $0.getInteger(at: $0.readerIndex, as: UInt8.self) } == 1
             scratch.appendColumn(cells[Column.userID], first: true)
             scratch.appendColumn(cells[Column.appID], first: false)
-            scratch.appendColumn(state.cursor)
+            scratch.appendColumn(cursor)
             for column in Self.beforeData { scratch.appendColumn(cells[column], first: false) }
             scratch.appendColumn(keepsData ? cells[Column.data] : nil, first: false)
             for column in Self.afterData { scratch.appendColumn(cells[column], first: false) }
             scratch.endRow()
-            rows.append((number, state.cursor, start, scratch.byteCount))
+            rows.append((number, cursor, start, scratch.byteCount))
         }
         for pair in order {
             guard var state = known[pair] else { continue }
@@ -157,6 +160,16 @@ final class Placement: @unchecked Sendable {  // one caller at a time, like `Bat
         let largest = max(scratch.byteCount, placed.legacy.byteCount)
         capacity = max(capacity, largest + largest / 8)
         return placed
+    }
+
+    /// Gives the pair's next cursor: `max(µs, previous + 1)`; numbers the pair `next` when this
+    /// is its first row in `batch`. Returns the cursor, the pair's number, and whether it is new.
+    private static func advance(_ state: inout Known, to micros: Int64, batch: Int, next: Int) -> (Int64, Int, Bool) {
+        state.cursor = max(micros, state.cursor + 1)
+        guard state.batch != batch else { return (state.cursor, state.number, false) }
+        state.batch = batch
+        state.number = next
+        return (state.cursor, next, true)
     }
 
     /// The source columns of ``changeColumns`` around `cursor` and `data`.
