@@ -133,22 +133,21 @@ struct LegacySyncSource: Sendable {
             self.batchSize = batchSize
         }
 
-        /// The next batch, nil after the last row.
+        /// The next row, nil after the last one.
+        func nextRow() async throws -> PostgresRow? {
+            try await iterator.next()
+        }
+
+        /// The next `batchSize` rows, nil after the last row.
         func next() async throws -> Batch? {
             var rows: [PostgresRow] = []
             rows.reserveCapacity(batchSize)
             while rows.count < batchSize, let row = try await iterator.next() { rows.append(row) }
             guard let last = rows.last else { return nil }
-            var lastID: ByteBuffer?
-            var lastCreatedAt: ByteBuffer?
-            for cell in last {
-                if cell.columnIndex == Column.id { lastID = cell.bytes }
-                if cell.columnIndex == Column.createdAt { lastCreatedAt = cell.bytes }
-            }
-            return Batch(
-                rows: rows,
-                last: ImportMark(createdAt: lastCreatedAt.map { String(buffer: $0) } ?? "", id: lastID.map { String(buffer: $0) } ?? ""))
+            return Batch(rows: rows, last: ImportMark(last))
         }
+
+        var size: Int { batchSize }
     }
 
     /// Rows in (created_at, id) order (their columns: ``Column``), and the last one's place.
@@ -174,4 +173,16 @@ struct LegacySyncSource: Sendable {
 struct ImportMark: Sendable, Equatable {
     let createdAt: String
     let id: String
+}
+
+extension ImportMark {
+    /// The place of a row of ``LegacySyncSource/Batches``.
+    init(_ row: PostgresRow) {
+        var id = "", createdAt = ""
+        for cell in row {
+            if cell.columnIndex == LegacySyncSource.Column.id { id = cell.bytes.map { String(buffer: $0) } ?? "" }
+            if cell.columnIndex == LegacySyncSource.Column.createdAt { createdAt = cell.bytes.map { String(buffer: $0) } ?? "" }
+        }
+        self.init(createdAt: createdAt, id: id)
+    }
 }

@@ -87,47 +87,72 @@ final class Placement: @unchecked Sendable {  // one caller at a time, like `Bat
         return Placement(batches: batches, known: known, cutover: cutover, imported: imported)
     }
 
-    /// The next batch placed, nil after the last row.
+    /// The next batch placed, nil after the last row. Rows are placed as they arrive, and none
+    /// is kept: a row read with PostgresNIO holds on to the whole buffer it arrived in (at
+    /// 100,000 rows a batch, keeping the rows until the batch was read took the process to
+    /// 348 MB; placing them as they arrive, to the figure in docs/benchmarks.md). A run that
+    /// leaves out rows imported before reads the batch first, to look its ids up.
     func next() async throws -> Placed? {
-        guard let batch = try await batches.next() else { return nil }
-        let skipping = try await imported?(batch) ?? []
         let started = ContinuousClock.now
         defer { seconds += (ContinuousClock.now - started).inSeconds }
-        return place(batch, skipping: skipping)
-    }
-
-    /// Places the batch's rows but those in `skipping`: the verbatim copy in read order, the
-    /// changes in key order (each pair's rows go to the same places of both indexes), and
-    /// every head of the batch at the greater of its last cursor and the cut-over where it is
-    /// below that.
-    private func place(_ batch: LegacySyncSource.Batch, skipping: Set<String>) -> Placed {
-        var placed = Placed(
-            legacy: CopyText(capacity: capacity), changes: CopyText(capacity: capacity), read: batch.count, last: batch.last)
-        // Change rows are written in read order to `scratch`, then copied in key order.
-        var scratch = CopyText(capacity: capacity)
-        var order: [Pair] = []
-        var rows: [(pair: Int, cursor: Int64, start: Int, end: Int)] = []
-        rows.reserveCapacity(batch.count)
-        var cells: [ByteBuffer?] = []
         // The hot loop works on locals: a class's stored property is checked for exclusive
         // access at every use.
         var known: [Pair: Known] = [:]
         swap(&known, &self.known)
         defer { swap(&known, &self.known) }
         batchNumber += 1
-        let batchNumber = self.batchNumber
-        for row in batch.rows {
+        var builder = Builder(capacity: capacity, rows: batches.size, batch: batchNumber)
+        if let imported {
+            guard let batch = try await batches.next() else { return nil }
+            let skipping = try await imported(batch)
+            for row in batch.rows { builder.add(row, skipping: skipping, known: &known) }
+        } else {
+            while builder.read < batches.size, let row = try await batches.nextRow() { builder.add(row, skipping: [], known: &known) }
+        }
+        guard let placed = builder.finish(cutover: cutover, known: &known) else { return nil }
+        let largest = max(placed.legacy.byteCount, placed.changes.byteCount)
+        capacity = max(capacity, largest + largest / 8)
+        return placed
+    }
+
+    /// One batch being placed: the verbatim copy in read order, the changes in key order (each
+    /// pair's rows go to the same places of both indexes), and every head of the batch at the
+    /// greater of its last cursor and the cut-over where it is below that.
+    private struct Builder {
+        let batch: Int
+        var legacy: CopyText
+        /// Change rows in read order, copied in key order at the end.
+        var scratch: CopyText
+        var order: [Pair] = []
+        var rows: [(pair: Int, cursor: Int64, start: Int, end: Int)] = []
+        var cells: [ByteBuffer?] = []
+        var read = 0
+        /// The last row's id and created_at (read, if not placed): where the batch ends.
+        var lastID: ByteBuffer?
+        var lastCreatedAt: ByteBuffer?
+
+        init(capacity: Int, rows: Int, batch: Int) {
+            self.batch = batch
+            legacy = CopyText(capacity: capacity)
+            scratch = CopyText(capacity: capacity)
+            self.rows.reserveCapacity(rows)
+        }
+
+        mutating func add(_ row: PostgresRow, skipping: Set<String>, known: inout [Pair: Known]) {
+            read += 1
             cells.removeAll(keepingCapacity: true)
             for cell in row { cells.append(cell.bytes) }
-            if !skipping.isEmpty, let id = cells[Column.id], skipping.contains(String(buffer: id)) { continue }
-            for column in Column.legacy { placed.legacy.appendColumn(cells[column], first: column == 0) }
-            placed.legacy.endRow()
+            lastID = cells[Column.id]
+            lastCreatedAt = cells[Column.createdAt]
+            if !skipping.isEmpty, let id = cells[Column.id], skipping.contains(String(buffer: id)) { return }
+            for column in Column.legacy { legacy.appendColumn(cells[column], first: column == 0) }
+            legacy.endRow()
 
             let pair = Pair(
                 user: cells[Column.userID].map { String(buffer: $0) } ?? "", app: cells[Column.appID].map { String(buffer: $0) } ?? "")
             let micros = cells[Column.micros].flatMap { $0.getInteger(at: $0.readerIndex, as: Int64.self) } ?? 0
             // One lookup a row: the pair's cursor moves, and it is numbered on its first row of the batch.
-            let (cursor, number, isNew) = Self.advance(&known[pair, default: Known()], to: micros, batch: batchNumber, next: order.count)
+            let (cursor, number, isNew) = Placement.advance(&known[pair, default: Known()], to: micros, batch: batch, next: order.count)
             if isNew { order.append(pair) }
 
             let start = scratch.byteCount
@@ -135,31 +160,37 @@ final class Placement: @unchecked Sendable {  // one caller at a time, like `Bat
             scratch.appendColumn(cells[Column.userID], first: true)
             scratch.appendColumn(cells[Column.appID], first: false)
             scratch.appendColumn(cursor)
-            for column in Self.beforeData { scratch.appendColumn(cells[column], first: false) }
+            for column in Placement.beforeData { scratch.appendColumn(cells[column], first: false) }
             scratch.appendColumn(keepsData ? cells[Column.data] : nil, first: false)
-            for column in Self.afterData { scratch.appendColumn(cells[column], first: false) }
+            for column in Placement.afterData { scratch.appendColumn(cells[column], first: false) }
             scratch.endRow()
             rows.append((number, cursor, start, scratch.byteCount))
         }
-        for pair in order {
-            guard var state = known[pair] else { continue }
-            let top = max(state.cursor, cutover)
-            guard top > state.head else { continue }
-            state.head = top
-            known[pair] = state
-            placed.heads.users.append(pair.user)
-            placed.heads.apps.append(pair.app)
-            placed.heads.cursors.append(top)
+
+        /// The batch placed; nil when no row was read.
+        mutating func finish(cutover: Int64, known: inout [Pair: Known]) -> Placed? {
+            guard read > 0 else { return nil }
+            let mark = ImportMark(
+                createdAt: lastCreatedAt.map { String(buffer: $0) } ?? "", id: lastID.map { String(buffer: $0) } ?? "")
+            var placed = Placed(legacy: legacy, changes: CopyText(capacity: scratch.byteCount), read: read, last: mark)
+            for pair in order {
+                guard var state = known[pair] else { continue }
+                let top = max(state.cursor, cutover)
+                guard top > state.head else { continue }
+                state.head = top
+                known[pair] = state
+                placed.heads.users.append(pair.user)
+                placed.heads.apps.append(pair.app)
+                placed.heads.cursors.append(top)
+            }
+            var rank = [Int](repeating: 0, count: order.count)
+            let sorted = order.indices.sorted { (order[$0].user, order[$0].app) < (order[$1].user, order[$1].app) }
+            for (position, number) in sorted.enumerated() { rank[number] = position }
+            rows.sort { (rank[$0.pair], $0.cursor) < (rank[$1.pair], $1.cursor) }
+            for row in rows { placed.changes.append(bytesOf: scratch, from: row.start, to: row.end) }
+            placed.count = rows.count
+            return placed
         }
-        var rank = [Int](repeating: 0, count: order.count)
-        let sorted = order.indices.sorted { (order[$0].user, order[$0].app) < (order[$1].user, order[$1].app) }
-        for (position, number) in sorted.enumerated() { rank[number] = position }
-        rows.sort { (rank[$0.pair], $0.cursor) < (rank[$1.pair], $1.cursor) }
-        for row in rows { placed.changes.append(bytesOf: scratch, from: row.start, to: row.end) }
-        placed.count = rows.count
-        let largest = max(scratch.byteCount, placed.legacy.byteCount)
-        capacity = max(capacity, largest + largest / 8)
-        return placed
     }
 
     /// Gives the pair's next cursor: `max(µs, previous + 1)`; numbers the pair `next` when this

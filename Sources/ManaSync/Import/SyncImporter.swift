@@ -101,7 +101,7 @@ struct SyncImporter: Sendable {
             report.rowsPerSecond = meter.rate
             report.facts["heads raised to the cut-over cursor in this run"] = String(raised)
             report.facts["copy phase (s): waiting for the next placed batch"] = String(format: "%.1f", waited)
-            report.facts["copy phase (s): placing rows (cursors, COPY text; overlaps the writes)"] = String(format: "%.1f", placement.seconds)
+            report.facts["copy phase (s): reading and placing rows (cursors, COPY text; overlaps the writes)"] = String(format: "%.1f", placement.seconds)
             report.facts["copy phase (s): COPY legacy_sync.sync_changes (overlaps the next one on a second connection)"] = String(format: "%.1f", timings.legacy)
             report.facts["copy phase (s): COPY sync.changes"] = String(format: "%.1f", timings.changes)
             report.facts["copy phase (s): heads, resume point"] = String(format: "%.1f", timings.heads)
