@@ -24,15 +24,8 @@ CREATE TABLE IF NOT EXISTS sync_changes (
 CREATE INDEX ON sync_changes(user_id, app_id, created_at);
 CREATE INDEX ON sync_changes(table_name, record_id, created_at);
 CREATE INDEX ON sync_changes(user_id, app_id, table_name, created_at);
-INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, field_timestamps, client_id, created_at)
-SELECT 'app' || (i % 3), 'items', 'r' || (i % 5000), 'user' || (i % 10000),
-    CASE WHEN i % 4 = 1 THEN 'update' ELSE 'insert' END,
-    jsonb_build_object('title', 'item ' || i, 'n', i, 'done', i % 2 = 0),
-    CASE WHEN i % 4 = 1 THEN '{"title":"2024-01-01T00:00:00Z"}'::jsonb ELSE '{}'::jsonb END,
-    'client' || (i % 7), timestamptz '2024-01-01 00:00:00+00' + i * interval '100 microseconds'
-FROM generate_series(1, 1000000) i;
-ANALYZE sync_changes;
 SQL
+$P -d orig -v rows=1000000 -f "$(dirname "$0")/sync-import-rows.sql" -c "ANALYZE sync_changes"
 for db in tgt tgt2; do DATABASE_URL="postgresql://postgres@127.0.0.1:$PGPORT/$db?sslmode=disable" LOG_LEVEL=warning $BIN migrate >/dev/null; done
 DATABASE_URL="postgresql://postgres@127.0.0.1:$PGPORT/tgt?sslmode=disable" LOG_LEVEL=warning $BIN import --from "postgresql://postgres@127.0.0.1:$PGPORT/orig?sslmode=disable" --quiet --report $WORK/baseline-report.json >/dev/null
 python3 -c "import json; r=json.load(open('$WORK/baseline-report.json')); print('import: %d rows, copy phase %.1f s = %.0f rows/s' % (r['rowsRead'], r['seconds'], r['rowsPerSecond']))"

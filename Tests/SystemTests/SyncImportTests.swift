@@ -376,19 +376,11 @@ struct SyncTarget {
 
     @Test(.enabled(if: rows > 0)) func importRate() async throws {
         let original = try await LegacyOriginals.syncDatabase()
-        try await LegacyOriginals.run(
-            [
-                """
-                INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, field_timestamps, client_id, created_at)
-                SELECT 'app' || (i % 3), 'items', 'r' || (i % 5000), 'user' || (i % 10000),
-                    CASE WHEN i % 4 = 1 THEN 'update' ELSE 'insert' END,
-                    jsonb_build_object('title', 'item ' || i, 'n', i, 'done', i % 2 = 0),
-                    CASE WHEN i % 4 = 1 THEN '{"title":"2024-01-01T00:00:00Z"}'::jsonb ELSE '{}'::jsonb END,
-                    'client' || (i % 7), timestamptz '2024-01-01 00:00:00+00' + i * interval '100 microseconds'
-                FROM generate_series(1, \(Self.rows)) i
-                """,
-                "ANALYZE sync_changes",
-            ], on: original)
+        // The rows bench/import-baseline.sh uses too.
+        let rows = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("bench/sync-import-rows.sql")
+        let insert = try String(contentsOf: rows, encoding: .utf8).replacingOccurrences(of: ":rows", with: String(Self.rows))
+        try await LegacyOriginals.run([insert, "ANALYZE sync_changes"], on: original)
         let target = try await SyncTarget.migrated()
         let executable = ProcessInfo.processInfo.environment["MANA_IMPORT_BIN"] ?? "mana-sync"
         let run = try await target.runImport(from: original, executable: executable, timeout: .seconds(1500))
