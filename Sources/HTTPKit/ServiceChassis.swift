@@ -30,7 +30,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         settings: ChassisSettings,
         envelope: ErrorEnvelope,
         bodyLimit: Int,
-        unbounded: Set<String> = [],
+        exemptFromDeadline: Set<String> = [],
         logger: Logger? = nil,
         metrics: ServiceMetrics = ServiceMetrics(),
         healthDetails: @escaping @Sendable () -> [String: JSONValue] = { [:] }
@@ -48,7 +48,7 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         router.add(middleware: PrometheusMetricsMiddleware(metrics: metrics))
         router.add(middleware: CORSAllowListMiddleware(origins: settings.corsOrigins))
         router.add(middleware: ErrorMiddleware(envelope: envelope))
-        router.add(middleware: RequestDeadlineMiddleware(limit: settings.requestTimeout, exempt: unbounded))
+        router.add(middleware: RequestDeadlineMiddleware(limit: settings.requestTimeout, exempt: exemptFromDeadline))
         HealthController<Context>(
             serviceName: settings.serviceName, database: database, metrics: metrics, healthDetails: healthDetails
         ).addRoutes(to: router)

@@ -21,7 +21,7 @@ func buildApplication(
     var chassis = ServiceChassis<AppRequestContext>(
         settings: configuration.chassis, envelope: .statusCodeMessage, bodyLimit: 1024 * 1024,
         // The cron's trigger runs as long as the due subscriptions take; it is resumable.
-        unbounded: ["/api/v1/internal/sync/charge-recurring"], logger: logger, metrics: metrics)
+        exemptFromDeadline: ["/api/v1/internal/sync/charge-recurring"], logger: logger, metrics: metrics)
     let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger, wording: .credits)
     chassis.addService(auth.refreshService)
     let ledger = LedgerRepository(client: chassis.database, logger: chassis.logger)

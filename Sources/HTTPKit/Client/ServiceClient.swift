@@ -68,7 +68,7 @@ package struct ServiceClient: Sendable {
             request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(bytes: body))
         }
-        let deadline = TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)
+        let deadline = TimeAmount(timeout)
         do {
             let response = try await httpClient.execute(request, timeout: deadline)
             let bytes = try await response.body.collect(upTo: 4 << 20)

@@ -40,10 +40,3 @@ struct UnsafeTransfer<Value>: @unchecked Sendable {
     init(_ value: Value) { self.value = value }
 }
 
-extension Duration {
-    /// Seconds as short text: "30", "1.5".
-    var secondsText: String {
-        let seconds = self.inSeconds
-        return seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
-    }
-}

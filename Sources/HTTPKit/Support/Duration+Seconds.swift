@@ -3,4 +3,10 @@ extension Duration {
     package var inSeconds: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
+
+    /// Seconds as short text for messages: "30", "1.5".
+    package var secondsText: String {
+        let seconds = self.inSeconds
+        return seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
+    }
 }

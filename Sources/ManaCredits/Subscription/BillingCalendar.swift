@@ -25,9 +25,9 @@ enum BillingInterval: String, Sendable, CaseIterable {
     static func parse(_ value: String?, default fallback: BillingInterval? = nil) throws -> BillingInterval {
         guard let value else {
             if let fallback { return fallback }
-            throw APIErrorFactory.missingInterval
+            throw IntervalError.missingInterval
         }
-        guard let interval = BillingInterval(rawValue: value) else { throw APIErrorFactory.badInterval(value) }
+        guard let interval = BillingInterval(rawValue: value) else { throw IntervalError.badInterval(value) }
         return interval
     }
 }

@@ -43,11 +43,3 @@ struct Subscription: Sendable {
         date.map { .string(Timestamp.iso8601($0)) } ?? .null
     }
 }
-
-/// The 400s of the subscription routes.
-enum APIErrorFactory {
-    static let missingInterval = APIError.badRequest("interval is required: monthly, quarterly or yearly", field: "interval")
-    static func badInterval(_ value: String) -> APIError {
-        APIError.badRequest("interval must be monthly, quarterly or yearly, not '\(value.prefix(40))'", field: "interval")
-    }
-}
