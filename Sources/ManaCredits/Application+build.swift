@@ -53,7 +53,7 @@ func buildApplication(
         chassis.addService(RecurringCharge.service(subscriptions, every: interval, metrics: metrics, logger: chassis.logger))
     }
     let purchaseRoutes = PurchaseController(
-        purchases: PurchaseService(client: chassis.database, settings: configuration.stripe, packages: packages, logger: chassis.logger),
+        purchases: Purchases(client: chassis.database, settings: configuration.stripe, packages: packages, logger: chassis.logger),
         body: chassis.body, settings: configuration.stripe, metrics: metrics)
     purchaseRoutes.addUserRoutes(to: chassis.router.group("api/v1/credits").add(middleware: auth.userMiddleware()))
     purchaseRoutes.addWebhookRoutes(to: chassis.router.group("api/v1/webhooks"))

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPKit
 import HTTPTypes
+import Testing
 
 /// Compares a router's routes with an OpenAPI document's operations.
 package enum OpenAPICheck {
@@ -22,6 +23,21 @@ package enum OpenAPICheck {
             }
         }
         return (operations, document)
+    }
+
+    /// Every route in `routes` is documented in the document at `url` and every documented
+    /// operation is a route; the document is OpenAPI 3.1 and every operation lists a response.
+    package static func verify(
+        routes: [(method: HTTPRequest.Method, path: String)], besides extra: Set<String> = [], document url: URL,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws {
+        let expected = normalized(routes).union(extra)
+        let (operations, document) = try operations(in: url)
+        #expect(expected.subtracting(operations).sorted() == [], "routes missing from the document", sourceLocation: sourceLocation)
+        #expect(
+            operations.subtracting(expected).sorted() == [], "documented operations the router does not have", sourceLocation: sourceLocation)
+        #expect(document["openapi"]?.stringValue?.hasPrefix("3.1") == true, sourceLocation: sourceLocation)
+        #expect(operationsWithoutResponses(document) == [], sourceLocation: sourceLocation)
     }
 
     /// Operations without any documented response.

@@ -3,9 +3,9 @@
 
     python3 docs/openapi/generate.py
 
-Output: Sources/ManaSync/OpenAPI/openapi.json and Sources/ManaCredits/OpenAPI/openapi.json
-(resources of the executables) and the same documents as docs/openapi/mana-sync.json and
-docs/openapi/mana-credits.json. `swift test` checks that every route of each router is
+Output: Sources/ManaSync/OpenAPI/openapi.json and Sources/ManaCredits/OpenAPI/openapi.json,
+the resources the executables ship; docs/openapi/mana-sync.json and mana-credits.json are
+links to them, not copies. `swift test` checks that every route of each router is
 documented and every documented operation exists.
 """
 import json
@@ -303,10 +303,10 @@ credits_doc = document(
                     "Purchase": purchase, "SyncStatus": sync_status, "GiftPublic": gift_public, "GiftOwner": gift_owner,
                     "ReceivedGift": received_gift, "AdminRefusal": admin_refusal, "UseAnswer": use_answer}, "Error")
 
-for service, name, doc in (("ManaSync", "mana-sync", sync_doc), ("ManaCredits", "mana-credits", credits_doc)):
-    # The copy the executable ships and serves, and the same document under docs/.
-    for path in (os.path.join(ROOT, "Sources", service, "OpenAPI", "openapi.json"), os.path.join(ROOT, "docs", "openapi", f"{name}.json")):
-        with open(path, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.write("\n")
-        print(f"wrote {os.path.relpath(path, ROOT)}: {sum(len(v) for v in doc['paths'].values())} operations")
+for service, doc in (("ManaSync", sync_doc), ("ManaCredits", credits_doc)):
+    # The one copy: the executable ships and serves it; docs/openapi/<name>.json links to it.
+    path = os.path.join(ROOT, "Sources", service, "OpenAPI", "openapi.json")
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(f"wrote {os.path.relpath(path, ROOT)}: {sum(len(v) for v in doc['paths'].values())} operations")

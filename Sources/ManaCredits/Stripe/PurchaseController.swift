@@ -7,7 +7,7 @@ import SharedAuth
 /// `POST /api/v1/credits/purchase`, `GET /api/v1/credits/purchase/:id` (JWT) and
 /// `POST /api/v1/webhooks/stripe` (Stripe signature).
 struct PurchaseController: Sendable {
-    let purchases: PurchaseService
+    let purchases: Purchases
     let body: BodyDecoder
     let settings: StripeSettings
     let metrics: ServiceMetrics
@@ -38,9 +38,9 @@ struct PurchaseController: Sendable {
                 metrics.count("credits_stripe_webhooks_total", [("outcome", "bad_signature")])
                 throw APIError.badRequest(Self.message(for: failure), field: "Stripe-Signature")
             }
-            let event: PurchaseService.Event
+            let event: Purchases.Event
             do {
-                event = try JSONDecoder().decode(PurchaseService.Event.self, from: payload)
+                event = try JSONDecoder().decode(Purchases.Event.self, from: payload)
             } catch {
                 throw APIError.badRequest("the event is not a Stripe event object")
             }

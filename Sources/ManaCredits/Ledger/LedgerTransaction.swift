@@ -43,15 +43,3 @@ struct LedgerTransaction: Codable, Sendable, Equatable {
         self.completedAt = completed
     }
 }
-
-/// A user's balance row.
-struct Balance: Codable, Sendable, Equatable {
-    let balance: Int64
-    let totalEarned: Int64
-    let totalSpent: Int64
-}
-
-/// The kinds of credit (money in) the ledger records.
-enum CreditKind: String, Sendable {
-    case purchase, refund, gift
-}

@@ -5,7 +5,7 @@ import PostgresNIO
 import SharedAuth
 
 /// Buying credit packages through Stripe, and applying Stripe's webhook events.
-struct PurchaseService: Sendable {
+struct Purchases: Sendable {
     let client: PostgresClient
     let settings: StripeSettings
     let packages: PackageRepository

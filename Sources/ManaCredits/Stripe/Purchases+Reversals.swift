@@ -5,9 +5,9 @@ import PostgresNIO
 
 /// Stripe refunds and disputes: the purchase's credits are taken back (as far as the balance
 /// allows; the rest becomes a debt later credits pay first) and the purchase is marked.
-/// Each runs inside ``PurchaseService/apply(_:)``'s transaction, so once per event id; the
+/// Each runs inside ``Purchases/apply(_:)``'s transaction, so once per event id; the
 /// purchase row is locked, so events about one purchase apply one after the other.
-extension PurchaseService {
+extension Purchases {
     /// A purchase as the reversals see it.
     struct LockedPurchase {
         let id: UUID
