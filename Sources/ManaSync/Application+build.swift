@@ -16,7 +16,6 @@ enum SyncMigrations {
 func buildApplication(
     _ configuration: SyncConfiguration,
     metrics: ServiceMetrics = ServiceMetrics(),
-    hooks: SyncHooks = SyncHooks(),
     hub: RealtimeHub? = nil,
     logger: Logger? = nil,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in },
@@ -40,7 +39,7 @@ func buildApplication(
     let gate = BillingGate(
         settings: configuration.billing, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
     SyncController(
-        changeLog: changeLog, body: chassis.body, gate: gate, hooks: hooks, metrics: metrics,
+        changeLog: changeLog, body: chassis.body, gate: gate, metrics: metrics,
         maximumChanges: configuration.push.maximumChanges, pages: configuration.pages)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
     StreamController(changeLog: changeLog, gate: gate, hub: hub, settings: configuration.realtime, metrics: metrics)

@@ -19,7 +19,7 @@ struct SyncHarness: Sendable {
     static let serviceKey = "sync-key"
 
     static func run(
-        hooks: SyncHooks = SyncHooks(), billing: @Sendable (inout BillingSettings) -> Void = { _ in },
+        billing: @Sendable (inout BillingSettings) -> Void = { _ in },
         realtime: @Sendable (inout RealtimeSettings) -> Void = { _ in },
         hub: RealtimeHub? = nil,
         chassis: @Sendable (inout ChassisSettings) -> Void = { _ in },
@@ -49,7 +49,7 @@ struct SyncHarness: Sendable {
         let outcome: Result<Void, any Error>
         do {
             try await LiveService.run(
-                build: { try await buildApplication(configuration, hooks: hooks, hub: hub, logger: TestDatabase.logger, onServerRunning: $0) }
+                build: { try await buildApplication(configuration, hub: hub, logger: TestDatabase.logger, onServerRunning: $0) }
             ) { caller in try await test(SyncHarness(caller: caller, database: database, key: key, credits: credits)) }
             outcome = .success(())
         } catch {

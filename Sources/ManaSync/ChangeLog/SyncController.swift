@@ -4,25 +4,11 @@ import HTTPTypes
 import Hummingbird
 import SharedAuth
 
-/// What plugs in after a push commits: the real-time notifier.
-struct SyncHooks: Sendable {
-    /// A stored push: who, which app, which tables, from which client.
-    struct PushEvent: Sendable {
-        let userID: String
-        let appID: String
-        let tables: [String]
-        let clientID: String
-    }
-
-    var afterPush: @Sendable (PushEvent) async -> Void = { _ in }
-}
-
 /// `POST /sync/{appId}` and `GET /sync/{appId}/pull`.
 struct SyncController: Sendable {
     let changeLog: ChangeLogRepository
     let body: BodyDecoder
     let gate: BillingGate
-    let hooks: SyncHooks
     let metrics: ServiceMetrics
 
     /// Most changes one push may carry (`SYNC_MAX_CHANGES`).
@@ -64,8 +50,6 @@ struct SyncController: Sendable {
             limit: pages.pushAnswer)
         if stored > 0 {
             metrics.count("sync_changes_stored_total", by: stored)
-            let tables = Array(Set(changes.map(\.table))).sorted()
-            await hooks.afterPush(.init(userID: user.id, appID: appID, tables: tables, clientID: clientID))
         }
         metrics.count("sync_changes_returned_total", by: page.count)
         return Self.response(page)
