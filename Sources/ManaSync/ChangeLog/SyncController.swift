@@ -23,12 +23,12 @@ struct SyncController: Sendable {
 
     private func push(_ request: Request, _ context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
-        let appID = try Self.appID(context)
+        let appID = try SyncRequest.appID(context)
         try await gate.check(userID: user.id)
         let buffer = try await body.collect(request)
         let json = try BodyDecoder.decode(JSONValue.self, from: Data(buffer: buffer))
         guard let object = json.objectValue else { throw APIError.badRequest("request body must be a JSON object") }
-        let clientID = try Self.clientID(header: request.headers[.clientID], body: object["clientId"])
+        let clientID = try SyncRequest.clientID(header: request.headers[.clientID], body: object["clientId"])
         guard case .array(let rawChanges)? = object["changes"] else {
             throw APIError.badRequest("changes must be an array", field: "changes")
         }
@@ -40,7 +40,7 @@ struct SyncController: Sendable {
         }
         // Updates of internal keys only change nothing: accepted, not stored.
         let changes = try rawChanges.enumerated().map { try Change(validating: $1, index: $0) }.filter { !$0.changesNothing }
-        let since = try Self.cursor(object["since"])
+        let since = try SyncRequest.cursor(object["since"])
         let key = request.headers[.idempotencyKey]
         if let key, key.isEmpty || key.count > 200 {
             throw APIError.badRequest("Idempotency-Key must be 1 to 200 characters", field: "Idempotency-Key")
@@ -57,14 +57,14 @@ struct SyncController: Sendable {
 
     private func pull(_ request: Request, _ context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
-        let appID = try Self.appID(context)
+        let appID = try SyncRequest.appID(context)
         try await gate.check(userID: user.id)
         let query = request.uri.queryParameters
         guard let collection = query["collection"].map(String.init), !collection.isEmpty else {
             throw APIError.badRequest("collection is required", field: "collection")
         }
         guard let sinceText = query["since"].map(String.init) else { throw APIError.badRequest("since is required", field: "since") }
-        let since = try Self.cursor(.string(sinceText))
+        let since = try SyncRequest.cursor(.string(sinceText))
         let limit = try QueryParameter.integer(request, "limit", default: pages.pullDefault, in: 1...5_000)
         let clientID = request.headers[.clientID].flatMap { $0.isEmpty ? nil : $0 }
         let page = try await changeLog.pullText(
@@ -83,42 +83,4 @@ struct SyncController: Sendable {
                 capacity: page.changes.utf8.count
             ) { $0.append(contentsOf: page.changes.utf8) })
     }
-
-    /// 1–64 characters of `A–Z a–z 0–9 _ . -`, starting with a letter or digit.
-    static func appID(_ context: AppRequestContext) throws -> String {
-        try validAppID(context.parameters.get("appId") ?? "")
-    }
-
-    static func validAppID(_ appID: String) throws -> String {
-        let bytes = Array(appID.utf8)
-        func alnum(_ b: UInt8) -> Bool { (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b) }
-        guard (1...64).contains(bytes.count), alnum(bytes[0]), bytes.allSatisfy({ alnum($0) || $0 == 95 || $0 == 46 || $0 == 45 }) else {
-            throw APIError.badRequest("appId must be 1-64 characters of A-Z a-z 0-9 _ . - starting with a letter or digit", field: "appId")
-        }
-        return appID
-    }
-
-    /// The client id from `X-Client-Id`, else the body's `clientId`; required, ≤ 200 characters.
-    static func clientID(header: String?, body: JSONValue?) throws -> String {
-        let value = header.flatMap { $0.isEmpty ? nil : $0 } ?? body?.stringValue
-        guard let value, !value.isEmpty else {
-            throw APIError.badRequest("a client id is required (X-Client-Id header or clientId)", field: "clientId")
-        }
-        guard value.count <= 200 else { throw APIError.badRequest("clientId must be at most 200 characters", field: "clientId") }
-        return value
-    }
-
-    /// A `since` cursor: any RFC 3339 timestamp; absent means the epoch.
-    static func cursor(_ value: JSONValue?) throws -> Int64 {
-        if value == nil || value == .null { return 0 }
-        guard let text = value?.stringValue, let micros = Timestamp.parseMicroseconds(text) else {
-            throw APIError.badRequest("since must be an RFC 3339 timestamp", field: "since")
-        }
-        return micros
-    }
-}
-
-extension HTTPField.Name {
-    static var clientID: Self { .init("X-Client-Id")! }
-    static var idempotencyKey: Self { .init("Idempotency-Key")! }
 }

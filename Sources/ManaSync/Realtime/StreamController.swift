@@ -25,7 +25,7 @@ struct StreamController: Sendable {
 
     private func stream(_ request: Request, _ context: AppRequestContext) async throws -> Response {
         let user = try context.requireUser()
-        let appID = try SyncController.appID(context)
+        let appID = try SyncRequest.appID(context)
         try await gate.check(userID: user.id)
         let query = request.uri.queryParameters
         let names = (query["collections"].map(String.init) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
@@ -35,7 +35,7 @@ struct StreamController: Sendable {
         guard names.count <= Self.maximumCollections else {
             throw APIError.badRequest("collections lists at most \(Self.maximumCollections) tables", field: "collections")
         }
-        let since = try SyncController.cursor(query["since"].map { .string(String($0)) })
+        let since = try SyncRequest.cursor(query["since"].map { .string(String($0)) })
         let clientID = request.headers[.clientID].flatMap { $0.isEmpty ? nil : $0 }
         let tables = Array(Set(names)).sorted()
         // Subscribe before the catch-up, so a push during it is not missed.

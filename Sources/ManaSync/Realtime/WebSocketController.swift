@@ -29,7 +29,7 @@ struct WebSocketController: Sendable {
         router.ws(
             "ws/:appId",
             shouldUpgrade: { _, context in
-                (try? SyncController.validAppID(context.parameters.get("appId") ?? "")) == nil ? .dontUpgrade : .upgrade([:])
+                (try? SyncRequest.validAppID(context.parameters.get("appId") ?? "")) == nil ? .dontUpgrade : .upgrade([:])
             },
             onUpgrade: { inbound, outbound, context in
                 await serve(inbound, outbound, appID: context.requestContext.parameters.get("appId"), logger: context.logger)
