@@ -15,7 +15,7 @@ import TestSupport
                 chassis: TestDatabase.settings(serviceName: "mana-credits", database: try TestDatabase.unreachable()),
                 auth: AuthSettings(jwksURL: "http://127.0.0.1:1/jwks", serviceKeys: ["k"])),
             registeredRoutes: { found in routes.withLock { $0 = found } })
-        try OpenAPICheck.verify(routes: routes.withLock { $0 }, document: try #require(openAPIURL))
+        try OpenAPICheck.verify(routes: routes.withLock { $0 }, document: try #require(openAPIURL), docsName: "mana-credits")
     }
 
     @Test func theDocumentIsServed() async throws {

@@ -18,7 +18,7 @@ import TestSupport
             registeredRoutes: { found in routes.withLock { $0 = found } })
         // The WebSocket routes live on their own router.
         try OpenAPICheck.verify(
-            routes: routes.withLock { $0 }, besides: ["get /ws", "get /ws/{appId}"], document: try #require(openAPIURL))
+            routes: routes.withLock { $0 }, besides: ["get /ws", "get /ws/{appId}"], document: try #require(openAPIURL), docsName: "mana-sync")
     }
 
     @Test func theDocumentIsServed() async throws {

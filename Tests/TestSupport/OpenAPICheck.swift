@@ -26,11 +26,14 @@ package enum OpenAPICheck {
     }
 
     /// Every route in `routes` is documented in the document at `url` and every documented
-    /// operation is a route; the document is OpenAPI 3.1 and every operation lists a response.
+    /// operation is a route; the document is OpenAPI 3.1, every operation lists a response, and
+    /// `docs/openapi/<docsName>.json` (a link to it) reads the same.
     package static func verify(
-        routes: [(method: HTTPRequest.Method, path: String)], besides extra: Set<String> = [], document url: URL,
+        routes: [(method: HTTPRequest.Method, path: String)], besides extra: Set<String> = [], document url: URL, docsName: String,
         sourceLocation: SourceLocation = #_sourceLocation
     ) throws {
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/openapi/\(docsName).json")
+        #expect(try Data(contentsOf: docs) == (try Data(contentsOf: url)), "docs/openapi/\(docsName).json", sourceLocation: sourceLocation)
         let expected = normalized(routes).union(extra)
         let (operations, document) = try operations(in: url)
         #expect(expected.subtracting(operations).sorted() == [], "routes missing from the document", sourceLocation: sourceLocation)

@@ -143,18 +143,15 @@ struct LegacySyncSource: Sendable {
             var rows: [PostgresRow] = []
             rows.reserveCapacity(batchSize)
             while rows.count < batchSize, let row = try await iterator.next() { rows.append(row) }
-            guard let last = rows.last else { return nil }
-            return Batch(rows: rows, last: ImportMark(last))
+            return rows.isEmpty ? nil : Batch(rows: rows)
         }
 
         var size: Int { batchSize }
     }
 
-    /// Rows in (created_at, id) order (their columns: ``Column``), and the last one's place.
+    /// Rows in (created_at, id) order (their columns: ``Column``).
     struct Batch: Sendable {
         let rows: [PostgresRow]
-        let last: ImportMark
-        var count: Int { rows.count }
     }
 
     /// Rows per (user, app, op) in the snapshot, keyed "user\u{1}app\u{1}op".

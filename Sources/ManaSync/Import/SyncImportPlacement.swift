@@ -127,9 +127,8 @@ final class Placement: @unchecked Sendable {  // one caller at a time, like `Bat
         var rows: [(pair: Int, cursor: Int64, start: Int, end: Int)] = []
         var cells: [ByteBuffer?] = []
         var read = 0
-        /// The last row's id and created_at (read, if not placed): where the batch ends.
-        var lastID: ByteBuffer?
-        var lastCreatedAt: ByteBuffer?
+        /// The last row read (placed or not): where the batch ends.
+        var lastRow: PostgresRow?
 
         init(capacity: Int, rows: Int, batch: Int) {
             self.batch = batch
@@ -142,8 +141,7 @@ final class Placement: @unchecked Sendable {  // one caller at a time, like `Bat
             read += 1
             cells.removeAll(keepingCapacity: true)
             for cell in row { cells.append(cell.bytes) }
-            lastID = cells[Column.id]
-            lastCreatedAt = cells[Column.createdAt]
+            lastRow = row
             if !skipping.isEmpty, let id = cells[Column.id], skipping.contains(String(buffer: id)) { return }
             for column in Column.legacy { legacy.appendColumn(cells[column], first: column == 0) }
             legacy.endRow()
@@ -169,10 +167,8 @@ final class Placement: @unchecked Sendable {  // one caller at a time, like `Bat
 
         /// The batch placed; nil when no row was read.
         mutating func finish(cutover: Int64, known: inout [Pair: Known]) -> Placed? {
-            guard read > 0 else { return nil }
-            let mark = ImportMark(
-                createdAt: lastCreatedAt.map { String(buffer: $0) } ?? "", id: lastID.map { String(buffer: $0) } ?? "")
-            var placed = Placed(legacy: legacy, changes: CopyText(capacity: scratch.byteCount), read: read, last: mark)
+            guard let lastRow else { return nil }
+            var placed = Placed(legacy: legacy, changes: CopyText(capacity: scratch.byteCount), read: read, last: ImportMark(lastRow))
             for pair in order {
                 guard var state = known[pair] else { continue }
                 let top = max(state.cursor, cutover)
