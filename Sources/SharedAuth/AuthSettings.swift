@@ -5,16 +5,22 @@ package struct AuthSettings: Sendable {
     package var jwksURL: String
     package var verifier: TokenVerifier.Options
     package var refreshInterval: Duration
+    /// How long one JWKS fetch may take before it counts as failed (the keys held are kept).
+    package var fetchTimeout: Duration
     /// The `MANA_SERVICE_KEY` entries as written: `key` or `name:key` (see ``ServiceKeys``).
     package var serviceKeys: [String]
 
     /// The key part of the first entry, sent as `X-Service-Key` on outgoing calls.
     package var outgoingServiceKey: String { serviceKeys.first.map { ServiceKeys.Entry(parsing: $0).key } ?? "" }
 
-    package init(jwksURL: String, verifier: TokenVerifier.Options = .init(), refreshInterval: Duration = .seconds(300), serviceKeys: [String]) {
+    package init(
+        jwksURL: String, verifier: TokenVerifier.Options = .init(), refreshInterval: Duration = .seconds(300),
+        fetchTimeout: Duration = .seconds(5), serviceKeys: [String]
+    ) {
         self.jwksURL = jwksURL
         self.verifier = verifier
         self.refreshInterval = refreshInterval
+        self.fetchTimeout = fetchTimeout
         self.serviceKeys = serviceKeys
     }
 
@@ -25,6 +31,8 @@ package struct AuthSettings: Sendable {
             refusedInProduction: true)
         package static let refresh = EnvironmentVariable(
             "JWKS_REFRESH_INTERVAL", default: "300", help: "seconds between JWKS refreshes")
+        package static let fetchTimeout = EnvironmentVariable(
+            "JWKS_FETCH_TIMEOUT", default: "5", help: "seconds one JWKS fetch may take before it fails (the keys held are kept)")
         package static let leeway = EnvironmentVariable(
             "JWT_LEEWAY", default: "30", help: "seconds of clock skew allowed for exp and nbf")
         package static let authURL = EnvironmentVariable("MANA_AUTH_URL", default: "http://localhost:3001", help: "mana-auth's base URL")
@@ -34,7 +42,7 @@ package struct AuthSettings: Sendable {
             "JWT_ISSUER", default: "", help: "required token issuer (default: MANA_AUTH_URL; production needs one of them set)")
         package static let audience = EnvironmentVariable("JWT_AUDIENCE", default: "mana", help: "required token audience")
         /// The variables behind ``init(readingTokenRules:)``, in `--help` order.
-        package static var all: [EnvironmentVariable] { [authURL, jwksURL, issuer, audience, refresh, leeway, serviceKey] }
+        package static var all: [EnvironmentVariable] { [authURL, jwksURL, issuer, audience, refresh, fetchTimeout, leeway, serviceKey] }
     }
 
     /// Service keys that appear in this repository's files (development defaults, examples).
@@ -57,6 +65,7 @@ package struct AuthSettings: Sendable {
         }
         let audience = reader.string(Variables.audience)
         let refresh = reader.seconds(Variables.refresh, in: 1...86_400)
+        let fetchTimeout = reader.seconds(Variables.fetchTimeout, in: 1...300)
         let leeway = reader.seconds(Variables.leeway, in: 0...600)
         let keys = reader.list(Variables.serviceKey)
         if keys.isEmpty { reader.report("MANA_SERVICE_KEY: at least one key is required") }
@@ -71,6 +80,6 @@ package struct AuthSettings: Sendable {
         }
         self.init(
             jwksURL: jwksURL, verifier: .init(issuer: issuer ?? authURL, audience: audience, leeway: leeway),
-            refreshInterval: refresh, serviceKeys: keys)
+            refreshInterval: refresh, fetchTimeout: fetchTimeout, serviceKeys: keys)
     }
 }

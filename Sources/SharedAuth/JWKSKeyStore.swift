@@ -23,6 +23,7 @@ package actor JWKSKeyStore {
     let url: String
     let httpClient: HTTPClient
     let minimumRefetchInterval: Duration
+    let fetchTimeout: Duration
     let logger: Logger
     private(set) var collection = JWTKeyCollection()
     private(set) var keys: [String: Key] = [:]
@@ -38,10 +39,14 @@ package actor JWKSKeyStore {
     /// The number of the key set now held (see `keySetNumber`); readable without the actor.
     package nonisolated var keySet: Int { keySetNumber.withLock { $0 } }
 
-    package init(url: String, httpClient: HTTPClient = .shared, minimumRefetchInterval: Duration = .seconds(5), logger: Logger) {
+    package init(
+        url: String, httpClient: HTTPClient = .shared, minimumRefetchInterval: Duration = .seconds(5), fetchTimeout: Duration = .seconds(5),
+        logger: Logger
+    ) {
         self.url = url
         self.httpClient = httpClient
         self.minimumRefetchInterval = minimumRefetchInterval
+        self.fetchTimeout = fetchTimeout
         self.logger = logger
     }
 
@@ -96,7 +101,7 @@ package actor JWKSKeyStore {
         }
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Accept", value: "application/json")
-        let response = try await httpClient.execute(request, timeout: .seconds(5))
+        let response = try await httpClient.execute(request, timeout: TimeAmount(fetchTimeout))
         guard response.status == .ok else { throw JWKSError("answered \(response.status.code)") }
         return Data(buffer: try await response.body.collect(upTo: 1 << 20))
     }

@@ -17,7 +17,7 @@ package struct ServiceAuth: Sendable {
     package let wording: AuthErrorWording
 
     package init(settings: AuthSettings, logger: Logger, wording: AuthErrorWording = .detailed) {
-        keys = JWKSKeyStore(url: settings.jwksURL, logger: logger)
+        keys = JWKSKeyStore(url: settings.jwksURL, fetchTimeout: settings.fetchTimeout, logger: logger)
         verifier = TokenVerifier(keys: keys, options: settings.verifier)
         serviceKeys = ServiceKeys(settings.serviceKeys)
         refreshService = JWKSRefreshService(keys: keys, interval: settings.refreshInterval)

@@ -66,7 +66,7 @@ struct CreditsHarness: Sendable {
         let configuration = CreditsConfiguration(
             chassis: TestDatabase.settings(serviceName: "mana-credits", database: database),
             auth: AuthSettings(
-                jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), serviceKeys: [serviceKey, "old-key", "billing-bot:\(namedServiceKey)"]),
+                jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), fetchTimeout: .seconds(60), serviceKeys: [serviceKey, "old-key", "billing-bot:\(namedServiceKey)"]),
             subscriptions: settings, gifts: giftSettings, stripe: stripeSettings)
         let outcome: Result<Void, any Error>
         do {

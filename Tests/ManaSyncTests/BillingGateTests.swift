@@ -79,13 +79,14 @@ import TestSupport
             // what a push costs on this machine right now (a loaded CI machine is slow throughout).
             let slowestHealthy = healthy.max() ?? .zero
             for duration in hanging {
-                #expect(duration >= .milliseconds(1450) && duration < .milliseconds(1500) + slowestHealthy * 2 + .seconds(2), "\(duration), healthy up to \(slowestHealthy)")
+                #expect(duration >= .milliseconds(1450) && duration < .milliseconds(1500) + slowestHealthy * 3 + .seconds(5), "\(duration), healthy up to \(slowestHealthy)")
             }
-            // With the breaker open no call is made: pushes no longer wait for the 1.5 s
-            // timeout. (Compared with the hanging pushes, not with a fixed bound: under a
-            // loaded machine a debug-build push alone can take a second; figures in docs/benchmarks.md.)
-            #expect(h.credits.statusCalls(for: "after-0") == 0)
-            #expect(median(broken) + .milliseconds(750) < median(hanging), "\(median(broken)) vs \(median(hanging))")
+            // With the breaker open no call is made, so no push waits for the 1.5 s timeout:
+            // the stand-in saw the three hanging calls and nothing after them. (Asserted by
+            // counting calls, not by timing: on a saturated 2-core runner a debug-build push
+            // alone took 1.6 s. Latency figures are in docs/benchmarks.md.)
+            #expect(h.credits.statusCalls() == 9 + 3, "calls: \(h.credits.statusCalls())")
+            for i in 0..<9 { #expect(h.credits.statusCalls(for: "after-\(i)") == 0) }
             let metrics = try await h.caller.sendText(.get, "/metrics").text
             #expect(metrics.contains("sync_billing_breaker_open 1.0") || metrics.contains("sync_billing_breaker_open 1\n"), "\(metrics)")
         }

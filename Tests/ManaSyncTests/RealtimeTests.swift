@@ -199,12 +199,13 @@ import TestSupport
             for sent in 1...300 {
                 hub.publish(PushNotice(userID: "sam", appID: "app", tables: tables, clientID: nil))
                 // The healthy client keeps up (never more than 16 behind); the stalled one does not.
-                try await eventually(within: .seconds(10)) { healthy.count >= sent - 15 }
+                // (The bound is for a saturated CI runner; what is asserted is the lag, not the time.)
+                try await eventually(within: .seconds(60)) { healthy.count >= sent - 15 }
             }
-            try await eventually(within: .seconds(30)) { healthy.count == 301 }
+            try await eventually(within: .seconds(60)) { healthy.count == 301 }
             print("connections after the burst: \(hub.counts.connections), healthy got \(healthy.count)")
             print("healthy connection received 300 × 40 KB in \(clock.now - start) beside a stalled one")
-            try await eventually(within: .seconds(10)) { hub.counts.connections == 1 }
+            try await eventually(within: .seconds(30)) { hub.counts.connections == 1 }
             stalled.close()
         }
     }

@@ -63,7 +63,10 @@ struct SyncHarness: Sendable {
     /// The token rules as a deployment without JWT settings reads them (issuer
     /// http://localhost:3001 and audience `mana` checked), with the stand-in's JWKS.
     static func authSettings(jwksURL: String, environment: [String: String] = [:]) throws -> AuthSettings {
-        var reader = ConfigReader(environment: ["JWKS_URL": jwksURL, "MANA_SERVICE_KEY": serviceKey].merging(environment) { $1 })
+        // A saturated 2-core CI runner can take seconds to answer even a loopback stand-in;
+        // a JWKS fetch that timed out there would turn every push of a test into a 401.
+        var reader = ConfigReader(
+            environment: ["JWKS_URL": jwksURL, "MANA_SERVICE_KEY": serviceKey, "JWKS_FETCH_TIMEOUT": "60"].merging(environment) { $1 })
         let settings = AuthSettings(readingTokenRules: &reader)
         try reader.finish()
         return settings

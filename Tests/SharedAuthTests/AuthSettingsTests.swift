@@ -25,4 +25,13 @@ import Testing
         #expect(settings.jwksURL == "http://localhost:3001/api/auth/jwks")
         #expect(Self.problems(["MANA_AUTH_URL": "", "MANA_SERVICE_KEY": String(repeating: "k", count: 32)]).contains { $0.hasPrefix("JWT_ISSUER") })
     }
+
+    @Test func theJWKSFetchTimeoutIsFiveSecondsUnlessSetAndBounded() {
+        var defaults = ConfigReader(environment: [:])
+        #expect(AuthSettings(readingTokenRules: &defaults).fetchTimeout == .seconds(5))
+        var set = ConfigReader(environment: ["JWKS_FETCH_TIMEOUT": "30"])
+        #expect(AuthSettings(readingTokenRules: &set).fetchTimeout == .seconds(30))
+        #expect(set.problems.isEmpty)
+        #expect(Self.problems(["JWKS_FETCH_TIMEOUT": "0", "MANA_SERVICE_KEY": String(repeating: "k", count: 32)]).contains { $0.contains("JWKS_FETCH_TIMEOUT") })
+    }
 }
