@@ -189,7 +189,7 @@ import TestSupport
         try await SyncHarness.run(realtime: { $0.writeTimeout = .seconds(2) }, hub: hub) { (h: SyncHarness) async throws in
             let token = try await h.token("sam")
             let port = try #require(Int(h.caller.baseURL.split(separator: ":").last ?? ""))
-            let stalled = try StalledWebSocket(port: port, path: "/ws", token: token)
+            let stalled = try await StalledWebSocket.connect(port: port, path: "/ws", token: token)
             let healthy = try await WSProbe.authenticated(h.ws("/ws"), token: token)
             #expect(hub.counts.connections == 2)
             // 300 notices of ~40 KB: far more than the stalled socket's buffers hold.

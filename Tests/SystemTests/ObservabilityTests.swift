@@ -105,7 +105,7 @@ import TestSupport
 
     // MARK: promtool, runbooks, dashboards
 
-    @Test func promtoolAcceptsTheAlertRules() throws {
+    @Test func promtoolAcceptsTheAlertRules() async throws {
         let files = Self.ruleFiles
         #expect(!files.isEmpty)
         guard let promtool = Self.which("promtool") else {
@@ -116,15 +116,20 @@ import TestSupport
             }
             return
         }
-        let check = try Self.run(promtool, ["check", "rules"] + files.map(\.path))
+        let check = try await Self.run(promtool, ["check", "rules"] + files.map(\.path))
         #expect(check.status == 0 && check.output.contains("SUCCESS"), "\(check.output)")
         // The rules' unit tests: synthetic series that must (and must not) fire each alert.
         let tests = Self.observability.appendingPathComponent("prometheus/tests/mana.test.yml")
-        let unit = try Self.run(promtool, ["test", "rules", tests.path])
+        let unit = try await Self.run(promtool, ["test", "rules", tests.path])
         #expect(unit.status == 0 && unit.output.contains("SUCCESS"), "\(unit.output)")
     }
 
-    static func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// Runs a program to completion (on a thread of ``Blocking``: it waits for the child).
+    static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await Blocking.run { try runBlocking(executable, arguments) }
+    }
+
+    private static func runBlocking(_ executable: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

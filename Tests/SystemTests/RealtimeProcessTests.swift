@@ -136,7 +136,7 @@ import TestSupport
         let neighbours = try await Neighbours.make()
         let (process, port) = try await neighbours.startSync(["SHUTDOWN_TIMEOUT": "2"])
         let token = try await neighbours.key.mint(userID: "silent")
-        let stalled = try StalledWebSocket(port: port, path: "/ws", token: token)
+        let stalled = try await StalledWebSocket.connect(port: port, path: "/ws", token: token)
         defer { stalled.close() }
         // Something queued for it, so the server's close frame sits behind unread data.
         let caller = HTTPCaller(port: port)

@@ -162,10 +162,18 @@ import TestSupport
         #expect(partial > 0 && partial < 60_000, "killed after \(partial) rows")
         // What committed is a gap-free prefix of every (user, app).
         #expect(try await killed.count("SELECT count(*) FROM sync.heads h WHERE last_cursor < (SELECT max(cursor) FROM sync.changes c WHERE c.user_id = h.user_id AND c.app_id = h.app_id)") == 0)
+        // The first load went without the indexes of both tables; the status says so.
+        #expect(try await killed.indexes().isEmpty)
+        let status = try await killed.run(["import", "--status"])
+        #expect(status.output.contains("legacy_sync.sync_changes.sync_changes_pkey, sync.changes.changes_by_table, sync.changes.changes_pkey"), "\(status.output)")
         let resumed = try await killed.runImport(from: original, ["--batch-size", "1000"])
         #expect(resumed.status == 0, "\(resumed.output)")
         #expect(resumed.report.map { Int64($0.rowsWritten) + partial } == 60_000)
         #expect(try await killed.digest() == (try await whole.digest()))
+        // Both runs end with the indexes a migration creates (and the verbatim copy's key).
+        let migratedIndexes = try await SyncTarget.migrated().indexes()
+        #expect(try await whole.indexes() == migratedIndexes + ["CREATE UNIQUE INDEX sync_changes_pkey ON legacy_sync.sync_changes USING btree (id)"])
+        #expect(try await killed.indexes() == (try await whole.indexes()))
     }
 }
 
@@ -344,6 +352,18 @@ struct SyncTarget {
             client_id, created_at::text, \(late)), E'\\n' ORDER BY created_at, id))
         FROM \(table)
         """
+    }
+
+    /// The definitions of the indexes of `sync.changes` and `legacy_sync.sync_changes`, sorted.
+    func indexes() async throws -> [String] {
+        try await TestDatabase.withClient(url) { client in
+            try await client.query(
+                """
+                SELECT indexdef FROM pg_indexes
+                WHERE (schemaname, tablename) IN (('sync', 'changes'), ('legacy_sync', 'sync_changes')) ORDER BY schemaname DESC, indexname
+                """
+            ).decode(String.self).reduce(into: []) { $0.append($1) }
+        }
     }
 
     /// A digest of the verbatim legacy copy.

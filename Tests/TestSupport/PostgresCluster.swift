@@ -24,8 +24,9 @@ package actor PostgresCluster {
     /// A cluster of its own (for tests that stop and restart the server); `shared` otherwise.
     package init() {}
 
+    /// The start, shared by every caller (the first one begins it).
+    private var starting: Task<Started, any Error>?
     private var started: Started?
-    private var startError: (any Error)?
 
     private struct Started {
         let port: Int
@@ -34,48 +35,48 @@ package actor PostgresCluster {
     }
 
     /// The port the cluster listens on, starting it if needed.
-    package func port() throws -> Int {
-        try start().port
+    package func port() async throws -> Int {
+        try await start().port
     }
 
     /// Creates an empty database and returns its URL.
-    package func createDatabase(prefix: String = "test") throws -> DatabaseURL {
-        let cluster = try start()
+    package func createDatabase(prefix: String = "test") async throws -> DatabaseURL {
+        let cluster = try await start()
         let name = "\(prefix)_\(UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: ""))"
-        try Self.run(
-            cluster.binDirectory + "/createdb", ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", "mana", name],
-            asPostgres: false)
+        try await Blocking.run {
+            try Self.run(
+                cluster.binDirectory + "/createdb", ["-h", "127.0.0.1", "-p", String(cluster.port), "-U", "mana", name],
+                asPostgres: false)
+        }
         return try DatabaseURL("postgresql://mana@127.0.0.1:\(cluster.port)/\(name)?sslmode=disable")
     }
 
     /// The folder holding the PostgreSQL binaries (initdb, pg_ctl, psql, pgbench).
-    package func binDirectory() throws -> String {
-        try start().binDirectory
+    package func binDirectory() async throws -> String {
+        try await start().binDirectory
     }
 
     /// Stops the server (for tests of what happens while the database is down).
-    package func stopServer() throws {
+    package func stopServer() async throws {
         guard let cluster = started else { return }
-        try Self.run(cluster.binDirectory + "/pg_ctl", ["stop", "-D", cluster.directory + "/data", "-m", "fast", "-w"], asPostgres: true)
+        try await Blocking.run {
+            try Self.run(cluster.binDirectory + "/pg_ctl", ["stop", "-D", cluster.directory + "/data", "-m", "fast", "-w"], asPostgres: true)
+        }
     }
 
     /// Starts the server again after ``stopServer()``, on the same port.
-    package func restartServer() throws {
+    package func restartServer() async throws {
         guard let cluster = started else { return }
-        try Self.pgCtlStart(cluster.binDirectory, directory: cluster.directory, port: cluster.port)
+        try await Blocking.run { try Self.pgCtlStart(cluster.binDirectory, directory: cluster.directory, port: cluster.port) }
     }
 
-    private func start() throws -> Started {
+    private func start() async throws -> Started {
         if let started { return started }
-        if let startError { throw startError }
-        do {
-            let cluster = try Self.startCluster()
-            started = cluster
-            return cluster
-        } catch {
-            startError = error
-            throw error
-        }
+        let task = starting ?? Task { try await Blocking.run { try Self.startCluster() } }
+        starting = task
+        let cluster = try await task.value
+        started = cluster
+        return cluster
     }
 
     // MARK: Starting and stopping

@@ -9,18 +9,26 @@ import Glibc
 package final class StalledWebSocket: Sendable {
     private let fd: Int32
 
-    /// Connects to `path`, upgrades, sends the auth message and reads the first answer.
-    package init(port: Int, path: String, token: String) throws {
+    /// Connects to `path`, upgrades, sends the auth message and reads the first answer, on a
+    /// thread of ``Blocking`` (the reads block until the server answers).
+    package static func connect(port: Int, path: String, token: String) async throws -> StalledWebSocket {
+        try await Blocking.run { try StalledWebSocket(port: port, path: path, token: token) }
+    }
+
+    private init(port: Int, path: String, token: String) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw StalledError.socket }
         var small: Int32 = 2048
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        // A server that never answers fails the test instead of holding the thread.
+        var wait = timeval(tv_sec: 60, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw StalledError.connect }
         try send(Array(

@@ -5,8 +5,9 @@ import PostgresNIO
 /// The import's own tables in the target database, created by the import itself (not by a
 /// migration): `legacy_sync.sync_changes` keeps every original row verbatim (with the
 /// columns our schema has no place for), `legacy_sync.import_state` the resume point,
-/// `legacy_sync.import_ahead` how far the verbatim copy got when it commits on its own, and
-/// `legacy_sync.import_runs` one row per run with its report.
+/// `legacy_sync.import_ahead` how far the verbatim copy got when it commits on its own,
+/// `legacy_sync.deferred_indexes` the indexes a first load dropped and builds after its rows,
+/// and `legacy_sync.import_runs` one row per run with its report.
 enum SyncImportSchema {
     static let statements: [String] = [
         "CREATE SCHEMA IF NOT EXISTS legacy_sync",
@@ -44,6 +45,15 @@ enum SyncImportSchema {
             singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
             last_created_at timestamptz NOT NULL,
             last_id uuid NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE IF NOT EXISTS legacy_sync.deferred_indexes (
+            table_name text NOT NULL,
+            index_name text NOT NULL,
+            -- What builds it again, from the catalog when it was dropped.
+            create_statement text NOT NULL,
+            PRIMARY KEY (table_name, index_name)
         )
         """,
         ImportRuns.createSQL(schema: "legacy_sync"),

@@ -29,6 +29,19 @@ enum SyncImportStatus {
                     lines.append("resume after: created_at \(createdAt), id \(id)")
                     lines.append("cut-over cursor: \(cutover) (\(Timestamp.format(microseconds: cutover)))")
                 }
+                let recordsDeferred = try await connection.query(
+                    "SELECT to_regclass('legacy_sync.deferred_indexes') IS NOT NULL", logger: logger
+                ).decode(Bool.self).reduce(false) { $1 }
+                let deferred =
+                    recordsDeferred
+                    ? try await connection.query(
+                        "SELECT table_name || '.' || index_name FROM legacy_sync.deferred_indexes ORDER BY 1", logger: logger
+                    ).decode(String.self).reduce(into: [String]()) { $0.append($1) } : []
+                if !deferred.isEmpty {
+                    lines.append(
+                        "indexes left out by an unfinished first load (the next run builds them; until then pulls are slow): "
+                            + deferred.joined(separator: ", "))
+                }
                 lines += try await ImportRuns.recentLines(schema: "legacy_sync", on: connection, logger: logger)
                 if lines.isEmpty { lines.append("the import has started but no batch has committed yet") }
                 return lines

@@ -91,32 +91,78 @@ struct SyncImportTarget: Sendable {
         try await connection.query("DELETE FROM legacy_sync.import_ahead", logger: logger)
     }
 
-    /// The verbatim copy's primary key during a run. For the first load into an empty copy it
-    /// is dropped and built after the load (for 1,000,000 rows: 0.7 s to build, against 3–5 s
-    /// of random inserts into it); a run resumed after such a load was killed continues
-    /// without it, and a run that looks rows up by id (`lookups`) builds it first.
-    func prepareLegacyKey(empty: Bool, lookups: Bool) async throws {
-        let hasKey = try await legacyKeyExists()
-        if empty, hasKey {
-            try await connection.query("ALTER TABLE legacy_sync.sync_changes DROP CONSTRAINT sync_changes_pkey", logger: logger)
-        } else if !hasKey, lookups {
-            try await buildLegacyKey()
+    /// The tables a first load fills without their indexes.
+    static let deferrable = ["sync.changes", "legacy_sync.sync_changes"]
+
+    /// Drops the indexes of each of `tables` that is empty, recording how to build them
+    /// again (``buildDeferredIndexes(on:)``): a B-tree built once from 1,000,000 rows takes a
+    /// fraction of what inserting them one by one into it does (docs/benchmarks.md). The
+    /// drop commits before the load (without `inTransaction`), so a run killed during the load
+    /// leaves the record behind and the next run builds what it names.
+    func deferIndexes(ofEmpty tables: [String], inTransaction: Bool) async throws {
+        var drops: [String] = []
+        if !inTransaction { try await connection.query("BEGIN", logger: logger) }
+        for table in tables {
+            let empty = try await connection.query(
+                PostgresQuery(unsafeSQL: "SELECT NOT EXISTS (SELECT 1 FROM \(table))"), logger: logger
+            ).decode(Bool.self).reduce(false) { $1 }
+            guard empty else { continue }
+            let rows = try await connection.query(
+                """
+                INSERT INTO legacy_sync.deferred_indexes (table_name, index_name, create_statement)
+                SELECT \(table), i.relname,
+                    CASE WHEN c.oid IS NULL THEN pg_get_indexdef(i.oid)
+                        ELSE format('ALTER TABLE %s ADD CONSTRAINT %I %s', x.indrelid::regclass, c.conname, pg_get_constraintdef(c.oid)) END
+                FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                    LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
+                WHERE x.indrelid = \(table)::regclass
+                RETURNING CASE WHEN create_statement LIKE 'ALTER TABLE %'
+                    THEN format('ALTER TABLE %s DROP CONSTRAINT %I', \(table)::regclass, index_name)
+                    ELSE format('DROP INDEX %I.%I', split_part(\(table), '.', 1), index_name) END
+                """, logger: logger)
+            for try await drop in rows.decode(String.self) { drops.append(drop) }
         }
+        for drop in drops { try await connection.query(PostgresQuery(unsafeSQL: drop), logger: logger) }
+        if !inTransaction { try await connection.query("COMMIT", logger: logger) }
+        if !drops.isEmpty { logger.info("deferred the indexes of the empty tables to after the load", metadata: ["dropped": "\(drops.count)"]) }
     }
 
-    /// Builds the verbatim copy's primary key when a first load left it out.
-    func buildLegacyKey() async throws {
-        guard try await !legacyKeyExists() else { return }
-        try await connection.query(
-            "ALTER TABLE legacy_sync.sync_changes ADD CONSTRAINT sync_changes_pkey PRIMARY KEY (id)", logger: logger)
+    /// Whether indexes wait to be built.
+    func hasDeferredIndexes() async throws -> Bool {
+        try await connection.query("SELECT EXISTS (SELECT 1 FROM legacy_sync.deferred_indexes)", logger: logger)
+            .decode(Bool.self).reduce(false) { $1 }
     }
 
-    private func legacyKeyExists() async throws -> Bool {
-        try await connection.query(
-            """
-            SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'legacy_sync.sync_changes'::regclass AND contype = 'p')
-            """, logger: logger
-        ).decode(Bool.self).reduce(false) { $1 }
+    /// Builds every deferred index, spread over `connections` (PostgreSQL builds one index
+    /// on one core), each with the removal of its record in one transaction (without
+    /// `inTransaction`, where the caller's transaction holds them all).
+    func buildDeferredIndexes(on connections: [PostgresConnection], inTransaction: Bool) async throws {
+        var statements: [(table: String, index: String, create: String)] = []
+        let rows = try await connection.query(
+            "SELECT table_name, index_name, create_statement FROM legacy_sync.deferred_indexes ORDER BY table_name, index_name",
+            logger: logger)
+        for try await row in rows.decode((String, String, String).self) { statements.append(row) }
+        guard !statements.isEmpty else { return }
+        let lanes = inTransaction ? [connection] : connections
+        let logger = self.logger
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (lane, connection) in lanes.enumerated() {
+                let mine = statements.enumerated().filter { $0.offset % lanes.count == lane }.map(\.element)
+                group.addTask {
+                    try await connection.query("SET maintenance_work_mem = '256MB'", logger: logger)
+                    for statement in mine {
+                        if !inTransaction { try await connection.query("BEGIN", logger: logger) }
+                        try await connection.query(PostgresQuery(unsafeSQL: statement.create), logger: logger)
+                        try await connection.query(
+                            """
+                            DELETE FROM legacy_sync.deferred_indexes WHERE table_name = \(statement.table) AND index_name = \(statement.index)
+                            """, logger: logger)
+                        if !inTransaction { try await connection.query("COMMIT", logger: logger) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
     }
 
     /// How long each part of the writes took over a run, in seconds.
@@ -124,7 +170,7 @@ struct SyncImportTarget: Sendable {
         var legacy = 0.0
         var changes = 0.0
         var heads = 0.0
-        var key = 0.0
+        var indexes = 0.0
         var waitingForLegacy = 0.0
     }
 
