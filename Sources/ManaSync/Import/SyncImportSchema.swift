@@ -51,8 +51,10 @@ enum SyncImportSchema {
         CREATE TABLE IF NOT EXISTS legacy_sync.deferred_indexes (
             table_name text NOT NULL,
             index_name text NOT NULL,
-            -- What builds it again, from the catalog when it was dropped.
+            -- What builds it again, from the catalog when it was dropped: the index, then
+            -- (for a primary key or unique constraint) the constraint that adopts it.
             create_statement text NOT NULL,
+            constraint_statement text,
             PRIMARY KEY (table_name, index_name)
         )
         """,

@@ -109,14 +109,14 @@ struct SyncImportTarget: Sendable {
             guard empty else { continue }
             let rows = try await connection.query(
                 """
-                INSERT INTO legacy_sync.deferred_indexes (table_name, index_name, create_statement)
-                SELECT \(table), i.relname,
-                    CASE WHEN c.oid IS NULL THEN pg_get_indexdef(i.oid)
-                        ELSE format('ALTER TABLE %s ADD CONSTRAINT %I %s', x.indrelid::regclass, c.conname, pg_get_constraintdef(c.oid)) END
+                INSERT INTO legacy_sync.deferred_indexes (table_name, index_name, create_statement, constraint_statement)
+                SELECT \(table), i.relname, pg_get_indexdef(i.oid),
+                    CASE c.contype WHEN 'p' THEN format('ALTER TABLE %s ADD CONSTRAINT %I PRIMARY KEY USING INDEX %I', x.indrelid::regclass, c.conname, i.relname)
+                        WHEN 'u' THEN format('ALTER TABLE %s ADD CONSTRAINT %I UNIQUE USING INDEX %I', x.indrelid::regclass, c.conname, i.relname) END
                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-                    LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid
+                    LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid AND c.contype IN ('p', 'u')
                 WHERE x.indrelid = \(table)::regclass
-                RETURNING CASE WHEN create_statement LIKE 'ALTER TABLE %'
+                RETURNING CASE WHEN constraint_statement IS NOT NULL
                     THEN format('ALTER TABLE %s DROP CONSTRAINT %I', \(table)::regclass, index_name)
                     ELSE format('DROP INDEX %I.%I', split_part(\(table), '.', 1), index_name) END
                 """, logger: logger)
@@ -137,11 +137,13 @@ struct SyncImportTarget: Sendable {
     /// on one core), each with the removal of its record in one transaction (without
     /// `inTransaction`, where the caller's transaction holds them all).
     func buildDeferredIndexes(on connections: [PostgresConnection], inTransaction: Bool) async throws {
-        var statements: [(table: String, index: String, create: String)] = []
+        var statements: [(table: String, index: String, create: String, constraint: String?)] = []
         let rows = try await connection.query(
-            "SELECT table_name, index_name, create_statement FROM legacy_sync.deferred_indexes ORDER BY table_name, index_name",
-            logger: logger)
-        for try await row in rows.decode((String, String, String).self) { statements.append(row) }
+            """
+            SELECT table_name, index_name, create_statement, constraint_statement FROM legacy_sync.deferred_indexes
+            ORDER BY table_name, index_name
+            """, logger: logger)
+        for try await row in rows.decode((String, String, String, String?).self) { statements.append(row) }
         guard !statements.isEmpty else { return }
         let lanes = inTransaction ? [connection] : connections
         let logger = self.logger
@@ -152,7 +154,12 @@ struct SyncImportTarget: Sendable {
                     try await connection.query("SET maintenance_work_mem = '256MB'", logger: logger)
                     for statement in mine {
                         if !inTransaction { try await connection.query("BEGIN", logger: logger) }
+                        // The index alone takes a lock that lets another index of the table be
+                        // built at the same time; adopting it as the constraint is quick.
                         try await connection.query(PostgresQuery(unsafeSQL: statement.create), logger: logger)
+                        if let constraint = statement.constraint {
+                            try await connection.query(PostgresQuery(unsafeSQL: constraint), logger: logger)
+                        }
                         try await connection.query(
                             """
                             DELETE FROM legacy_sync.deferred_indexes WHERE table_name = \(statement.table) AND index_name = \(statement.index)
