@@ -30,6 +30,12 @@ func buildApplication(
         .addRoutes(to: chassis.router.group("api/v1/credits").add(middleware: auth.userMiddleware()))
     InternalLedgerController(ledger: ledger, body: chassis.body, settings: configuration.ledger)
         .addRoutes(to: chassis.router.group("api/v1/internal/credits").add(middleware: auth.serviceKeyMiddleware()))
+    let reservations = Reservations(client: chassis.database, logger: chassis.logger)
+    ReservationController(reservations: reservations, body: chassis.body)
+        .addRoutes(to: chassis.router.group("api/v1/internal/credits").add(middleware: auth.serviceKeyMiddleware()))
+    if let interval = configuration.ledger.reservationSweepInterval {
+        chassis.addService(ReservationSweeper.service(reservations, every: interval, metrics: metrics, logger: chassis.logger))
+    }
     let settings = configuration.subscriptions
     let serviceKey = configuration.auth.outgoingServiceKey
     let outboxSignal = WakeSignal()
@@ -98,6 +104,7 @@ enum CreditsMetrics {
         ("credits_ledger_audit_runs_total", [("outcome", "clean")]),
         ("credits_ledger_audit_runs_total", [("outcome", "violations")]),
         ("credits_ledger_audit_runs_total", [("outcome", "error")]),
+        ("credits_reservations_expired_total", []),
         ("credits_stripe_webhooks_total", [("outcome", "applied")]),
         ("credits_stripe_webhooks_total", [("outcome", "duplicate")]),
         ("credits_stripe_webhooks_total", [("outcome", "bad_signature")]),

@@ -28,6 +28,7 @@ struct CreditsHarness: Sendable {
         subscriptions adjust: @Sendable (inout SubscriptionSettings) -> Void = { _ in },
         gifts adjustGifts: @Sendable (inout GiftSettings) -> Void = { _ in },
         stripe adjustStripe: @Sendable (inout StripeSettings) -> Void = { _ in },
+        ledger adjustLedger: @Sendable (inout LedgerSettings) -> Void = { _ in },
         _ test: @Sendable (CreditsHarness) async throws -> Void
     ) async throws {
         let key = try DevelopmentSigningKey(kid: "credits-test")
@@ -63,11 +64,13 @@ struct CreditsHarness: Sendable {
         adjustGifts(&giftSettings)
         var stripeSettings = StripeSettings()
         adjustStripe(&stripeSettings)
+        var ledgerSettings = LedgerSettings()
+        adjustLedger(&ledgerSettings)
         let configuration = CreditsConfiguration(
             chassis: TestDatabase.settings(serviceName: "mana-credits", database: database),
             auth: AuthSettings(
                 jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), fetchTimeout: .seconds(60), serviceKeys: [serviceKey, "old-key", "billing-bot:\(namedServiceKey)"]),
-            subscriptions: settings, gifts: giftSettings, stripe: stripeSettings)
+            subscriptions: settings, gifts: giftSettings, stripe: stripeSettings, ledger: ledgerSettings)
         let outcome: Result<Void, any Error>
         do {
             try await LiveService.run(build: { try await buildApplication(configuration, logger: TestDatabase.logger, onServerRunning: $0) }) {

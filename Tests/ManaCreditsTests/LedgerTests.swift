@@ -11,7 +11,7 @@ import TestSupport
         try await CreditsHarness.run { (h: CreditsHarness) async throws in
             let empty = try await h.call(.get, "/api/v1/credits/balance", as: "alice")
             #expect(empty.status == .ok)
-            #expect(empty.body == ["balance": 0, "totalEarned": 0, "totalSpent": 0])
+            #expect(empty.body == ["balance": 0, "totalEarned": 0, "totalSpent": 0, "reserved": 0])
             try await h.fund("alice", 100)
             let use = try await h.call(
                 .post, "/api/v1/credits/use", as: "alice",
@@ -31,7 +31,7 @@ import TestSupport
             for key in ["id", "description", "createdAt", "completedAt"] { #expect(transaction[key] != nil, "\(key)") }
             #expect(transaction["id"]?.stringValue == transaction["id"]?.stringValue?.lowercased())
             let balance = try await h.call(.get, "/api/v1/credits/balance", as: "alice")
-            #expect(balance.body == ["balance": 70, "totalEarned": 100, "totalSpent": 30])
+            #expect(balance.body == ["balance": 70, "totalEarned": 100, "totalSpent": 30, "reserved": 0])
             #expect(try await h.audit().isEmpty)
         }
     }
@@ -172,7 +172,7 @@ import TestSupport
     @Test func internalRoutesWork() async throws {
         try await CreditsHarness.run { (h: CreditsHarness) async throws in
             let initialized = try await h.call(.post, "/api/v1/internal/credits/init", service: true, json: #"{"userId": "new"}"#)
-            #expect(initialized.body == ["balance": 0, "totalEarned": 0, "totalSpent": 0])
+            #expect(initialized.body == ["balance": 0, "totalEarned": 0, "totalSpent": 0, "reserved": 0])
             let again = try await h.call(.post, "/api/v1/internal/credits/init", service: true, json: #"{"userId": "new"}"#)
             #expect(again.status == .ok)
             let refund = try await h.call(.post, "/api/v1/internal/credits/refund", service: true,
@@ -184,7 +184,7 @@ import TestSupport
                                        json: #"{"userId": "new", "amount": 15, "appId": "chat", "description": "d"}"#)
             #expect(use.body["newBalance"] == ["balance": 25, "totalSpent": 15])
             let balance = try await h.call(.get, "/api/v1/internal/credits/balance/new", service: true)
-            #expect(balance.body == ["balance": 25, "totalEarned": 40, "totalSpent": 15])
+            #expect(balance.body == ["balance": 25, "totalEarned": 40, "totalSpent": 15, "reserved": 0])
             let missingUser = try await h.call(.post, "/api/v1/internal/credits/use", service: true,
                                                json: #"{"amount": 15, "appId": "chat", "description": "d"}"#)
             #expect(missingUser.body["details"]?["field"] == "userId")

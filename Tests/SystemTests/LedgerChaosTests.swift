@@ -68,6 +68,10 @@ enum Chaos {
         var redeemed: [String] = []
         var cancelled: [String] = []
         var purchases: [String] = []
+        /// Reservations acknowledged (by key), and the resolution acknowledged for them, if any.
+        var reservations: [(user: String, key: String, id: String, resolved: String?)] = []
+        /// Grants acknowledged: (user, referenceId, transaction).
+        var grants: [(user: String, reference: String, id: String)] = []
         var counts: [String: Int] = [:]
 
         /// Counts one attempt of an operation without an idempotency key: acknowledged, or
@@ -127,7 +131,12 @@ enum Chaos {
     static func randomOperation(system: JourneyTests.System, record: Shared<Record>, packageID: String, worker: Int) async throws {
         let user = users.randomElement()!
         func count(_ name: String) { record.withLock { $0.counts[name, default: 0] += 1 } }
-        switch Int.random(in: 0..<100) {
+        let draw = Int.random(in: 0..<120)
+        if draw >= 100 {
+            try await twoPhaseOperation(system: system, record: record, user: user, grant: draw >= 112, count: count)
+            return
+        }
+        switch draw {
         case 0..<35:  // a use with an idempotency key, retried until it has an answer
             let key = UUID().uuidString
             let json = #"{"amount": \#(Int.random(in: 1...5)), "appId": "chaos", "description": "keyed use", "idempotencyKey": "\#(key)"}"#
@@ -231,6 +240,64 @@ enum Chaos {
         }
     }
 
+    /// A reservation (keyed, retried until answered) resolved by a commit or a refund (each
+    /// retried until answered), or left open; or a grant retried until answered.
+    static func twoPhaseOperation(
+        system: JourneyTests.System, record: Shared<Record>, user: String, grant: Bool, count: (String) -> Void
+    ) async throws {
+        /// Posts `json` to an internal route until an answer other than a 5xx or a broken
+        /// connection comes back.
+        func settled(_ path: String, _ json: String) async throws -> (status: HTTPResponse.Status, body: JSONValue)? {
+            for attempt in 0..<100 {
+                if attempt > 0 { count("retries") }
+                if let answer = try? await system.credits(.post, "/api/v1/internal/credits/\(path)", service: true, json: json),
+                    answer.status.code < 500
+                {
+                    return answer
+                }
+                try await Chaos.sleep(0.05...0.2)
+            }
+            return nil
+        }
+        if grant {
+            let reference = UUID().uuidString
+            let json = #"{"userId": "\#(user)", "amount": 3, "reason": "chaos", "referenceId": "\#(reference)"}"#
+            if let answer = try await settled("grant", json), answer.status == .ok, let id = answer.body["transactionId"]?.stringValue {
+                // A repeat of an acknowledged grant answers the same transaction.
+                if Bool.random(), let again = try await settled("grant", json) {
+                    #expect(again.body["transactionId"]?.stringValue == id && again.body["alreadyGranted"] == true, "\(again.body)")
+                }
+                record.withLock { $0.grants.append((user, reference, id)) }
+            }
+            count("grants")
+            return
+        }
+        let key = UUID().uuidString
+        let json = #"{"userId": "\#(user)", "amount": 4, "reason": "reserved:chaos", "idempotencyKey": "\#(key)"}"#
+        guard let reserved = try await settled("reserve", json), reserved.status == .ok,
+            let id = reserved.body["reservationId"]?.stringValue
+        else { return }
+        count("reserves")
+        var resolved: String?
+        switch Int.random(in: 0..<5) {
+        case 0..<2:
+            if let answer = try await settled("commit", #"{"reservationId": "\#(id)"}"#) {
+                #expect(answer.status == .ok, "commit: \(answer.body)")
+                if answer.status == .ok { resolved = "committed" }
+            }
+            count("commits")
+        case 2..<4:
+            if let answer = try await settled("refund-reservation", #"{"reservationId": "\#(id)"}"#) {
+                #expect(answer.status == .ok, "refund: \(answer.body)")
+                if answer.status == .ok { resolved = "refunded" }
+            }
+            count("reservation refunds")
+        default:
+            break  // left open
+        }
+        record.withLock { $0.reservations.append((user, key, id, resolved)) }
+    }
+
     /// The audit, and every acknowledged operation exactly once.
     static func verify(_ record: Record, system: JourneyTests.System) async throws {
         let audit = try ChildProcess("mana-credits", ["audit"], environment: ["DATABASE_URL": JourneyTests.System.url(system.creditsDatabase)])
@@ -304,6 +371,25 @@ enum Chaos {
             for id in record.gifts.map(\.id) { #expect(codes[id] != nil, "acknowledged gift \(id) is missing") }
             for id in record.redeemed { #expect(codes[id]?.1 == "depleted" && codes[id]?.3 == 1, "redeemed gift \(String(describing: codes[id]))") }
             for id in record.cancelled { #expect(codes[id]?.1 == "cancelled" && codes[id]?.4 == 1, "cancelled gift \(String(describing: codes[id]))") }
+
+            // Reservations: one per acknowledged key, the acknowledged one, in the acknowledged state.
+            let reservations = try await rows(
+                "SELECT user_id, idempotency_key, id::text, status FROM credits.reservations WHERE idempotency_key IS NOT NULL",
+                (String, String, String, String).self)
+            let reservationsByKey = Dictionary(grouping: reservations) { "\($0.0)|\($0.1)" }
+            for reservation in record.reservations {
+                let found = reservationsByKey["\(reservation.user)|\(reservation.key)"] ?? []
+                #expect(found.count == 1 && found.first?.2 == reservation.id, "reservation \(reservation.key): \(found)")
+                if let resolved = reservation.resolved { #expect(found.first?.3 == resolved, "reservation \(reservation.id): \(found)") }
+            }
+            // Grants: exactly one ledger row per (user, referenceId), the acknowledged one.
+            let grants = try await rows(
+                "SELECT user_id, system_key, id::text FROM credits.transactions WHERE type = 'grant'", (String, String, String).self)
+            let grantsByKey = Dictionary(grouping: grants) { "\($0.0)|\($0.1)" }
+            for grant in record.grants {
+                let found = grantsByKey["\(grant.user)|grant:\(grant.reference)"] ?? []
+                #expect(found.count == 1 && found.first?.2 == grant.id, "grant \(grant.reference): \(found)")
+            }
         }
     }
 }

@@ -172,11 +172,12 @@ sync_doc = document(
 
 credits_error = obj({"statusCode": I, "message": S, "details": {"type": "object"}}, ["statusCode", "message"])
 transaction = obj({
-    "id": S, "userId": S, "type": {"enum": ["purchase", "usage", "refund", "gift", "reversal"]}, "status": S, "amount": I,
+    "id": S, "userId": S, "type": {"enum": ["purchase", "usage", "refund", "gift", "reversal", "grant"]},
+    "status": {"enum": ["pending", "completed", "failed", "cancelled"]}, "amount": I,
     "balanceBefore": I, "balanceAfter": I, "appId": S, "description": S, "metadata": ANY, "idempotencyKey": NS,
     "createdAt": T, "completedAt": NT,
 }, ["id", "userId", "type", "amount", "balanceBefore", "balanceAfter"])
-balance = obj({"balance": I, "totalEarned": I, "totalSpent": I}, ["balance"])
+balance = obj({"balance": I, "totalEarned": I, "totalSpent": I, "reserved": I}, ["balance"])
 NANY = {"type": ["object", "null"]}
 package = obj({"id": S, "name": S, "description": S, "credits": I, "priceEuroCents": I, "currency": S, "stripePriceId": NS,
                "active": B, "sortOrder": I, "metadata": NANY, "createdAt": T, "updatedAt": T},
@@ -284,6 +285,35 @@ credits_paths = {
                                                      "schema": {"type": "string"}}])},
     "/api/v1/internal/credits/init": {"post": op("Create a user's balance (idempotent)", {**ok(ref("Balance")), **E("400", "401")}, SERVICE,
                                                  body(obj({"userId": S}, ["userId"])))},
+    "/api/v1/internal/credits/reserve": {"post": op(
+        "Hold credits until a commit, a refund or the expiry (ttlSeconds 60-86400, default 3600); idempotent with "
+        "idempotencyKey (or the Idempotency-Key header): a repeat answers the first reservation, other parameters 409",
+        {**ok(obj({"reservationId": S, "balance": I, "status": {"enum": ["reserved", "committed", "refunded", "expired"]},
+                   "expiresAt": T}, ["reservationId", "balance", "status", "expiresAt"])),
+         **E("400", "401", "402", "404", "409")}, SERVICE,
+        body(obj({"userId": S, "amount": {"type": "integer", "minimum": 1, "maximum": 1000000}, "reason": S,
+                  "idempotencyKey": S, "ttlSeconds": {"type": "integer", "minimum": 60, "maximum": 86400}},
+                 ["userId", "amount", "reason"])),
+        [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}])},
+    "/api/v1/internal/credits/commit": {"post": op(
+        "Spend a reservation's credits; a committed one answers the same transaction (alreadyResolved), "
+        "a refunded or expired one is 409 with details.status",
+        {**ok(obj({"success": B, "transactionId": S, "status": S, "alreadyResolved": B}, ["success", "transactionId", "status"])),
+         **E("400", "401", "404", "409")}, SERVICE,
+        body(obj({"reservationId": S, "description": S}, ["reservationId"])))},
+    "/api/v1/internal/credits/refund-reservation": {"post": op(
+        "Give a reservation's credits back; a refunded or expired one answers the balance (alreadyResolved), "
+        "a committed one is 409 with details.status",
+        {**ok(obj({"success": B, "balance": I, "status": S, "alreadyResolved": B}, ["success", "balance"])),
+         **E("400", "401", "404", "409")}, SERVICE, body(obj({"reservationId": S}, ["reservationId"])))},
+    "/api/v1/internal/credits/grant": {"post": op(
+        "Credit a reward once per (userId, referenceId); a repeat answers alreadyGranted and the first transaction, "
+        "the same referenceId with another amount is 409",
+        {**ok(obj({"ok": B, "alreadyGranted": B, "newBalance": I, "transactionId": S},
+                  ["ok", "alreadyGranted", "newBalance", "transactionId"])),
+         **E("400", "401", "409")}, SERVICE,
+        body(obj({"userId": S, "amount": {"type": "integer", "minimum": 1, "maximum": 1000000}, "reason": S, "referenceId": S,
+                  "description": S}, ["userId", "amount", "reason", "referenceId"])))},
     "/api/v1/internal/gifts/redeem-pending": {"post": op("Redeem pending personalized gifts for a new user",
                                                          {**ok(obj({"redeemed": I, "totalCredits": I}, ["redeemed", "totalCredits"])),
                                                           **E("400", "401")}, SERVICE, body(obj({"userId": S, "email": S}, ["userId", "email"])))},

@@ -1,4 +1,4 @@
 /// The kinds of credit (money in) the ledger records.
 enum CreditKind: String, Sendable {
-    case purchase, refund, gift
+    case purchase, refund, gift, grant
 }

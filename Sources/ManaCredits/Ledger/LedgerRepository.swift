@@ -43,12 +43,12 @@ struct LedgerRepository: Sendable {
                 """
                 WITH created AS (
                     INSERT INTO credits.balances (user_id) VALUES (\(userID)) ON CONFLICT (user_id) DO NOTHING
-                    RETURNING balance, total_earned, total_spent)
-                SELECT balance, total_earned, total_spent FROM created
-                UNION ALL SELECT balance, total_earned, total_spent FROM credits.balances WHERE user_id = \(userID)
+                    RETURNING balance, total_earned, total_spent, reserved)
+                SELECT balance, total_earned, total_spent, reserved FROM created
+                UNION ALL SELECT balance, total_earned, total_spent, reserved FROM credits.balances WHERE user_id = \(userID)
                 """, logger: logger)
-            for try await (balance, earned, spent) in rows.decode((Int64, Int64, Int64).self) {
-                return Balance(balance: balance, totalEarned: earned, totalSpent: spent)
+            for try await (balance, earned, spent, reserved) in rows.decode((Int64, Int64, Int64, Int64).self) {
+                return Balance(balance: balance, totalEarned: earned, totalSpent: spent, reserved: reserved)
             }
             return try await Self.balance(userID, on: connection, logger: logger)
         }
@@ -180,13 +180,20 @@ struct LedgerRepository: Sendable {
             userID: userID, type: kind.rawValue, amount: amount, before: before, appID: appID, description: description,
             metadata: metadata, idempotencyKey: nil, systemKey: systemKey, caller: caller, on: connection, logger: logger)
         if settled > 0 {
-            let settlement = try await insert(
-                userID: userID, type: "reversal", amount: -settled, before: before + amount, appID: "system",
-                description: "Debt settled", metadata: ["debtSettled": .number(Double(settled))], idempotencyKey: nil,
-                on: connection, logger: logger)
-            try await recordDebt(userID: userID, amount: -settled, reason: "settled", purchaseID: nil, transactionID: settlement.id, on: connection, logger: logger)
+            try await settleDebt(userID: userID, amount: settled, before: before + amount, on: connection, logger: logger)
         }
         return (transaction, try await balance(userID, on: connection, logger: logger))
+    }
+
+    /// Records that `amount` of a debt was paid from credits that just came in (the balance
+    /// was `before` with them): a `reversal` row of that size and its line in `credits.debts`.
+    /// The caller has moved the balance row's figures already.
+    static func settleDebt(userID: String, amount: Int64, before: Int64, on connection: PostgresConnection, logger: Logger) async throws {
+        let settlement = try await insert(
+            userID: userID, type: "reversal", amount: -amount, before: before, appID: "system",
+            description: "Debt settled", metadata: ["debtSettled": .number(Double(amount))], idempotencyKey: nil,
+            on: connection, logger: logger)
+        try await recordDebt(userID: userID, amount: -amount, reason: "settled", purchaseID: nil, transactionID: settlement.id, on: connection, logger: logger)
     }
 
     /// Takes back up to `amount` credits inside a caller's transaction: what the balance
@@ -251,10 +258,10 @@ struct LedgerRepository: Sendable {
     ) async throws -> Balance? {
         let lock: PostgresQuery = forUpdate ? "FOR UPDATE" : ""
         let rows = try await connection.query(
-            "SELECT balance, total_earned, total_spent FROM credits.balances WHERE user_id = \(userID) \(unescaped: lock.sql)",
+            "SELECT balance, total_earned, total_spent, reserved FROM credits.balances WHERE user_id = \(userID) \(unescaped: lock.sql)",
             logger: logger)
-        for try await (balance, earned, spent) in rows.decode((Int64, Int64, Int64).self) {
-            return Balance(balance: balance, totalEarned: earned, totalSpent: spent)
+        for try await (balance, earned, spent, reserved) in rows.decode((Int64, Int64, Int64, Int64).self) {
+            return Balance(balance: balance, totalEarned: earned, totalSpent: spent, reserved: reserved)
         }
         return nil
     }
@@ -293,16 +300,17 @@ struct LedgerRepository: Sendable {
 
     static func insert(
         userID: String, type: String, amount: Int64, before: Int64, appID: String, description: String,
-        metadata: JSONValue?, idempotencyKey: String?, systemKey: String? = nil, caller: String? = nil,
+        metadata: JSONValue?, idempotencyKey: String?, systemKey: String? = nil, caller: String? = nil, pending: Bool = false,
         on connection: PostgresConnection, logger: Logger
     ) async throws -> LedgerTransaction {
+        let status = pending ? "pending" : "completed"
         let metadataText = try metadata.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
         let rows = try await connection.query(
             """
             INSERT INTO credits.transactions (user_id, type, status, amount, balance_before, balance_after, app_id,
                 description, metadata, idempotency_key, system_key, caller, completed_at)
-            VALUES (\(userID), \(type), 'completed', \(amount), \(before), \(before + amount), \(appID), \(description),
-                \(metadataText)::jsonb, \(idempotencyKey), \(systemKey), \(caller), clock_timestamp())
+            VALUES (\(userID), \(type), \(status), \(amount), \(before), \(before + amount), \(appID), \(description),
+                \(metadataText)::jsonb, \(idempotencyKey), \(systemKey), \(caller), CASE WHEN \(pending) THEN NULL ELSE clock_timestamp() END)
             RETURNING \(unescaped: LedgerTransaction.columns)
             """, logger: logger)
         for try await row in rows { return try LedgerTransaction(row: row) }
