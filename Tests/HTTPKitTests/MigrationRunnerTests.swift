@@ -38,26 +38,30 @@ import TestSupport
     /// A lost connection is retried (the transaction rolled back); a broken migration is not.
     @Test func aTerminatedMigrationConnectionIsRetried() async throws {
         try await TestDatabase.withFreshDatabase { client, url in
-            let slow = Migration(version: 1, name: "slow", sql: "SELECT pg_sleep(1.5); CREATE TABLE items (id int PRIMARY KEY);")
-            let terminator = Task {
-                try await Task.sleep(for: .milliseconds(500))
+            let slow = Migration(version: 1, name: "slow", sql: "SELECT pg_sleep(5); CREATE TABLE items (id int PRIMARY KEY);")
+            // Terminates the migration's backend as soon as it is seen sleeping (polling: a
+            // loaded machine may start the migration late).
+            @Sendable func terminateTheSlowMigration() async throws {
                 try await TestDatabase.withClient(url) { other in
-                    try await other.query(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(1.5)%' AND pid <> pg_backend_pid()")
+                    for _ in 0..<600 {
+                        let terminated = try await other.query(
+                            """
+                            SELECT count(*)::int FROM (SELECT pg_terminate_backend(pid) AS done FROM pg_stat_activity
+                                WHERE query LIKE 'SELECT pg_sleep(5)%' AND pid <> pg_backend_pid()) t WHERE done
+                            """
+                        ).decode(Int.self).reduce(0, +)
+                        if terminated > 0 { return }
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
                 }
             }
+            let terminator = Task { try await terminateTheSlowMigration() }
             let unretried = await #expect(throws: (any Error).self) { try await Self.runner(client, [slow]).run() }
             #expect(unretried.map { MigrationRunner.isTransient($0) } == true, "\(String(describing: unretried))")
             _ = try await terminator.value
 
-            let again = Task {
-                try await Task.sleep(for: .milliseconds(500))
-                try await TestDatabase.withClient(url) { other in
-                    try await other.query(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(1.5)%' AND pid <> pg_backend_pid()")
-                }
-            }
-            #expect(try await Self.runner(client, [slow]).run(retryingFor: .seconds(30)) == [1])
+            let again = Task { try await terminateTheSlowMigration() }
+            #expect(try await Self.runner(client, [slow]).run(retryingFor: .seconds(60)) == [1])
             _ = try await again.value
             let broken = Migration(version: 2, name: "broken", sql: "CREATE TABLE items (id int);")
             await #expect(throws: MigrationError.self) { try await Self.runner(client, [slow, broken]).run(retryingFor: .seconds(30)) }
