@@ -102,6 +102,14 @@ let package = Package(
             ],
             path: "Tests/TestSupport"
         ),
+        // Pure logic, in seconds, with no PostgreSQL and no TestSupport (docs/testing.md).
+        .testTarget(
+            name: "HTTPKitUnitTests",
+            dependencies: ["HTTPKit", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(name: "SharedAuthUnitTests", dependencies: ["SharedAuth", "HTTPKit"]),
+        .testTarget(name: "ManaSyncUnitTests", dependencies: ["ManaSync", "HTTPKit"]),
+        .testTarget(name: "ManaCreditsUnitTests", dependencies: ["ManaCredits", "HTTPKit"]),
         .testTarget(
             name: "HTTPKitTests",
             dependencies: [

@@ -169,16 +169,6 @@ import TestSupport
         }
     }
 
-    @Test func theDefaultsAreFiveMinutesActiveAndThirtySecondsInactive() {
-        var reader = ConfigReader(environment: [:])
-        let settings = BillingSettings(reading: &reader)
-        #expect(reader.problems.isEmpty)
-        #expect(settings.creditsURL == "http://localhost:3061")
-        #expect(settings.timeout == .seconds(2))
-        #expect(settings.activeTTL == .seconds(300))
-        #expect(settings.inactiveTTL == .seconds(30))
-    }
-
     @Test func aTokenFailureIs401AndCostsNoStatusCall() async throws {
         try await SyncHarness.run { (h: SyncHarness) async throws in
             let noToken = try await h.call(.get, "/sync/todo/pull?collection=t&since=\(Self.epoch)", as: nil)
@@ -190,17 +180,12 @@ import TestSupport
         }
     }
 
-    @Test func theCacheStaysWithinItsCapacity() async throws {
+    /// The cache bound itself is a unit test (BillingGateLogicTests); this one is the HTTP call.
+    @Test func theStatusCallNamesTheUserAsOnePathSegment() async throws {
         let credits = try CreditsStandIn(serviceKey: "k")
         try await credits.server.start()
-        var settings = BillingSettings(creditsURL: credits.server.baseURL)
-        settings.cacheCapacity = 20
-        let gate = BillingGate(settings: settings, serviceKey: "k", metrics: ServiceMetrics(), logger: TestDatabase.logger)
-        for user in 0..<100 {
-            #expect(await gate.decide(userID: "user-\(user)") == .allowed)
-            #expect(gate.cachedUsers <= 20)
-        }
-        // The newest answers are the ones kept.
+        let gate = BillingGate(
+            settings: BillingSettings(creditsURL: credits.server.baseURL), serviceKey: "k", metrics: ServiceMetrics(), logger: TestDatabase.logger)
         #expect(await gate.decide(userID: "user-99") == .allowed)
         #expect(credits.statusCalls(for: "user-99") == 1)
         // A user id that needs escaping reaches mana-credits as one path segment.

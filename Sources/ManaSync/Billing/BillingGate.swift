@@ -14,15 +14,38 @@ import Synchronization
 ///   body lets the request through (logged at warning, counted).
 /// - A circuit breaker: after `breakerThreshold` consecutive failures no calls are made for
 ///   `breakerCooldown` (requests pass at once), then one probe call decides whether to close.
+/// Where the gate asks whether a user's Cloud Sync is active: mana-credits over HTTP
+/// (``CreditsStatusClient``); the unit tests script one to drive the cache and the breaker.
+protocol SubscriptionStatusSource: Sendable {
+    /// Whether the user's subscription is active, or why the question could not be answered.
+    func isActive(userID: String) async -> Result<Bool, ServiceClientError>
+}
+
+/// mana-credits' `GET /api/v1/internal/sync/status/{userId}` with the service key.
+struct CreditsStatusClient: SubscriptionStatusSource {
+    /// The answer of mana-credits' internal status endpoint (other fields are ignored).
+    struct Status: Decodable {
+        let active: Bool
+    }
+
+    let client: ServiceClient
+
+    func isActive(userID: String) async -> Result<Bool, ServiceClientError> {
+        let path = "/api/v1/internal/sync/status/" + (userID.addingPercentEncoding(withAllowedCharacters: .pathSegment) ?? userID)
+        do {
+            return .success(try await client.get(path, as: Status.self).active)
+        } catch let error as ServiceClientError {
+            return .failure(error)
+        } catch {
+            return .failure(.unreachable("\(error)"))
+        }
+    }
+}
+
 final class BillingGate: Sendable {
     enum Decision: String, Sendable {
         case allowed, denied
         case failedOpen = "failed_open"
-    }
-
-    /// The answer of mana-credits' internal status endpoint (other fields are ignored).
-    struct Status: Decodable {
-        let active: Bool
     }
 
     private struct Entry {
@@ -45,7 +68,7 @@ final class BillingGate: Sendable {
     }
 
     private let settings: BillingSettings
-    private let credits: ServiceClient
+    private let source: any SubscriptionStatusSource
     private let metrics: ServiceMetrics
     private let logger: Logger
     private let state = Mutex(State())
@@ -56,9 +79,17 @@ final class BillingGate: Sendable {
     static let inactive = APIError(
         .paymentRequired, code: "sync_inactive", message: "Cloud Sync ist nicht aktiv. Aktiviere Sync in den Einstellungen.")
 
-    init(settings: BillingSettings, serviceKey: String, metrics: ServiceMetrics, logger: Logger) {
+    /// The gate asking mana-credits at `settings.creditsURL`.
+    convenience init(settings: BillingSettings, serviceKey: String, metrics: ServiceMetrics, logger: Logger) {
+        self.init(
+            settings: settings,
+            source: CreditsStatusClient(client: ServiceClient(baseURL: settings.creditsURL, serviceKey: serviceKey, timeout: settings.timeout)),
+            metrics: metrics, logger: logger)
+    }
+
+    init(settings: BillingSettings, source: any SubscriptionStatusSource, metrics: ServiceMetrics, logger: Logger) {
         self.settings = settings
-        self.credits = ServiceClient(baseURL: settings.creditsURL, serviceKey: serviceKey, timeout: settings.timeout)
+        self.source = source
         self.metrics = metrics
         self.logger = logger
         metrics.set("sync_billing_breaker_open", to: 0)
@@ -121,16 +152,8 @@ final class BillingGate: Sendable {
 
     /// One status call; nil when it failed. Records the answer and the breaker's new state.
     private func fetch(userID: String, generation: UInt64) async -> Bool? {
-        let path = "/api/v1/internal/sync/status/" + (userID.addingPercentEncoding(withAllowedCharacters: .pathSegment) ?? userID)
         let started = clock.now
-        let outcome: Result<Bool, ServiceClientError>
-        do {
-            outcome = .success(try await credits.get(path, as: Status.self).active)
-        } catch let error as ServiceClientError {
-            outcome = .failure(error)
-        } catch {
-            outcome = .failure(.unreachable("\(error)"))
-        }
+        let outcome = await source.isActive(userID: userID)
         metrics.record("sync_billing_status_call_duration_seconds", duration: clock.now - started)
         let now = clock.now
         let breakerOpened: Bool = state.withLock { state in

@@ -1,7 +1,6 @@
 import Foundation
 import SharedAuth
 import Testing
-import TestSupport
 
 /// The cache of verified tokens: pure logic, no server.
 @Suite struct VerifiedTokenCacheTests {
