@@ -1,0 +1,73 @@
+import HTTPKit
+import Testing
+
+@testable import ManaSync
+
+/// One change of a push, validated (no database; the HTTP answers are PushPullTests').
+@Suite struct ChangeValidationTests {
+    static func refusal(_ change: JSONValue, index: Int = 3) -> APIError? {
+        do {
+            _ = try Change(validating: change, index: index)
+            return nil
+        } catch let error as APIError {
+            return error
+        } catch {
+            return nil
+        }
+    }
+
+    @Test func eachKindOfBadChangeIsRefusedNamingItsIndexAndField() {
+        let cases: [(JSONValue, String)] = [
+            (["id": "1", "op": "insert", "data": [:]], "table"),
+            (["table": "", "id": "1", "op": "insert", "data": [:]], "table"),
+            (["table": .string(String(repeating: "t", count: 257)), "id": "1", "op": "insert", "data": [:]], "table"),
+            (["table": "t", "id": 5, "op": "insert", "data": [:]], "id"),
+            (["table": "t", "id": "1", "op": "upsert"], "op"),
+            (["table": "t", "id": "1", "op": "insert", "data": "text"], "data"),
+            (["table": "t", "id": "1", "op": "update", "fields": ["a"]], "fields"),
+            (["table": "t", "id": "1", "op": "update", "fields": ["a": 1]], "fields.a"),
+            (["table": "t", "id": "1", "op": "update", "fields": ["a": ["value": 1, "updatedAt": "yesterday"]]], "fields.a.updatedAt"),
+            (["table": "t", "id": "1", "op": "update", "fields": ["a": ["value": 1]]], "fields.a.at"),
+            (["table": "t", "id": "1", "op": "delete", "deletedAt": 7], "deletedAt"),
+            (["table": "t", "id": "1", "op": "insert", "data": [:], "schemaVersion": 2], "schemaVersion"),
+            (["table": "t", "id": "1", "op": "insert", "data": [:], "schemaVersion": 0], "schemaVersion"),
+        ]
+        for (change, field) in cases {
+            let error = Self.refusal(change)
+            #expect(error?.status == .badRequest, "\(change)")
+            #expect(error?.details?["field"] == .string(field), "\(change): \(String(describing: error))")
+            #expect(error?.details?["index"] == 3)
+            #expect(error?.message.hasPrefix("changes[3].\(field) ") == true, "\(String(describing: error?.message))")
+        }
+        #expect(Self.refusal("not an object")?.message == "changes[3] must be an object")
+    }
+
+    @Test func anUpdateKeepsEveryFieldWithItsStampAndAMissingValueIsNull() throws {
+        let change = try Change(
+            validating: ["table": "t", "id": "1", "op": "update",
+                         "fields": ["a": ["value": 1, "updatedAt": "2026-01-01T00:00:00Z"], "b": ["at": "2026-01-01T00:00:00.123456789Z"]]],
+            index: 0)
+        #expect(change.fields == ["a": ["value": 1, "updatedAt": "2026-01-01T00:00:00Z"], "b": ["value": .null, "at": "2026-01-01T00:00:00.123456789Z"]])
+        #expect(!change.changesNothing)
+    }
+
+    @Test func anUpdateWithoutFieldsOrWithOnlyInternalOnesChangesNothing() throws {
+        for fields: JSONValue? in [nil, .null, [:], ["_updatedAt": ["value": 1, "updatedAt": "2026-01-01T00:00:00Z"]]] {
+            var object: [String: JSONValue] = ["table": "t", "id": "1", "op": "update"]
+            if let fields { object["fields"] = fields }
+            #expect(try Change(validating: .object(object), index: 0).changesNothing, "\(String(describing: fields))")
+        }
+    }
+
+    @Test func unknownKeysAreKeptVerbatimButAClientEventIdIsNot() throws {
+        let change = try Change(
+            validating: ["table": "t", "id": "1", "op": "delete", "deletedAt": "2026-01-01T00:00:00Z", "spaceId": "s1",
+                         "actor": ["id": "u"], "eventId": "mine", "schemaVersion": 1],
+            index: 0)
+        #expect(change.extra == ["spaceId": "s1", "actor": ["id": "u"], "schemaVersion": 1])
+        #expect(change.deletedAt == "2026-01-01T00:00:00Z")
+        #expect(change.storageJSON["x"] == ["spaceId": "s1", "actor": ["id": "u"], "schemaVersion": 1])
+        // A hard delete has no deletedAt.
+        #expect(try Change(validating: ["table": "t", "id": "1", "op": "delete"], index: 0).deletedAt == nil)
+    }
+}
