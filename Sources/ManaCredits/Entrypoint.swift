@@ -1,9 +1,6 @@
 import ArgumentParser
-import Foundation
 import HTTPKit
 import Hummingbird
-import Logging
-
 
 struct ManaCreditsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,35 +9,18 @@ struct ManaCreditsCommand: AsyncParsableCommand {
         discussion: EnvironmentVariable.helpText(CreditsConfiguration.variables),
         subcommands: [Serve.self, Migrate.self, Audit.self, Import.self, Packages.self, Gifts.self, DevKeys.self, DevToken.self],
         defaultSubcommand: Serve.self)
+
+    typealias Serve = ServeCommand<ManaCreditsCommand>
+    typealias Migrate = MigrateCommand<ManaCreditsCommand>
 }
 
-extension ManaCreditsCommand {
-    struct Serve: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Run pending migrations, then serve HTTP (the default).",
-            discussion: EnvironmentVariable.helpText(CreditsConfiguration.variables))
-
-        func run() async throws {
-            let configuration = ServiceRuntime.loadConfiguration(CreditsConfiguration.init(reading:))
-            let metrics = ServiceMetrics()
-            ServiceRuntime.bootstrap(settings: configuration.chassis, metrics: metrics)
-            let app = try await buildApplication(configuration, metrics: metrics)
-            try await ServiceRuntime.serve(app, settings: configuration.chassis, logger: Logger(label: configuration.chassis.serviceName))
-        }
-    }
-
-    struct Migrate: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Apply pending database migrations and exit.",
-            discussion: EnvironmentVariable.helpText(CreditsConfiguration.variables))
-
-        func run() async throws {
-            let configuration = ServiceRuntime.loadConfiguration(CreditsConfiguration.init(reading:))
-            ServiceRuntime.bootstrap(settings: configuration.chassis, metrics: ServiceMetrics())
-            let logger = Logger(label: CreditsConfiguration.serviceName)
-            let applied = try await ServiceRuntime.migrate(
-                settings: configuration.chassis, migrations: try CreditsMigrations.all(), logger: logger)
-            print(applied.isEmpty ? "database is up to date" : "applied migrations: \(applied.map(String.init).joined(separator: ", "))")
-        }
+/// What the shared `serve` and `migrate` commands run.
+extension ManaCreditsCommand: ServiceDefinition {
+    static var variables: [EnvironmentVariable] { CreditsConfiguration.variables }
+    static func readConfiguration(_ reader: inout ConfigReader) -> CreditsConfiguration { CreditsConfiguration(reading: &reader) }
+    static func chassis(of configuration: CreditsConfiguration) -> ChassisSettings { configuration.chassis }
+    static func migrations() throws -> [Migration] { try CreditsMigrations.all() }
+    static func application(_ configuration: CreditsConfiguration, metrics: ServiceMetrics) async throws -> some ApplicationProtocol {
+        try await buildApplication(configuration, metrics: metrics)
     }
 }

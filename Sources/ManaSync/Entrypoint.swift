@@ -1,9 +1,6 @@
 import ArgumentParser
-import Foundation
 import HTTPKit
 import Hummingbird
-import Logging
-
 
 struct ManaSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,35 +9,18 @@ struct ManaSyncCommand: AsyncParsableCommand {
         discussion: EnvironmentVariable.helpText(SyncConfiguration.variables),
         subcommands: [Serve.self, Migrate.self, Import.self],
         defaultSubcommand: Serve.self)
+
+    typealias Serve = ServeCommand<ManaSyncCommand>
+    typealias Migrate = MigrateCommand<ManaSyncCommand>
 }
 
-extension ManaSyncCommand {
-    struct Serve: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Run pending migrations, then serve HTTP (the default).",
-            discussion: EnvironmentVariable.helpText(SyncConfiguration.variables))
-
-        func run() async throws {
-            let configuration = ServiceRuntime.loadConfiguration(SyncConfiguration.init(reading:))
-            let metrics = ServiceMetrics()
-            ServiceRuntime.bootstrap(settings: configuration.chassis, metrics: metrics)
-            let app = try await buildApplication(configuration, metrics: metrics)
-            try await ServiceRuntime.serve(app, settings: configuration.chassis, logger: Logger(label: configuration.chassis.serviceName))
-        }
-    }
-
-    struct Migrate: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
-            abstract: "Apply pending database migrations and exit.",
-            discussion: EnvironmentVariable.helpText(SyncConfiguration.variables))
-
-        func run() async throws {
-            let configuration = ServiceRuntime.loadConfiguration(SyncConfiguration.init(reading:))
-            ServiceRuntime.bootstrap(settings: configuration.chassis, metrics: ServiceMetrics())
-            let logger = Logger(label: SyncConfiguration.serviceName)
-            let applied = try await ServiceRuntime.migrate(
-                settings: configuration.chassis, migrations: try SyncMigrations.all(), logger: logger)
-            print(applied.isEmpty ? "database is up to date" : "applied migrations: \(applied.map(String.init).joined(separator: ", "))")
-        }
+/// What the shared `serve` and `migrate` commands run.
+extension ManaSyncCommand: ServiceDefinition {
+    static var variables: [EnvironmentVariable] { SyncConfiguration.variables }
+    static func readConfiguration(_ reader: inout ConfigReader) -> SyncConfiguration { SyncConfiguration(reading: &reader) }
+    static func chassis(of configuration: SyncConfiguration) -> ChassisSettings { configuration.chassis }
+    static func migrations() throws -> [Migration] { try SyncMigrations.all() }
+    static func application(_ configuration: SyncConfiguration, metrics: ServiceMetrics) async throws -> some ApplicationProtocol {
+        try await buildApplication(configuration, metrics: metrics)
     }
 }
