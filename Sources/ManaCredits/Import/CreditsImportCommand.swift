@@ -16,22 +16,9 @@ extension ManaCreditsCommand {
                 an invariant is violated or something could not be placed, 2 when the import is refused. See docs/operations.md.
                 """)
 
-        @Option(name: .long, help: "postgres:// URL of the original mana_credits database (only read).")
-        var from: String?
+        @OptionGroup var common: ImportOptions
 
-        @Flag(help: "Do every read and check, write nothing (with --accept-adjustments FILE and no FILE yet: write its template).")
-        var dryRun = false
-
-        @Flag(help: "Show where the import stands and exit.")
-        var status = false
-
-        @Flag(help: "No progress lines.")
-        var quiet = false
-
-        @Option(help: "Write the report as JSON to this file.")
-        var report: String?
-
-        @Option(help: "A reviewed adjustments file: import the users it lists with its legacy-import transactions.")
+        @Option(help: "A reviewed adjustments file: import the users it lists with its legacy-import transactions (with --dry-run and no file there yet: write its template).")
         var acceptAdjustments: String?
 
         @Flag(help: "Keep e-mail addresses that the original stored as gift creator names (the public lookup shows them).")
@@ -41,7 +28,6 @@ extension ManaCreditsCommand {
         var batchUsers = 1_000
 
         func validate() throws {
-            guard status || from != nil else { throw ValidationError("--from is required (or --status)") }
             guard batchUsers > 0 else { throw ValidationError("--batch-users must be positive") }
         }
 
@@ -49,20 +35,15 @@ extension ManaCreditsCommand {
             let configuration = ServiceRuntime.loadConfiguration(CreditsConfiguration.init(reading:))
             var logger = Logger(label: CreditsConfiguration.serviceName)
             logger.logLevel = .warning
-            if status {
+            if common.status {
                 try await CreditsImportStatus.lines(target: configuration.chassis.database, logger: logger).forEach { print($0) }
                 return
             }
-            let source: DatabaseURL
-            do {
-                source = try DatabaseURL(from ?? "")
-            } catch {
-                throw ValidationError("--from: \("\(error)".replacingOccurrences(of: "DATABASE_URL", with: "the URL"))")
-            }
+            let source = try common.source()
             let options = CreditsImporter.Options(
-                source: source, target: configuration.chassis.database, dryRun: dryRun, quiet: quiet, adjustmentsPath: acceptAdjustments,
+                source: source, target: configuration.chassis.database, dryRun: common.dryRun, quiet: common.quiet, adjustmentsPath: acceptAdjustments,
                 keepCreatorEmails: keepCreatorEmails, baseURL: configuration.gifts.baseURL, batchUsers: batchUsers)
-            let status = try await ImportRuns.exitStatus(reportPath: report) {
+            let status = try await ImportRuns.exitStatus(reportPath: common.report) {
                 try await CreditsImporter(options: options, logger: logger).run()
             }
             if status != 0 { throw ExitCode(status) }

@@ -16,20 +16,7 @@ extension ManaSyncCommand {
                 then switch traffic. Exit status 1 when an invariant is violated. See docs/operations.md.
                 """)
 
-        @Option(name: .long, help: "postgres:// URL of the original mana_sync database (only read).")
-        var from: String?
-
-        @Flag(help: "Do every read and check, write nothing.")
-        var dryRun = false
-
-        @Flag(help: "Show where the import stands and exit.")
-        var status = false
-
-        @Flag(help: "No progress lines.")
-        var quiet = false
-
-        @Option(help: "Write the report as JSON to this file.")
-        var report: String?
+        @OptionGroup var common: ImportOptions
 
         @Option(help: "Seconds added to the cut-over clock: new cursors start above every cursor the original can have issued.")
         var cutoverMargin: Double = 5
@@ -38,7 +25,6 @@ extension ManaSyncCommand {
         var batchSize = 100_000
 
         func validate() throws {
-            guard status || from != nil else { throw ValidationError("--from is required (or --status)") }
             guard cutoverMargin >= 0, batchSize > 0 else { throw ValidationError("--cutover-margin and --batch-size must be positive") }
         }
 
@@ -46,20 +32,15 @@ extension ManaSyncCommand {
             let configuration = ServiceRuntime.loadConfiguration(SyncConfiguration.init(reading:))
             var logger = Logger(label: SyncConfiguration.serviceName)
             logger.logLevel = .warning
-            if status {
+            if common.status {
                 try await SyncImportStatus.lines(target: configuration.chassis.database, logger: logger).forEach { print($0) }
                 return
             }
-            let source: DatabaseURL
-            do {
-                source = try DatabaseURL(from ?? "")
-            } catch {
-                throw ValidationError("--from: \("\(error)".replacingOccurrences(of: "DATABASE_URL", with: "the URL"))")
-            }
+            let source = try common.source()
             let options = SyncImporter.Options(
-                source: source, target: configuration.chassis.database, dryRun: dryRun, quiet: quiet,
+                source: source, target: configuration.chassis.database, dryRun: common.dryRun, quiet: common.quiet,
                 cutoverMargin: .milliseconds(Int64(cutoverMargin * 1000)), batchSize: batchSize)
-            let status = try await ImportRuns.exitStatus(reportPath: report) {
+            let status = try await ImportRuns.exitStatus(reportPath: common.report) {
                 try await SyncImporter(options: options, logger: logger).run()
             }
             if status != 0 { throw ExitCode(status) }
