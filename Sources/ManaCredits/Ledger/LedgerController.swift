@@ -10,25 +10,40 @@ struct LedgerController: Sendable {
     let body: BodyDecoder
 
     func addRoutes(to group: RouterGroup<AppRequestContext>) {
-        group.get("balance") { _, context in
-            try JSONResponse(try await ledger.balance(userID: try context.requireUser().id))
-        }
-        group.post("use") { request, context in
-            let input = try await body.decode(UseCreditsBody.self, from: request, context: context)
-            let debit = try await ledger.debit(try input.request(userID: try context.requireUser().id))
-            return try JSONResponse(UseCreditsResponse(debit))
-        }
-        group.get("transactions") { request, context in
-            let limit = try QueryParameter.integer(request, "limit", default: 50, in: 1...100)
-            let offset = try QueryParameter.integer(request, "offset", default: 0, in: 0...Int(Int32.max))
-            return try JSONResponse(try await ledger.transactions(userID: try context.requireUser().id, limit: limit, offset: offset))
-        }
-        group.get("purchases") { _, context in
-            try JSONResponse(try await packages.purchases(userID: try context.requireUser().id))
-        }
-        group.get("packages") { _, _ in
-            try JSONResponse(try await packages.active())
-        }
+        group.get("balance", use: balance)
+        group.post("use", use: use)
+        group.get("transactions", use: transactions)
+        group.get("purchases", use: purchases)
+        group.get("packages", use: activePackages)
+    }
+
+    /// `GET balance`: the caller's balance, creating a zero row.
+    @Sendable func balance(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        try JSONResponse(try await ledger.balance(userID: try context.requireUser().id))
+    }
+
+    /// `POST use`: a debit of the caller's credits.
+    @Sendable func use(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        let input = try await body.decode(UseCreditsBody.self, from: request, context: context)
+        let debit = try await ledger.debit(try input.request(userID: try context.requireUser().id))
+        return try JSONResponse(UseCreditsResponse(debit))
+    }
+
+    /// `GET transactions?limit&offset`: newest first.
+    @Sendable func transactions(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        let limit = try QueryParameter.integer(request, "limit", default: 50, in: 1...100)
+        let offset = try QueryParameter.integer(request, "offset", default: 0, in: 0...Int(Int32.max))
+        return try JSONResponse(try await ledger.transactions(userID: try context.requireUser().id, limit: limit, offset: offset))
+    }
+
+    /// `GET purchases`: the caller's package purchases.
+    @Sendable func purchases(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        try JSONResponse(try await packages.purchases(userID: try context.requireUser().id))
+    }
+
+    /// `GET packages`: the packages on sale.
+    @Sendable func activePackages(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        try JSONResponse(try await packages.active())
     }
 }
 
