@@ -47,19 +47,14 @@ struct Reservations: Sendable {
     /// answers the first reservation (whatever its status now); other parameters are 409.
     func reserve(_ request: ReserveRequest) async throws -> Reserved {
         try await client.withGuardedTransaction(logger: logger) { connection in
-            guard let balance = try await LedgerRepository.balanceRow(request.userID, forUpdate: true, on: connection, logger: logger) else {
-                if let key = request.idempotencyKey,
-                    let earlier = try await Self.reservation(userID: request.userID, key: key, on: connection, logger: logger)
-                {
-                    return try Self.repeatOf(earlier, request, balance: 0)
-                }
-                throw APIError(.notFound, message: "User balance not found")
-            }
+            // Lock first, then look for the key: a concurrent retry waits and finds the first.
+            let balance = try await LedgerRepository.balanceRow(request.userID, forUpdate: true, on: connection, logger: logger)
             if let key = request.idempotencyKey,
                 let earlier = try await Self.reservation(userID: request.userID, key: key, on: connection, logger: logger)
             {
-                return try Self.repeatOf(earlier, request, balance: balance.balance)
+                return try Self.repeatOf(earlier, request, balance: balance?.balance ?? 0)
             }
+            guard let balance else { throw APIError(.notFound, message: "User balance not found") }
             guard balance.balance >= request.amount else {
                 throw APIError(
                     .paymentRequired, code: "insufficient_credits", message: "Insufficient credits",
@@ -130,7 +125,8 @@ struct Reservations: Sendable {
                 let committed = try await Self.setStatus("committed", of: id, refund: nil, commitDescription: description, on: connection, logger: logger)
                 return Resolution(reservation: committed, transactionID: reservation.transactionID, balance: balance.balance, alreadyResolved: false)
             case "reserved":
-                let (expired, refundID, after) = try await Self.release(reservation, cause: "expired", on: connection, logger: logger)
+                let (expired, refundID, after) = try await Self.release(
+                    reservation, locked: balance, cause: "expired", on: connection, logger: logger)
                 return Resolution(reservation: expired, transactionID: refundID, balance: after, alreadyResolved: false)
             default:
                 throw Self.alreadyResolved(reservation.status)
@@ -150,7 +146,8 @@ struct Reservations: Sendable {
             case "refunded", "expired":
                 return Resolution(reservation: reservation, transactionID: nil, balance: balance.balance, alreadyResolved: true)
             case "reserved":
-                let (refunded, refundID, after) = try await Self.release(reservation, cause: "refund", on: connection, logger: logger)
+                let (refunded, refundID, after) = try await Self.release(
+                    reservation, locked: balance, cause: "refund", on: connection, logger: logger)
                 return Resolution(reservation: refunded, transactionID: refundID, balance: after, alreadyResolved: false)
             default:
                 throw Self.alreadyResolved(reservation.status)
@@ -173,9 +170,9 @@ struct Reservations: Sendable {
         var expired = 0
         for id in ids {
             let done = try await client.withGuardedTransaction(logger: logger) { connection -> Bool in
-                let (reservation, _) = try await Self.lock(id, on: connection, logger: logger)
+                let (reservation, balance) = try await Self.lock(id, on: connection, logger: logger)
                 guard reservation.status == "reserved", reservation.isPastExpiry else { return false }
-                _ = try await Self.release(reservation, cause: "expired", on: connection, logger: logger)
+                _ = try await Self.release(reservation, locked: balance, cause: "expired", on: connection, logger: logger)
                 return true
             }
             if done { expired += 1 }
@@ -284,13 +281,13 @@ struct Reservations: Sendable {
     /// not change: the credits were the user's all along. Returns the reservation after it,
     /// the refund row's id and the balance now.
     private static func release(
-        _ reservation: Reservation, cause: String, on connection: PostgresConnection, logger: Logger
+        _ reservation: Reservation, locked balance: Balance, cause: String, on connection: PostgresConnection, logger: Logger
     ) async throws -> (Reservation, String, Int64) {
         let amount = reservation.amount
         try await connection.query(
             "UPDATE credits.transactions SET status = 'cancelled', completed_at = clock_timestamp() WHERE id = \(reservation.transactionID)::uuid",
             logger: logger)
-        let before = try await LedgerRepository.balanceRow(reservation.userID, forUpdate: true, on: connection, logger: logger)?.balance ?? 0
+        let before = balance.balance
         let debt = try await LedgerRepository.debt(reservation.userID, on: connection, logger: logger)
         let settled = min(debt, before + amount)
         try await connection.query(
