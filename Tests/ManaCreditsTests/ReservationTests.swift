@@ -177,6 +177,12 @@ import TestSupport
                 (try? await Self.balance(h, "late"))?["reserved"] == 5
             }
             #expect(try await Self.balance(h, "late") == ["balance": 45, "totalEarned": 50, "totalSpent": 0, "reserved": 5])
+            // The sweep's gauges: one open reservation holding 5 credits.
+            try await eventually(within: .seconds(30)) {
+                let text = (try? await h.caller.sendText(.get, "/metrics").text) ?? ""
+                return (text.contains("credits_reservations_open 1\n") || text.contains("credits_reservations_open 1.0"))
+                    && (text.contains("credits_reservations_reserved_credits 5\n") || text.contains("credits_reservations_reserved_credits 5.0"))
+            }
             let late = try await Self.commit(h, id)
             #expect(late.status == .conflict && late.body["details"]?["status"] == "expired", "\(late.body)")
             let refundAgain = try await Self.refund(h, id)
