@@ -41,7 +41,7 @@ func buildApplication(
     let outboxSignal = WakeSignal()
     let subscriptions = SubscriptionRepository(
         client: chassis.database,
-        notifier: SyncInvalidator(syncURL: settings.syncURL, serviceKey: serviceKey, metrics: metrics, logger: chassis.logger),
+        notifier: SyncInvalidator(syncURL: settings.syncURL, timeout: settings.syncTimeout, serviceKey: serviceKey, metrics: metrics, logger: chassis.logger),
         outbox: outboxSignal, resumeURL: settings.resumeURL, logger: chassis.logger, chargeConcurrency: settings.chargeConcurrency,
         maxRenewalFailures: settings.renewalMaxFailures, renewalRetryBase: settings.renewalRetryBase, metrics: metrics)
     let subscriptionRoutes = SubscriptionController(subscriptions: subscriptions, body: chassis.body, metrics: metrics)

@@ -52,6 +52,7 @@ struct CreditsHarness: Sendable {
         let database = try await PostgresCluster.shared.createDatabase(prefix: "credits")
         var settings = SubscriptionSettings()
         settings.syncURL = sync.baseURL
+        settings.syncTimeout = .seconds(30)
         settings.notifyURL = notify.baseURL
         settings.chargeInterval = nil
         settings.outboxPollInterval = .milliseconds(100)

@@ -288,7 +288,7 @@ extension CreditsHarness {
     func subscriptions(_ client: PostgresClient) -> SubscriptionRepository {
         SubscriptionRepository(
             client: client,
-            notifier: SyncInvalidator(syncURL: sync.baseURL, serviceKey: Self.serviceKey, metrics: ServiceMetrics(), logger: TestDatabase.logger),
+            notifier: SyncInvalidator(syncURL: sync.baseURL, timeout: .seconds(30), serviceKey: Self.serviceKey, metrics: ServiceMetrics(), logger: TestDatabase.logger),
             outbox: WakeSignal(), resumeURL: configuration.subscriptions.resumeURL, logger: TestDatabase.logger)
     }
 }

@@ -8,7 +8,7 @@ import TestSupport
 
 /// Clients of the original Go mana-sync keep their cursors across the cut-over: after the
 /// import they pull from us and miss nothing (spec §4, invariant 9).
-@Suite(.timeLimit(.minutes(5))) struct ImportContinuityTests {
+@Suite(.heavy, .timeLimit(.minutes(15))) struct ImportContinuityTests {
     static let user = "carol"
     static let app = "notes"
     static let tables = ["notes", "tags"]

@@ -189,7 +189,7 @@ import TestSupport
     }
 }
 
-@Suite(.timeLimit(.minutes(3))) struct SlowConsumerTests {
+@Suite(.heavy, .timeLimit(.minutes(15))) struct SlowConsumerTests {
     @Test func aStalledConnectionIsDroppedWithoutHoldingUpTheOthers() async throws {
         let hub = RealtimeHub(metrics: ServiceMetrics(), queueLimit: 32)
         try await SyncHarness.run(realtime: { $0.writeTimeout = .seconds(2) }, hub: hub) { (h: SyncHarness) async throws in

@@ -36,6 +36,9 @@ struct SyncHarness: Sendable {
         try await credits.server.start()
         let database = try await PostgresCluster.shared.createDatabase(prefix: "sync")
         var billingSettings = BillingSettings(creditsURL: credits.server.baseURL)
+        // Fail-open after 2 s would let a 402 through as a 200 on a saturated runner; the
+        // tests of the timeout itself set their own.
+        billingSettings.timeout = .seconds(30)
         billing(&billingSettings)
         var realtimeSettings = RealtimeSettings()
         realtime(&realtimeSettings)

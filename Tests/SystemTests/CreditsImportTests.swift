@@ -6,7 +6,7 @@ import TestSupport
 
 /// `mana-credits import` as an operator runs it: the built executable against an
 /// original-shaped database (docs/operations.md, "Cut-over from the original services").
-@Suite(.timeLimit(.minutes(5))) struct CreditsImportTests {
+@Suite(.heavy, .timeLimit(.minutes(15))) struct CreditsImportTests {
     static func id(_ n: Int) -> String { String(format: "00000000-0000-0000-0000-%012d", n) }
 
     /// alice: a purchase, a sync activation and a chat debit committed in the other order of

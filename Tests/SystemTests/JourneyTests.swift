@@ -8,7 +8,7 @@ import TestSupport
 
 /// Both executables as processes, wired to each other, with stand-ins for mana-auth's JWKS,
 /// mana-notify and Stripe: the journeys a user takes.
-@Suite(.timeLimit(.minutes(5))) struct JourneyTests {
+@Suite(.heavy, .timeLimit(.minutes(15))) struct JourneyTests {
     static let serviceKey = "journey-service-key"
     static let issuer = "http://auth.journey"
 

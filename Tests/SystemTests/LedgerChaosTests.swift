@@ -55,7 +55,7 @@ enum Chaos {
 /// The ledger under a randomized concurrent workload while mana-credits is killed with
 /// SIGKILL and restarted: afterwards the audit is clean and every acknowledged operation is
 /// in the ledger exactly once.
-@Suite(.timeLimit(.minutes(20))) struct LedgerChaosTests {
+@Suite(.heavy, .timeLimit(.minutes(20))) struct LedgerChaosTests {
     /// What the clients were told (acknowledged) and what they could not know (uncertain: the
     /// connection broke before an answer).
     struct Record: Sendable {

@@ -8,7 +8,7 @@ import TestSupport
 /// of every kind the dashboards show); the rules pass `promtool check rules`; every alert
 /// has a runbook section in docs/operations.md; the dashboards are well-formed for the
 /// Grafana schema version they declare.
-@Suite(.timeLimit(.minutes(5))) struct ObservabilityTests {
+@Suite(.heavy, .timeLimit(.minutes(15))) struct ObservabilityTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let observability = root.appendingPathComponent("deploy/observability")
     static let dashboards = ["mana-sync", "mana-credits"].map {

@@ -7,7 +7,7 @@ import Testing
 import TestSupport
 
 /// mana-sync processes with real-time clients: fan-out across replicas, many idle sockets.
-@Suite(.timeLimit(.minutes(5))) struct RealtimeProcessTests {
+@Suite(.heavy, .timeLimit(.minutes(15))) struct RealtimeProcessTests {
     static let serviceKey = "system-test-key"
 
     /// A signing key with its JWKS in a file, and a mana-credits stand-in that says "active".

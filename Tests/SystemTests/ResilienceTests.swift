@@ -8,7 +8,7 @@ import TestSupport
 
 /// Faults from outside: PostgreSQL restarting under load, hostile input, slow clients,
 /// WebSocket floods. Both executables run as processes.
-@Suite(.timeLimit(.minutes(10))) struct ResilienceTests {
+@Suite(.heavy, .timeLimit(.minutes(15))) struct ResilienceTests {
     static func rss(_ pid: pid_t) -> Int {
         let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
         let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""

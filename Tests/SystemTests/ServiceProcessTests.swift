@@ -6,7 +6,7 @@ import Testing
 import TestSupport
 
 /// The real executables as separate processes.
-@Suite(.timeLimit(.minutes(3))) struct ServiceProcessTests {
+@Suite(.heavy, .timeLimit(.minutes(15))) struct ServiceProcessTests {
     @Test(arguments: ["mana-sync", "mana-credits"])
     func aBadConfigurationStopsAtStartupNamingEveryVariable(executable: String) async throws {
         let process = try ChildProcess(

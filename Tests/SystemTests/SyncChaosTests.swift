@@ -9,7 +9,7 @@ import TestSupport
 /// Many clients push and pull with retries while mana-sync is killed and restarted and its
 /// PostgreSQL connections are terminated; afterwards every client that drains its pulls holds
 /// the same state, field for field, as a reference LWW merge of everything acknowledged.
-@Suite(.timeLimit(.minutes(20))) struct SyncChaosTests {
+@Suite(.heavy, .timeLimit(.minutes(20))) struct SyncChaosTests {
     static let tables = ["notes", "tasks"]
     static let users = ["alice", "bob"]
 

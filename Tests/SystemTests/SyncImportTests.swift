@@ -6,7 +6,7 @@ import TestSupport
 
 /// `mana-sync import` as an operator runs it: the built executable against an
 /// original-shaped database (docs/operations.md, "Cut-over from the original services").
-@Suite(.timeLimit(.minutes(5))) struct SyncImportTests {
+@Suite(.heavy, .timeLimit(.minutes(15))) struct SyncImportTests {
     /// Awkward original rows: ties in created_at, an insert of JSON null, an update with an
     /// extra key and an empty updatedAt, an update without fields, deletes with extra data and
     /// a non-string deletedAt, an app id the new API rejects.

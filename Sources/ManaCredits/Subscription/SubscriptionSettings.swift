@@ -3,6 +3,8 @@ import HTTPKit
 /// The Cloud Sync subscription's neighbours and schedules.
 struct SubscriptionSettings: Sendable {
     var syncURL = "http://localhost:3050"
+    /// How long one call telling mana-sync about a subscription change may take (best effort).
+    var syncTimeout: Duration = .seconds(1)
     var notifyURL = "http://localhost:3040"
     /// Time between in-process recurring-charge runs; nil switches the scheduler off.
     var chargeInterval: Duration? = .seconds(3600)
@@ -20,6 +22,9 @@ struct SubscriptionSettings: Sendable {
     enum Variables {
         static let syncURL = EnvironmentVariable(
             "MANA_SYNC_URL", default: "http://localhost:3050", help: "mana-sync, told when a subscription changes")
+        static let syncTimeout = EnvironmentVariable(
+            "MANA_SYNC_TIMEOUT", default: "1",
+            help: "seconds one call telling mana-sync about a subscription change may take; a lost call is covered by mana-sync's cache TTL")
         static let notifyURL = EnvironmentVariable(
             "MANA_NOTIFY_URL", default: "http://localhost:3040", help: "mana-notify, which sends the 'Cloud Sync pausiert' email")
         static let chargeInterval = EnvironmentVariable(
@@ -41,13 +46,14 @@ struct SubscriptionSettings: Sendable {
             "OUTBOX_RETRY_MAX", default: "600", help: "most seconds between retries of a notification")
 
         static let all = [
-            syncURL, notifyURL, chargeInterval, chargeConcurrency, renewalMaxFailures, renewalRetryBase, resumeURL, outboxPoll, outboxRetryBase, outboxRetryMax]
+            syncURL, syncTimeout, notifyURL, chargeInterval, chargeConcurrency, renewalMaxFailures, renewalRetryBase, resumeURL, outboxPoll, outboxRetryBase, outboxRetryMax]
     }
 
     init() {}
 
     init(reading reader: inout ConfigReader) {
         syncURL = reader.url(Variables.syncURL)
+        syncTimeout = reader.seconds(Variables.syncTimeout, in: 0.1...60)
         notifyURL = reader.url(Variables.notifyURL)
         let interval = reader.seconds(Variables.chargeInterval, in: 0...604_800)
         chargeInterval = interval == .zero ? nil : interval
