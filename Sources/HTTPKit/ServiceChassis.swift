@@ -110,7 +110,7 @@ private struct AfterMigrations: Service {
 
     func run() async throws {
         // Shut down before the migrations finished: there is nothing to stop.
-        try? await cancelWhenGracefulShutdown { await migrated.wait() }
+        await cancelWhenGracefulShutdown { await migrated.wait() }
         guard migrated.isOpen, !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
         try await service.run()
     }

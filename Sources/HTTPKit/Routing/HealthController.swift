@@ -25,26 +25,40 @@ package struct HealthController<Context: RequestContext>: Sendable {
     }
 
     package func addRoutes(to router: some RouterMethods<Context>) {
-        router.get("health") { _, _ in
-            var body = healthDetails()
-            body["status"] = "ok"
-            body["service"] = .string(serviceName)
-            body["timestamp"] = .string(Timestamp.iso8601(Date()))
-            return try JSONResponse(body)
-        }
-        router.get("ready") { _, context in
-            let ready = await isDatabaseReady(logger: context.logger)
-            let body: [String: JSONValue] = [
-                "status": ready ? "ready" : "unavailable", "service": .string(serviceName), "database": .bool(ready),
-            ]
-            return try JSONResponse(body, status: ready ? .ok : .serviceUnavailable)
-        }
-        router.get("metrics") { _, _ in
-            ProcessMetrics.sample(into: metrics)
-            return Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
-        }
+        router.get("health", use: health)
+        router.get("ready", use: ready)
+        router.get("metrics", use: exposition)
+    }
+
+    struct ReadyResponse: Encodable {
+        let status: String
+        let service: String
+        let database: Bool
+    }
+
+    /// `GET /health`: the process answers (plus the service's details, e.g. connection counts).
+    @Sendable func health(_ request: Request, context: Context) async throws -> JSONResponse {
+        var body = healthDetails()
+        body["status"] = "ok"
+        body["service"] = .string(serviceName)
+        body["timestamp"] = .string(Timestamp.iso8601(Date()))
+        return try JSONResponse(body)
+    }
+
+    /// `GET /ready`: 200 when the database answers within the readiness timeout, else 503.
+    @Sendable func ready(_ request: Request, context: Context) async throws -> JSONResponse {
+        let ready = await isDatabaseReady(logger: context.logger)
+        return try JSONResponse(
+            ReadyResponse(status: ready ? "ready" : "unavailable", service: serviceName, database: ready),
+            status: ready ? .ok : .serviceUnavailable)
+    }
+
+    /// `GET /metrics`: the Prometheus text exposition.
+    @Sendable func exposition(_ request: Request, context: Context) async throws -> Response {
+        ProcessMetrics.sample(into: metrics)
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
     }
 
     /// True when the database answers `SELECT 1` within the readiness timeout.

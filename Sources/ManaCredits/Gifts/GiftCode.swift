@@ -35,23 +35,43 @@ struct GiftCode: Sendable {
     }
 
     /// What anyone with the code may see: never the target email or the creator's id.
-    var publicJSON: JSONValue {
-        [
-            "code": .string(code), "type": .string(type), "status": .string(effectiveStatus()),
-            "totalCredits": .number(Double(totalCredits)), "redeemed": .bool(redeemed),
-            "message": message.map(JSONValue.string) ?? .null, "creatorName": creatorName.map(JSONValue.string) ?? .null,
-            "expiresAt": .string(Timestamp.iso8601(expiresAt)),
-        ]
+    struct PublicView: Encodable, Sendable {
+        let code: String
+        let type: String
+        let status: String
+        let totalCredits: Int64
+        let redeemed: Bool
+        @NullWhenAbsent var message: String?
+        @NullWhenAbsent var creatorName: String?
+        let expiresAt: Date
     }
 
-    /// What the creator sees.
-    var ownerJSON: JSONValue {
-        guard case .object(var fields) = publicJSON else { return publicJSON }
-        fields["id"] = .string(id)
-        fields["shortUrl"] = .string(shortURL)
-        fields["targetEmail"] = targetEmail.map(JSONValue.string) ?? .null
-        fields["createdAt"] = .string(Timestamp.iso8601(createdAt))
-        return .object(fields)
+    /// What the creator sees: the public fields plus id, short URL, target and creation time.
+    struct OwnerView: Encodable, Sendable {
+        let id: String
+        let code: String
+        let shortUrl: String
+        let type: String
+        let status: String
+        let totalCredits: Int64
+        let redeemed: Bool
+        @NullWhenAbsent var message: String?
+        @NullWhenAbsent var creatorName: String?
+        @NullWhenAbsent var targetEmail: String?
+        let expiresAt: Date
+        let createdAt: Date
+    }
+
+    var publicView: PublicView {
+        PublicView(
+            code: code, type: type, status: effectiveStatus(), totalCredits: totalCredits, redeemed: redeemed, message: message,
+            creatorName: creatorName, expiresAt: expiresAt)
+    }
+
+    var ownerView: OwnerView {
+        OwnerView(
+            id: id, code: code, shortUrl: shortURL, type: type, status: effectiveStatus(), totalCredits: totalCredits, redeemed: redeemed,
+            message: message, creatorName: creatorName, targetEmail: targetEmail, expiresAt: expiresAt, createdAt: createdAt)
     }
 
     /// The name a gift shows when its creator gave none: the token's `name`, else the part

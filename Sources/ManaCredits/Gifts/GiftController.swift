@@ -23,60 +23,100 @@ struct GiftController: Sendable {
     }
 
     func addPublicRoutes(to group: RouterGroup<AppRequestContext>) {
-        group.get(":code") { request, context in
-            try lookupLimiter.take("address:\(address(request, context))", what: "gift code lookups")
-            let code = context.parameters.get("code") ?? ""
-            guard let gift = try await gifts.lookup(code: code) else { throw APIError.notFound("Gift code not found") }
-            return try JSONResponse(gift.publicJSON)
-        }
+        group.get(":code", use: lookup)
     }
 
     func addUserRoutes(to group: RouterGroup<AppRequestContext>) {
-        group.post("") { request, context in
-            let user = try context.requireUser()
-            let input = try Self.newGift(try await object(request))
-            let gift = try await gifts.create(input, by: user)
-            return try JSONResponse(gift.ownerJSON, status: .created)
-        }
-        group.get("me/created") { _, context in
-            try JSONResponse(JSONValue.array(try await gifts.created(by: try context.requireUser().id).map(\.ownerJSON)))
-        }
-        group.get("me/received") { _, context in
-            try JSONResponse(try await gifts.received(by: try context.requireUser().id))
-        }
-        group.post(":code/redeem") { request, context in
-            let user = try context.requireUser()
-            try redeemLimiter.take("user:\(user.id)", what: "redeem attempts")
-            try redeemLimiter.take("address:\(address(request, context))", what: "redeem attempts")
-            let fields = try await optionalObject(request)
-            let appID = fields["sourceAppId"]?.stringValue ?? fields["appId"]?.stringValue ?? request.headers[.appID]
-            let redemption = try await gifts.redeem(
-                code: context.parameters.get("code") ?? "", for: user, sourceAppID: appID.map { String($0.prefix(64)) })
-            return try JSONResponse([
-                "success": true, "creditsReceived": .number(Double(redemption.credits)),
-                "message": redemption.message.map(JSONValue.string) ?? .null,
-                "creatorName": redemption.creatorName.map(JSONValue.string) ?? .null,
-            ] as JSONValue)
-        }
+        group.post("", use: create)
+        group.get("me/created", use: created)
+        group.get("me/received", use: received)
+        group.post(":code/redeem", use: redeem)
         // The same parameter name as the lookup's: one path node, one name.
-        group.delete(":code") { _, context in
-            let refunded = try await gifts.cancel(id: context.parameters.get("code") ?? "", by: try context.requireUser().id)
-            return try JSONResponse(["success": true, "refundedCredits": .number(Double(refunded))] as JSONValue)
-        }
+        group.delete(":code", use: cancel)
     }
 
     func addInternalRoutes(to group: RouterGroup<AppRequestContext>) {
-        group.post("redeem-pending") { request, _ in
-            let fields = try await object(request)
-            guard let userID = fields["userId"]?.stringValue, !userID.isEmpty, userID.utf8.count <= 200 else {
-                throw APIError.badRequest("userId must be 1-200 characters", field: "userId")
-            }
-            guard let email = fields["email"]?.stringValue, GiftCode.isValidEmail(email) else {
-                throw APIError.badRequest("email must be a valid email address", field: "email")
-            }
-            let (redeemed, credits) = try await gifts.redeemPending(userID: userID, email: email)
-            return try JSONResponse(["redeemed": .number(Double(redeemed)), "totalCredits": .number(Double(credits))] as JSONValue)
+        group.post("redeem-pending", use: redeemPending)
+    }
+
+    // MARK: Answers
+
+    struct RedeemResponse: Encodable {
+        let success = true
+        let creditsReceived: Int64
+        @NullWhenAbsent var message: String?
+        @NullWhenAbsent var creatorName: String?
+    }
+
+    struct CancelResponse: Encodable {
+        let success = true
+        let refundedCredits: Int64
+    }
+
+    struct RedeemPendingResponse: Encodable {
+        let redeemed: Int
+        let totalCredits: Int64
+    }
+
+    // MARK: Handlers
+
+    /// `GET :code` (public, rate-limited per address): what anyone with the code may see.
+    @Sendable func lookup(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        try lookupLimiter.take("address:\(address(request, context))", what: "gift code lookups")
+        let code = context.parameters.get("code") ?? ""
+        guard let gift = try await gifts.lookup(code: code) else { throw APIError.notFound("Gift code not found") }
+        return try JSONResponse(gift.publicView)
+    }
+
+    /// `POST /`: creates a code, reserving its credits from the caller's balance.
+    @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        let user = try context.requireUser()
+        let input = try Self.newGift(try await object(request))
+        let gift = try await gifts.create(input, by: user)
+        return try JSONResponse(gift.ownerView, status: .created)
+    }
+
+    /// `GET me/created`: the caller's codes, newest first.
+    @Sendable func created(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        try JSONResponse(try await gifts.created(by: try context.requireUser().id).map(\.ownerView))
+    }
+
+    /// `GET me/received`: the caller's redemptions.
+    @Sendable func received(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        try JSONResponse(try await gifts.received(by: try context.requireUser().id))
+    }
+
+    /// `POST :code/redeem` (rate-limited per user and address): credits the caller.
+    @Sendable func redeem(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        let user = try context.requireUser()
+        try redeemLimiter.take("user:\(user.id)", what: "redeem attempts")
+        try redeemLimiter.take("address:\(address(request, context))", what: "redeem attempts")
+        let fields = try await optionalObject(request)
+        let appID = fields["sourceAppId"]?.stringValue ?? fields["appId"]?.stringValue ?? request.headers[.appID]
+        let redemption = try await gifts.redeem(
+            code: context.parameters.get("code") ?? "", for: user, sourceAppID: appID.map { String($0.prefix(64)) })
+        return try JSONResponse(
+            RedeemResponse(creditsReceived: redemption.credits, message: redemption.message, creatorName: redemption.creatorName))
+    }
+
+    /// `DELETE :code` (the code's id): cancels an unredeemed code and refunds its credits.
+    @Sendable func cancel(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        let refunded = try await gifts.cancel(id: context.parameters.get("code") ?? "", by: try context.requireUser().id)
+        return try JSONResponse(CancelResponse(refundedCredits: refunded))
+    }
+
+    /// `POST redeem-pending` (service key): redeems the personalized codes waiting for a new
+    /// user's email.
+    @Sendable func redeemPending(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        let fields = try await object(request)
+        guard let userID = fields["userId"]?.stringValue, !userID.isEmpty, userID.utf8.count <= 200 else {
+            throw APIError.badRequest("userId must be 1-200 characters", field: "userId")
         }
+        guard let email = fields["email"]?.stringValue, GiftCode.isValidEmail(email) else {
+            throw APIError.badRequest("email must be a valid email address", field: "email")
+        }
+        let (redeemed, credits) = try await gifts.redeemPending(userID: userID, email: email)
+        return try JSONResponse(RedeemPendingResponse(redeemed: redeemed, totalCredits: credits))
     }
 
     // MARK: Input

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPKit
 import PostgresNIO
 
 /// One of the caller's successful redemptions: the original's redemption row
@@ -11,12 +12,14 @@ struct ReceivedGift: Encodable, Sendable, Equatable {
     let redeemerUserId: String
     let status: String
     let creditsReceived: Int64
-    let creditTransactionId: String?
-    let sourceAppId: String?
+    @NullWhenAbsent var creditTransactionId: String?
+    @NullWhenAbsent var sourceAppId: String?
     let createdAt: Date
+    /// `createdAt`: a row is written when the code is redeemed.
+    let redeemedAt: Date
     let code: String
-    let creatorName: String?
-    let message: String?
+    @NullWhenAbsent var creatorName: String?
+    @NullWhenAbsent var message: String?
 
     /// `r` is the redemption, `c` its code.
     static let columns = """
@@ -35,30 +38,9 @@ struct ReceivedGift: Encodable, Sendable, Equatable {
         self.creditTransactionId = transaction?.uuidString.lowercased()
         self.sourceAppId = sourceApp
         self.createdAt = created
+        self.redeemedAt = created
         self.code = code
         self.creatorName = creatorName
         self.message = message
-    }
-
-    private enum CodingKeys: String, CodingKey {
-        case id, giftCodeId, redeemerUserId, status, creditsReceived, creditTransactionId, sourceAppId, createdAt, code, creatorName,
-            message, redeemedAt
-    }
-
-    /// Every field, `null` included; `redeemedAt` is `createdAt` (a row is written when redeemed).
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(giftCodeId, forKey: .giftCodeId)
-        try container.encode(redeemerUserId, forKey: .redeemerUserId)
-        try container.encode(status, forKey: .status)
-        try container.encode(creditsReceived, forKey: .creditsReceived)
-        try container.encode(creditTransactionId, forKey: .creditTransactionId)
-        try container.encode(sourceAppId, forKey: .sourceAppId)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(code, forKey: .code)
-        try container.encode(creatorName, forKey: .creatorName)
-        try container.encode(message, forKey: .message)
-        try container.encode(createdAt, forKey: .redeemedAt)
     }
 }

@@ -3,7 +3,7 @@ import HTTPKit
 import PostgresNIO
 
 /// One immutable ledger row, as the API shows it (camelCase).
-struct LedgerTransaction: Codable, Sendable, Equatable {
+struct LedgerTransaction: Encodable, Sendable, Equatable {
     /// Lowercase UUID, as clients compare it.
     let id: String
     let userId: String
@@ -14,10 +14,10 @@ struct LedgerTransaction: Codable, Sendable, Equatable {
     let balanceAfter: Int64
     let appId: String
     let description: String
-    let metadata: JSONValue?
-    let idempotencyKey: String?
+    @NullWhenAbsent var metadata: JSONValue?
+    @NullWhenAbsent var idempotencyKey: String?
     let createdAt: Date
-    let completedAt: Date?
+    @NullWhenAbsent var completedAt: Date?
 
     /// The columns, in the order ``init(row:)`` reads them.
     static let columns = """

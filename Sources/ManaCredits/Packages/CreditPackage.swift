@@ -3,6 +3,7 @@ import HTTPKit
 import PostgresNIO
 
 /// A credit package on sale, with the original service's fields (`currency` is ours).
+/// Every field is written, absent ones as `null`: clients of the original read them all.
 struct CreditPackage: Encodable, Sendable, Equatable {
     /// Lowercase UUID.
     let id: String
@@ -11,10 +12,10 @@ struct CreditPackage: Encodable, Sendable, Equatable {
     let credits: Int64
     let priceEuroCents: Int64
     let currency: String
-    let stripePriceId: String?
+    @NullWhenAbsent var stripePriceId: String?
     let active: Bool
     let sortOrder: Int
-    let metadata: JSONValue?
+    @NullWhenAbsent var metadata: JSONValue?
     let createdAt: Date
     let updatedAt: Date
 
@@ -38,26 +39,5 @@ struct CreditPackage: Encodable, Sendable, Equatable {
         self.metadata = try metadata.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
         self.createdAt = created
         self.updatedAt = updated
-    }
-
-    private enum CodingKeys: String, CodingKey {
-        case id, name, description, credits, priceEuroCents, currency, stripePriceId, active, sortOrder, metadata, createdAt, updatedAt
-    }
-
-    /// Every field, `null` included: clients of the original read them all.
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(name, forKey: .name)
-        try container.encode(description, forKey: .description)
-        try container.encode(credits, forKey: .credits)
-        try container.encode(priceEuroCents, forKey: .priceEuroCents)
-        try container.encode(currency, forKey: .currency)
-        try container.encode(stripePriceId, forKey: .stripePriceId)
-        try container.encode(active, forKey: .active)
-        try container.encode(sortOrder, forKey: .sortOrder)
-        try container.encode(metadata, forKey: .metadata)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(updatedAt, forKey: .updatedAt)
     }
 }

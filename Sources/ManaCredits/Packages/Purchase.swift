@@ -3,6 +3,7 @@ import HTTPKit
 import PostgresNIO
 
 /// A purchase of a package, with the original service's fields (`currency` is ours).
+/// Every field is written, absent ones as `null`: clients of the original read them all.
 struct Purchase: Encodable, Sendable, Equatable {
     /// Lowercase UUIDs.
     let id: String
@@ -11,12 +12,12 @@ struct Purchase: Encodable, Sendable, Equatable {
     let credits: Int64
     let priceEuroCents: Int64
     let currency: String
-    let stripePaymentIntentId: String?
-    let stripeCustomerId: String?
+    @NullWhenAbsent var stripePaymentIntentId: String?
+    @NullWhenAbsent var stripeCustomerId: String?
     let status: String
-    let metadata: JSONValue?
+    @NullWhenAbsent var metadata: JSONValue?
     let createdAt: Date
-    let completedAt: Date?
+    @NullWhenAbsent var completedAt: Date?
 
     static let columns = """
         id, user_id, package_id, credits, price_euro_cents, currency, stripe_payment_intent_id, stripe_customer_id, status, \
@@ -38,27 +39,5 @@ struct Purchase: Encodable, Sendable, Equatable {
         self.metadata = try metadata.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
         self.createdAt = created
         self.completedAt = completed
-    }
-
-    private enum CodingKeys: String, CodingKey {
-        case id, userId, packageId, credits, priceEuroCents, currency, stripePaymentIntentId, stripeCustomerId, status, metadata,
-            createdAt, completedAt
-    }
-
-    /// Every field, `null` included: clients of the original read them all.
-    func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(userId, forKey: .userId)
-        try container.encode(packageId, forKey: .packageId)
-        try container.encode(credits, forKey: .credits)
-        try container.encode(priceEuroCents, forKey: .priceEuroCents)
-        try container.encode(currency, forKey: .currency)
-        try container.encode(stripePaymentIntentId, forKey: .stripePaymentIntentId)
-        try container.encode(stripeCustomerId, forKey: .stripeCustomerId)
-        try container.encode(status, forKey: .status)
-        try container.encode(metadata, forKey: .metadata)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(completedAt, forKey: .completedAt)
     }
 }

@@ -20,8 +20,16 @@ struct Purchases: Sendable {
 
     // MARK: Purchase
 
+    /// What a started purchase answers: the client confirms the payment with `clientSecret`.
+    struct Started: Encodable, Sendable {
+        let purchaseId: String
+        @NullWhenAbsent var clientSecret: String?
+        let amount: Int64
+        let credits: Int64
+    }
+
     /// Starts a purchase: `{purchaseId, clientSecret, amount, credits}`.
-    func start(packageID: String, user: AuthenticatedUser) async throws -> JSONValue {
+    func start(packageID: String, user: AuthenticatedUser) async throws -> Started {
         guard let packageUUID = UUID(uuidString: packageID) else {
             throw APIError.badRequest("packageId must be a UUID", field: "packageId")
         }
@@ -51,10 +59,7 @@ struct Purchases: Sendable {
         }
         try await client.guardedExecute(
             "UPDATE credits.purchases SET stripe_payment_intent_id = \(intent.id) WHERE id = \(purchaseID)", logger: logger)
-        return [
-            "purchaseId": .string(purchase), "clientSecret": intent.client_secret.map(JSONValue.string) ?? .null,
-            "amount": .number(Double(package.priceEuroCents)), "credits": .number(Double(package.credits)),
-        ]
+        return Started(purchaseId: purchase, clientSecret: intent.client_secret, amount: package.priceEuroCents, credits: package.credits)
     }
 
     /// The user's Stripe customer, created once: the idempotency key makes concurrent first

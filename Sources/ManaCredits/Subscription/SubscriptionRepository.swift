@@ -21,15 +21,21 @@ struct SubscriptionRepository: Sendable {
     var metrics = ServiceMetrics()
 
     /// What one recurring-charge run did.
-    struct ChargeSummary: Sendable, Equatable {
+    struct ChargeSummary: Sendable, Equatable, Encodable {
         var charged = 0
         var paused = 0
         var errors = 0
         var total: Int { charged + paused + errors }
 
-        var json: JSONValue {
-            ["charged": .number(Double(charged)), "paused": .number(Double(paused)), "errors": .number(Double(errors)),
-             "total": .number(Double(total))]
+        private enum CodingKeys: String, CodingKey { case charged, paused, errors, total }
+
+        /// `{charged, paused, errors, total}`.
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(charged, forKey: .charged)
+            try container.encode(paused, forKey: .paused)
+            try container.encode(errors, forKey: .errors)
+            try container.encode(total, forKey: .total)
         }
     }
 

@@ -21,25 +21,35 @@ struct Subscription: Sendable {
 
     /// `{active, interval, nextChargeAt, pausedAt, gifted}`: what users, mana-sync and the
     /// clients see.
-    var status: JSONValue {
-        [
-            "active": .bool(active), "interval": .string(interval.rawValue), "nextChargeAt": Self.time(nextChargeAt),
-            "pausedAt": Self.time(pausedAt), "gifted": .bool(isGifted),
-        ]
+    struct Status: Encodable, Sendable {
+        let active: Bool
+        let interval: String
+        @NullWhenAbsent var nextChargeAt: Date?
+        @NullWhenAbsent var pausedAt: Date?
+        let gifted: Bool
     }
 
     /// The status plus the audit columns, for admins.
-    var adminStatus: JSONValue {
-        guard case .object(var fields) = status else { return status }
-        fields["userId"] = .string(userID)
-        fields["amountCharged"] = .number(Double(amountCharged))
-        fields["activatedAt"] = Self.time(activatedAt)
-        fields["giftedBy"] = giftedBy.map(JSONValue.string) ?? .null
-        fields["giftedAt"] = Self.time(giftedAt)
-        return .object(fields)
+    struct AdminStatus: Encodable, Sendable {
+        let userId: String
+        let active: Bool
+        let interval: String
+        let amountCharged: Int64
+        @NullWhenAbsent var activatedAt: Date?
+        @NullWhenAbsent var nextChargeAt: Date?
+        @NullWhenAbsent var pausedAt: Date?
+        let gifted: Bool
+        @NullWhenAbsent var giftedBy: String?
+        @NullWhenAbsent var giftedAt: Date?
     }
 
-    static func time(_ date: Date?) -> JSONValue {
-        date.map { .string(Timestamp.iso8601($0)) } ?? .null
+    var status: Status {
+        Status(active: active, interval: interval.rawValue, nextChargeAt: nextChargeAt, pausedAt: pausedAt, gifted: isGifted)
+    }
+
+    var adminStatus: AdminStatus {
+        AdminStatus(
+            userId: userID, active: active, interval: interval.rawValue, amountCharged: amountCharged, activatedAt: activatedAt,
+            nextChargeAt: nextChargeAt, pausedAt: pausedAt, gifted: isGifted, giftedBy: giftedBy, giftedAt: giftedAt)
     }
 }

@@ -10,13 +10,21 @@ struct BillingController: Sendable {
     var broadcast: @Sendable (String) async -> Void = { _ in }
 
     func addRoutes(to group: RouterGroup<AppRequestContext>) {
-        group.post("invalidate/:userId") { _, context -> JSONResponse in
-            guard let userID = context.parameters.get("userId"), !userID.isEmpty, userID.utf8.count <= 200 else {
-                throw APIError.badRequest("userId must be 1-200 characters", field: "userId")
-            }
-            gate.invalidate(userID: userID)
-            await broadcast(userID)
-            return try JSONResponse(["userId": .string(userID), "invalidated": true] as JSONValue)
+        group.post("invalidate/:userId", use: invalidate)
+    }
+
+    struct InvalidateResponse: Encodable {
+        let userId: String
+        let invalidated = true
+    }
+
+    /// `POST invalidate/:userId`: drops the user's cached answer here and on the other replicas.
+    @Sendable func invalidate(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
+        guard let userID = context.parameters.get("userId"), !userID.isEmpty, userID.utf8.count <= 200 else {
+            throw APIError.badRequest("userId must be 1-200 characters", field: "userId")
         }
+        gate.invalidate(userID: userID)
+        await broadcast(userID)
+        return try JSONResponse(InvalidateResponse(userId: userID))
     }
 }

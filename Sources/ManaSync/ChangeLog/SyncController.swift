@@ -17,11 +17,12 @@ struct SyncController: Sendable {
     let pages: PageLimits
 
     func addRoutes(to group: RouterGroup<AppRequestContext>) {
-        group.post(":appId") { request, context in try await push(request, context) }
-        group.get(":appId/pull") { request, context in try await pull(request, context) }
+        group.post(":appId", use: push)
+        group.get(":appId/pull", use: pull)
     }
 
-    private func push(_ request: Request, _ context: AppRequestContext) async throws -> JSONResponse {
+    /// `POST :appId`: stores a batch of changes and answers with the page the client missed.
+    @Sendable func push(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
         let appID = try SyncRequest.appID(context)
         try await gate.check(userID: user.id)
@@ -55,7 +56,8 @@ struct SyncController: Sendable {
         return Self.response(page)
     }
 
-    private func pull(_ request: Request, _ context: AppRequestContext) async throws -> JSONResponse {
+    /// `GET :appId/pull?collection&since`: one page of a table's changes.
+    @Sendable func pull(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
         let appID = try SyncRequest.appID(context)
         try await gate.check(userID: user.id)

@@ -20,10 +20,11 @@ struct StreamController: Sendable {
     static let pageSize = 1_000
 
     func addRoutes(to group: RouterGroup<AppRequestContext>) {
-        group.get(":appId/stream") { request, context in try await stream(request, context) }
+        group.get(":appId/stream", use: stream)
     }
 
-    private func stream(_ request: Request, _ context: AppRequestContext) async throws -> Response {
+    /// `GET :appId/stream`: Server-Sent Events, every page since the cursors, then live.
+    @Sendable func stream(_ request: Request, context: AppRequestContext) async throws -> Response {
         let user = try context.requireUser()
         let appID = try SyncRequest.appID(context)
         try await gate.check(userID: user.id)
