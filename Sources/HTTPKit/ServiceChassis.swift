@@ -16,7 +16,7 @@ import ServiceLifecycle
 /// let app = chassis.makeApplication(migrations: migrations)
 /// try await app.runService()
 /// ```
-package struct ServiceChassis<Context: RequestContext> where Context: InitializableFromSource<ApplicationRequestContextSource> {
+package struct ServiceChassis<Context: BodyDecodingRequestContext> where Context: InitializableFromSource<ApplicationRequestContextSource> {
     package let settings: ChassisSettings
     package let router: ServiceRouter<Context>
     package let metrics: ServiceMetrics
@@ -40,10 +40,12 @@ package struct ServiceChassis<Context: RequestContext> where Context: Initializa
         self.settings = settings
         self.logger = logger
         self.metrics = metrics
-        self.body = BodyDecoder(limit: bodyLimit, timeout: settings.bodyTimeout)
+        let body = BodyDecoder(limit: bodyLimit, timeout: settings.bodyTimeout)
+        self.body = body
         self.database = settings.database.makeClient(maximumConnections: settings.databasePoolSize, logger: logger)
         metrics.set("db_pool_connections_max", to: Double(settings.databasePoolSize))
         let router = ServiceRouter<Context>()
+        router.add(middleware: BodyDecoderMiddleware(body))
         router.add(middleware: RequestLogMiddleware())
         router.add(middleware: PrometheusMetricsMiddleware(metrics: metrics))
         router.add(middleware: CORSAllowListMiddleware(origins: settings.corsOrigins))

@@ -26,12 +26,12 @@ func buildApplication(
     chassis.addService(auth.refreshService)
     let ledger = LedgerRepository(client: chassis.database, logger: chassis.logger)
     let packages = PackageRepository(client: chassis.database, logger: chassis.logger)
-    LedgerController(ledger: ledger, packages: packages, body: chassis.body)
+    LedgerController(ledger: ledger, packages: packages)
         .addRoutes(to: chassis.router.group("api/v1/credits").add(middleware: auth.userMiddleware()))
-    InternalLedgerController(ledger: ledger, body: chassis.body, settings: configuration.ledger)
+    InternalLedgerController(ledger: ledger, settings: configuration.ledger)
         .addRoutes(to: chassis.router.group("api/v1/internal/credits").add(middleware: auth.serviceKeyMiddleware()))
     let reservations = Reservations(client: chassis.database, logger: chassis.logger)
-    ReservationController(reservations: reservations, body: chassis.body)
+    ReservationController(reservations: reservations)
         .addRoutes(to: chassis.router.group("api/v1/internal/credits").add(middleware: auth.serviceKeyMiddleware()))
     if let interval = configuration.ledger.reservationSweepInterval {
         chassis.addService(ReservationSweeper.service(reservations, every: interval, metrics: metrics, logger: chassis.logger))
@@ -44,7 +44,7 @@ func buildApplication(
         notifier: SyncInvalidator(syncURL: settings.syncURL, timeout: settings.syncTimeout, serviceKey: serviceKey, metrics: metrics, logger: chassis.logger),
         outbox: outboxSignal, resumeURL: settings.resumeURL, logger: chassis.logger, chargeConcurrency: settings.chargeConcurrency,
         maxRenewalFailures: settings.renewalMaxFailures, renewalRetryBase: settings.renewalRetryBase, metrics: metrics)
-    let subscriptionRoutes = SubscriptionController(subscriptions: subscriptions, body: chassis.body, metrics: metrics)
+    let subscriptionRoutes = SubscriptionController(subscriptions: subscriptions, metrics: metrics)
     subscriptionRoutes.addUserRoutes(to: chassis.router.group("api/v1/sync").add(middleware: auth.userMiddleware()))
     subscriptionRoutes.addAdminRoutes(to: chassis.router.group("api/v1/admin/sync").add(middleware: auth.userMiddleware()))
     subscriptionRoutes.addInternalRoutes(to: chassis.router.group("api/v1/internal/sync").add(middleware: auth.serviceKeyMiddleware()))
@@ -60,11 +60,11 @@ func buildApplication(
     }
     let purchaseRoutes = PurchaseController(
         purchases: Purchases(client: chassis.database, settings: configuration.stripe, packages: packages, logger: chassis.logger),
-        body: chassis.body, settings: configuration.stripe, metrics: metrics)
+        settings: configuration.stripe, metrics: metrics)
     purchaseRoutes.addUserRoutes(to: chassis.router.group("api/v1/credits").add(middleware: auth.userMiddleware()))
     purchaseRoutes.addWebhookRoutes(to: chassis.router.group("api/v1/webhooks"))
     let gifts = GiftRepository(client: chassis.database, baseURL: configuration.gifts.baseURL, logger: chassis.logger)
-    let giftRoutes = GiftController(gifts: gifts, body: chassis.body, settings: configuration.gifts)
+    let giftRoutes = GiftController(gifts: gifts, settings: configuration.gifts)
     giftRoutes.addPublicRoutes(to: chassis.router.group("api/v1/gifts"))
     giftRoutes.addUserRoutes(to: chassis.router.group("api/v1/gifts").add(middleware: auth.userMiddleware()))
     giftRoutes.addInternalRoutes(to: chassis.router.group("api/v1/internal/gifts").add(middleware: auth.serviceKeyMiddleware()))

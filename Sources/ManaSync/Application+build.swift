@@ -39,7 +39,7 @@ func buildApplication(
     let gate = BillingGate(
         settings: configuration.billing, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
     SyncController(
-        changeLog: changeLog, body: chassis.body, gate: gate, metrics: metrics,
+        changeLog: changeLog, gate: gate, metrics: metrics,
         maximumChanges: configuration.push.maximumChanges, pages: configuration.pages)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
     StreamController(changeLog: changeLog, gate: gate, hub: hub, settings: configuration.realtime, metrics: metrics)

@@ -1,3 +1,4 @@
+import HTTPKit
 import Hummingbird
 import NIOCore
 
@@ -19,8 +20,12 @@ extension AuthRequestContext {
 }
 
 /// The request context both services use.
-package struct AppRequestContext: AuthRequestContext, RemoteAddressRequestContext {
+package struct AppRequestContext: AuthRequestContext, BodyDecodingRequestContext, RemoteAddressRequestContext {
     package var coreContext: CoreRequestContextStorage
+    /// The service's body rules (set by the chassis on every request).
+    package var bodyDecoder = BodyDecoder(limit: 1 << 20)
+    package var requestDecoder: BodyDecoder { bodyDecoder }
+    package var maxUploadSize: Int { bodyDecoder.limit }
     package var user: AuthenticatedUser?
     package var callerAppID: String?
     package var callerName: String?

@@ -1,13 +1,14 @@
 import Foundation
 import Hummingbird
 
-/// Reads request bodies with a size limit and decodes JSON with errors that name the field.
+/// Reads request bodies with a size limit and a time limit, and decodes JSON with errors that
+/// name the field. It is the request context's `requestDecoder` (``BodyDecodingRequestContext``),
+/// so a handler decodes its typed body the Hummingbird way:
 ///
 /// ```swift
-/// let body = BodyDecoder(limit: 1 << 20)
-/// let input = try await body.decode(UseCredits.self, from: request, context: context)
+/// let input = try await request.decode(as: UseCreditsBody.self, context: context)
 /// ```
-package struct BodyDecoder: Sendable {
+package struct BodyDecoder: RequestDecoder, Sendable {
     /// The largest body accepted, in bytes; larger ones answer 413.
     package let limit: Int
     /// How long the whole body may take to arrive; a slower one answers 408.
@@ -39,6 +40,28 @@ package struct BodyDecoder: Sendable {
     package func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext) async throws -> T {
         let buffer = try await collect(request)
         return try Self.decode(type, from: Data(buffer: buffer))
+    }
+
+    /// Decodes a JSON body into `T`, or nil for an empty body (routes whose body is optional).
+    package func decodeIfPresent<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T? {
+        let buffer = try await collect(request)
+        guard buffer.readableBytes > 0 else { return nil }
+        return try Self.decode(type, from: Data(buffer: buffer))
+    }
+
+    /// A body that must be a JSON object, for routes that check its members one by one.
+    package func object(from request: Request) async throws -> [String: JSONValue] {
+        try Self.object(try Self.decode(JSONValue.self, from: Data(buffer: try await collect(request))))
+    }
+
+    /// A body that is a JSON object or empty (`[:]`).
+    package func optionalObject(from request: Request) async throws -> [String: JSONValue] {
+        try await decodeIfPresent(JSONValue.self, from: request).map(Self.object) ?? [:]
+    }
+
+    private static func object(_ json: JSONValue) throws -> [String: JSONValue] {
+        guard let object = json.objectValue else { throw APIError.badRequest("request body must be a JSON object") }
+        return object
     }
 
     /// Decodes JSON bytes into `T`, mapping decoding failures to 400 errors naming the field.

@@ -9,14 +9,12 @@ import SharedAuth
 /// `/api/v1/internal/gifts` (service key).
 struct GiftController: Sendable {
     let gifts: GiftRepository
-    let body: BodyDecoder
     let settings: GiftSettings
     let lookupLimiter: RateLimiter
     let redeemLimiter: RateLimiter
 
-    init(gifts: GiftRepository, body: BodyDecoder, settings: GiftSettings) {
+    init(gifts: GiftRepository, settings: GiftSettings) {
         self.gifts = gifts
-        self.body = body
         self.settings = settings
         lookupLimiter = RateLimiter(limit: settings.lookupLimit, per: settings.limitWindow)
         redeemLimiter = RateLimiter(limit: settings.redeemLimit, per: settings.limitWindow)
@@ -71,7 +69,7 @@ struct GiftController: Sendable {
     /// `POST /`: creates a code, reserving its credits from the caller's balance.
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
-        let input = try Self.newGift(try await object(request))
+        let input = try Self.newGift(try await context.bodyDecoder.object(from: request))
         let gift = try await gifts.create(input, by: user)
         return try JSONResponse(gift.ownerView, status: .created)
     }
@@ -91,7 +89,7 @@ struct GiftController: Sendable {
         let user = try context.requireUser()
         try redeemLimiter.take("user:\(user.id)", what: "redeem attempts")
         try redeemLimiter.take("address:\(address(request, context))", what: "redeem attempts")
-        let fields = try await optionalObject(request)
+        let fields = try await context.bodyDecoder.optionalObject(from: request)
         let appID = fields["sourceAppId"]?.stringValue ?? fields["appId"]?.stringValue ?? request.headers[.appID]
         let redemption = try await gifts.redeem(
             code: context.parameters.get("code") ?? "", for: user, sourceAppID: appID.map { String($0.prefix(64)) })
@@ -108,7 +106,7 @@ struct GiftController: Sendable {
     /// `POST redeem-pending` (service key): redeems the personalized codes waiting for a new
     /// user's email.
     @Sendable func redeemPending(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
-        let fields = try await object(request)
+        let fields = try await context.bodyDecoder.object(from: request)
         guard let userID = fields["userId"]?.stringValue, !userID.isEmpty, userID.utf8.count <= 200 else {
             throw APIError.badRequest("userId must be 1-200 characters", field: "userId")
         }
@@ -120,20 +118,6 @@ struct GiftController: Sendable {
     }
 
     // MARK: Input
-
-    private func object(_ request: Request) async throws -> [String: JSONValue] {
-        let json = try BodyDecoder.decode(JSONValue.self, from: Data(buffer: try await body.collect(request)))
-        guard let object = json.objectValue else { throw APIError.badRequest("request body must be a JSON object") }
-        return object
-    }
-
-    private func optionalObject(_ request: Request) async throws -> [String: JSONValue] {
-        let buffer = try await body.collect(request)
-        guard buffer.readableBytes > 0 else { return [:] }
-        let json = try BodyDecoder.decode(JSONValue.self, from: Data(buffer: buffer))
-        guard let object = json.objectValue else { throw APIError.badRequest("request body must be a JSON object") }
-        return object
-    }
 
     /// The client address for rate limits: the peer, or the `X-Forwarded-For` entry the
     /// trusted proxies vouch for (read from the right; the client writes the left).

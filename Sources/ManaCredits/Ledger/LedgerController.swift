@@ -7,7 +7,6 @@ import SharedAuth
 struct LedgerController: Sendable {
     let ledger: LedgerRepository
     let packages: PackageRepository
-    let body: BodyDecoder
 
     func addRoutes(to group: RouterGroup<AppRequestContext>) {
         group.get("balance", use: balance)
@@ -24,7 +23,7 @@ struct LedgerController: Sendable {
 
     /// `POST use`: a debit of the caller's credits.
     @Sendable func use(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
-        let input = try await body.decode(UseCreditsBody.self, from: request, context: context)
+        let input = try await request.decode(as: UseCreditsBody.self, context: context)
         let debit = try await ledger.debit(try input.request(userID: try context.requireUser().id))
         return try JSONResponse(UseCreditsResponse(debit))
     }
@@ -50,7 +49,6 @@ struct LedgerController: Sendable {
 /// The internal credit routes under `/api/v1/internal/credits` (service key).
 struct InternalLedgerController: Sendable {
     let ledger: LedgerRepository
-    let body: BodyDecoder
     let settings: LedgerSettings
 
     struct RefundBody: Decodable {
@@ -89,7 +87,7 @@ struct InternalLedgerController: Sendable {
 
     /// `POST use`: a debit on a user's behalf; the ledger row records the calling service.
     @Sendable func use(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
-        let input = try await body.decode(UseCreditsBody.self, from: request, context: context)
+        let input = try await request.decode(as: UseCreditsBody.self, context: context)
         let userID = try LedgerInput.text(input.userId, field: "userId", limit: 200)
         var debit = try input.request(userID: userID)
         debit.caller = context.callerName
@@ -99,7 +97,7 @@ struct InternalLedgerController: Sendable {
     /// `POST refund`: credits a user, once per idempotency key (body `idempotencyKey` or the
     /// `Idempotency-Key` header), at most `REFUND_MAX_AMOUNT` per call.
     @Sendable func refund(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
-        let input = try await body.decode(RefundBody.self, from: request, context: context)
+        let input = try await request.decode(as: RefundBody.self, context: context)
         let userID = try LedgerInput.text(input.userId, field: "userId", limit: 200)
         let amount = try LedgerInput.amount(input.amount)
         guard amount <= settings.refundMaxAmount else {
@@ -132,7 +130,7 @@ struct InternalLedgerController: Sendable {
 
     /// `POST init`: the balance, creating a zero row.
     @Sendable func initialize(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
-        let input = try await body.decode(InitBody.self, from: request, context: context)
+        let input = try await request.decode(as: InitBody.self, context: context)
         return try JSONResponse(try await ledger.balance(userID: try LedgerInput.text(input.userId, field: "userId", limit: 200)))
     }
 }

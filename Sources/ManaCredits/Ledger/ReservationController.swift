@@ -9,7 +9,6 @@ import SharedAuth
 /// upstream paths and field names: `reserve`, `commit`, `refund-reservation`, `grant`.
 struct ReservationController: Sendable {
     let reservations: Reservations
-    let body: BodyDecoder
 
     /// Most credits one reservation or grant may move.
     static let maximumAmount: Int64 = 1_000_000
@@ -77,7 +76,7 @@ struct ReservationController: Sendable {
     /// `POST reserve`: holds credits until a commit, a refund or the expiry (`ttlSeconds`,
     /// 60–86,400, default 3,600). Idempotent with `idempotencyKey` (or `Idempotency-Key`).
     @Sendable func reserve(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
-        let input = try await body.decode(ReserveBody.self, from: request, context: context)
+        let input = try await request.decode(as: ReserveBody.self, context: context)
         let userID = try LedgerInput.text(input.userId, field: "userId", limit: 200)
         let amount = try Self.amount(input.amount)
         let reason = try LedgerInput.text(input.reason, field: "reason", limit: 200)
@@ -92,7 +91,7 @@ struct ReservationController: Sendable {
 
     /// `POST commit`: the held credits are spent.
     @Sendable func commit(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
-        let input = try await body.decode(CommitBody.self, from: request, context: context)
+        let input = try await request.decode(as: CommitBody.self, context: context)
         let id = try Self.reservationID(input.reservationId)
         let description = try input.description.map { try LedgerInput.text($0, field: "description", limit: 500) }
         let done = try await reservations.commit(id: id, description: description)
@@ -104,7 +103,7 @@ struct ReservationController: Sendable {
 
     /// `POST refund-reservation`: the held credits go back to the balance.
     @Sendable func refund(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
-        let input = try await body.decode(RefundBody.self, from: request, context: context)
+        let input = try await request.decode(as: RefundBody.self, context: context)
         let done = try await reservations.refund(id: try Self.reservationID(input.reservationId))
         return try JSONResponse(
             RefundResponse(balance: done.balance, status: done.reservation.status, alreadyResolved: done.alreadyResolved ? true : nil))
@@ -112,7 +111,7 @@ struct ReservationController: Sendable {
 
     /// `POST grant`: a reward, once per (user, referenceId).
     @Sendable func grant(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
-        let input = try await body.decode(GrantBody.self, from: request, context: context)
+        let input = try await request.decode(as: GrantBody.self, context: context)
         let userID = try LedgerInput.text(input.userId, field: "userId", limit: 200)
         let amount = try Self.amount(input.amount)
         let reason = try LedgerInput.text(input.reason, field: "reason", limit: 64)

@@ -8,7 +8,6 @@ import SharedAuth
 /// `POST /api/v1/webhooks/stripe` (Stripe signature).
 struct PurchaseController: Sendable {
     let purchases: Purchases
-    let body: BodyDecoder
     let settings: StripeSettings
     let metrics: ServiceMetrics
 
@@ -28,7 +27,7 @@ struct PurchaseController: Sendable {
     /// `POST purchase` `{"packageId"}`: starts a Stripe payment for a package.
     @Sendable func start(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
-        let json = try BodyDecoder.decode(JSONValue.self, from: Data(buffer: try await body.collect(request)))
+        let json = try await request.decode(as: JSONValue.self, context: context)
         guard let packageID = json["packageId"]?.stringValue else {
             throw APIError.badRequest("packageId is required and must be a string", field: "packageId")
         }
@@ -43,7 +42,7 @@ struct PurchaseController: Sendable {
     /// `POST /api/v1/webhooks/stripe`: a signed Stripe event, applied once.
     @Sendable func webhook(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
         guard let secret = settings.webhookSecret else { throw APIError(.serviceUnavailable, message: "webhooks not configured") }
-        let payload = Data(buffer: try await body.collect(request))
+        let payload = Data(buffer: try await context.bodyDecoder.collect(request))
         do {
             try WebhookSignature.verify(
                 header: request.headers[HTTPField.Name("Stripe-Signature")!], payload: payload, secret: secret,

@@ -8,7 +8,6 @@ import SharedAuth
 /// (`/api/v1/internal/sync`, service key).
 struct SubscriptionController: Sendable {
     let subscriptions: SubscriptionRepository
-    let body: BodyDecoder
     let metrics: ServiceMetrics
 
     func addUserRoutes(to group: RouterGroup<AppRequestContext>) {
@@ -77,7 +76,7 @@ struct SubscriptionController: Sendable {
     /// `POST activate`: charges the interval's price and activates.
     @Sendable func activate(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
-        let interval = try BillingInterval.parse(try await optionalBody(request).interval, default: .monthly)
+        let interval = try BillingInterval.parse(try await Self.intervalBody(request, context).interval, default: .monthly)
         let subscription = try await subscriptions.activate(userID: user.id, interval: interval)
         metrics.count("credits_sync_activations_total", [("interval", interval.rawValue)])
         return try JSONResponse(
@@ -93,7 +92,7 @@ struct SubscriptionController: Sendable {
     /// `POST change-interval`: the next renewal charges the new interval.
     @Sendable func changeInterval(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
-        let interval = try BillingInterval.parse(try await optionalBody(request).interval)
+        let interval = try BillingInterval.parse(try await Self.intervalBody(request, context).interval)
         let subscription = try await subscriptions.changeInterval(userID: user.id, to: interval)
         return try JSONResponse(
             ChangeIntervalResponse(
@@ -138,10 +137,8 @@ struct SubscriptionController: Sendable {
     // MARK: Helpers
 
     /// The body's `interval`, or nothing for an empty body.
-    private func optionalBody(_ request: Request) async throws -> IntervalBody {
-        let buffer = try await body.collect(request)
-        guard buffer.readableBytes > 0 else { return IntervalBody(interval: nil) }
-        return try BodyDecoder.decode(IntervalBody.self, from: Data(buffer: buffer))
+    private static func intervalBody(_ request: Request, _ context: AppRequestContext) async throws -> IntervalBody {
+        try await context.bodyDecoder.decodeIfPresent(IntervalBody.self, from: request) ?? IntervalBody(interval: nil)
     }
 
     static func userID(_ context: AppRequestContext) throws -> String {

@@ -7,7 +7,6 @@ import SharedAuth
 /// `POST /sync/{appId}` and `GET /sync/{appId}/pull`.
 struct SyncController: Sendable {
     let changeLog: ChangeLogRepository
-    let body: BodyDecoder
     let gate: BillingGate
     let metrics: ServiceMetrics
 
@@ -26,9 +25,7 @@ struct SyncController: Sendable {
         let user = try context.requireUser()
         let appID = try SyncRequest.appID(context)
         try await gate.check(userID: user.id)
-        let buffer = try await body.collect(request)
-        let json = try BodyDecoder.decode(JSONValue.self, from: Data(buffer: buffer))
-        guard let object = json.objectValue else { throw APIError.badRequest("request body must be a JSON object") }
+        let object = try await context.bodyDecoder.object(from: request)
         let clientID = try SyncRequest.clientID(header: request.headers[.clientID], body: object["clientId"])
         guard case .array(let rawChanges)? = object["changes"] else {
             throw APIError.badRequest("changes must be an array", field: "changes")
