@@ -10,7 +10,7 @@ import TestSupport
 
 /// mana-credits on loopback against its own database, with a JWKS stand-in and a key to
 /// mint tokens.
-struct CreditsHarness: Sendable {
+struct CreditsHarness: DatabaseHarness {
     let caller: HTTPCaller
     let database: DatabaseURL
     let key: DevelopmentSigningKey
@@ -31,62 +31,50 @@ struct CreditsHarness: Sendable {
         ledger adjustLedger: @Sendable (inout LedgerSettings) -> Void = { _ in },
         _ test: @Sendable (CreditsHarness) async throws -> Void
     ) async throws {
-        let key = try DevelopmentSigningKey(kid: "credits-test")
-        let jwks = try JWKSServer()
-        jwks.serve(try key.jwksDocument())
-        try await jwks.start()
         let sync = try StandInServer { router in
             router.post("internal/billing/invalidate/:userId") { request, _ -> Response in
                 request.headers[.serviceKey] == serviceKey
                     ? .json(#"{"invalidated":true}"#) : .json(#"{"error":"unauthorized"}"#, status: .unauthorized)
             }
         }
-        try await sync.start()
         let notify = try StandInServer { router in
             router.post("api/v1/notifications/send") { request, _ -> Response in
                 request.headers[.serviceKey] == serviceKey
                     ? .json(#"{"success":true}"#) : .json(#"{"statusCode":401}"#, status: .unauthorized)
             }
         }
-        try await notify.start()
-        let database = try await PostgresCluster.shared.createDatabase(prefix: "credits")
-        var settings = SubscriptionSettings()
-        settings.syncURL = sync.baseURL
-        settings.syncTimeout = .seconds(30)
-        settings.notifyURL = notify.baseURL
-        settings.chargeInterval = nil
-        settings.outboxPollInterval = .milliseconds(100)
-        settings.outboxRetryBase = .milliseconds(100)
-        settings.outboxRetryMax = .milliseconds(400)
-        adjust(&settings)
-        var giftSettings = GiftSettings()
-        giftSettings.baseURL = "https://gifts.test"
-        giftSettings.expiryInterval = nil
-        adjustGifts(&giftSettings)
-        var stripeSettings = StripeSettings()
-        adjustStripe(&stripeSettings)
-        var ledgerSettings = LedgerSettings()
-        adjustLedger(&ledgerSettings)
-        let configuration = CreditsConfiguration(
-            chassis: TestDatabase.settings(serviceName: "mana-credits", database: database),
-            auth: AuthSettings(
-                jwksURL: jwks.url, verifier: .init(issuer: issuer, audience: "mana"), fetchTimeout: .seconds(60), serviceKeys: [serviceKey, "old-key", "billing-bot:\(namedServiceKey)"]),
-            subscriptions: settings, gifts: giftSettings, stripe: stripeSettings, ledger: ledgerSettings)
-        let outcome: Result<Void, any Error>
-        do {
+        try await ServiceFixture.with(keyID: "credits-test", databasePrefix: "credits", standIns: [sync, notify]) { fixture in
+            var settings = SubscriptionSettings()
+            settings.syncURL = sync.baseURL
+            settings.syncTimeout = .seconds(30)
+            settings.notifyURL = notify.baseURL
+            settings.chargeInterval = nil
+            settings.outboxPollInterval = .milliseconds(100)
+            settings.outboxRetryBase = .milliseconds(100)
+            settings.outboxRetryMax = .milliseconds(400)
+            adjust(&settings)
+            var giftSettings = GiftSettings()
+            giftSettings.baseURL = "https://gifts.test"
+            giftSettings.expiryInterval = nil
+            adjustGifts(&giftSettings)
+            var stripeSettings = StripeSettings()
+            adjustStripe(&stripeSettings)
+            var ledgerSettings = LedgerSettings()
+            adjustLedger(&ledgerSettings)
+            let configuration = CreditsConfiguration(
+                chassis: TestDatabase.settings(serviceName: "mana-credits", database: fixture.database),
+                auth: AuthSettings(
+                    jwksURL: fixture.jwksURL, verifier: .init(issuer: issuer, audience: "mana"), fetchTimeout: .seconds(60),
+                    serviceKeys: [serviceKey, "old-key", "billing-bot:\(namedServiceKey)"]),
+                subscriptions: settings, gifts: giftSettings, stripe: stripeSettings, ledger: ledgerSettings)
             try await LiveService.run(build: { try await buildApplication(configuration, logger: TestDatabase.logger, onServerRunning: $0) }) {
                 caller in
                 try await test(
-                    CreditsHarness(caller: caller, database: database, key: key, sync: sync, notify: notify, configuration: configuration))
+                    CreditsHarness(
+                        caller: caller, database: fixture.database, key: fixture.key, sync: sync, notify: notify,
+                        configuration: configuration))
             }
-            outcome = .success(())
-        } catch {
-            outcome = .failure(error)
         }
-        await notify.stop()
-        await sync.stop()
-        await jwks.stop()
-        try outcome.get()
     }
 
     /// Sends a request with a bearer token for `user` with `email` and decodes the JSON answer.
@@ -110,12 +98,6 @@ struct CreditsHarness: Sendable {
         if let user { headers[.authorization] = "Bearer \(try await token(user))" }
         if service { headers[.serviceKey] = Self.serviceKey }
         return try await caller.send(method, uri, headers: headers, body: json)
-    }
-
-    /// Runs `body` with a client on this harness's database.
-    @discardableResult
-    func withDatabase<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        try await TestDatabase.withClient(database, body)
     }
 
     /// The ledger audit's violations.

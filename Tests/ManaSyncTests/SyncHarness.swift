@@ -11,7 +11,7 @@ import TestSupport
 
 /// mana-sync on loopback against its own database, with stand-ins for mana-auth's JWKS and
 /// for mana-credits' subscription status.
-struct SyncHarness: Sendable {
+struct SyncHarness: DatabaseHarness {
     let caller: HTTPCaller
     let database: DatabaseURL
     let key: DevelopmentSigningKey
@@ -28,39 +28,27 @@ struct SyncHarness: Sendable {
         authEnvironment: [String: String] = [:],
         _ test: @Sendable (SyncHarness) async throws -> Void
     ) async throws {
-        let key = try DevelopmentSigningKey(kid: "sync-test")
-        let jwks = try JWKSServer()
-        jwks.serve(try key.jwksDocument())
-        try await jwks.start()
         let credits = try CreditsStandIn(serviceKey: serviceKey)
-        try await credits.server.start()
-        let database = try await PostgresCluster.shared.createDatabase(prefix: "sync")
-        var billingSettings = BillingSettings(creditsURL: credits.server.baseURL)
-        // Fail-open after 2 s would let a 402 through as a 200 on a saturated runner; the
-        // tests of the timeout itself set their own.
-        billingSettings.timeout = .seconds(30)
-        billing(&billingSettings)
-        var realtimeSettings = RealtimeSettings()
-        realtime(&realtimeSettings)
-        var chassisSettings = TestDatabase.settings(serviceName: "mana-sync", database: database)
-        chassis(&chassisSettings)
-        var configuration = SyncConfiguration(
-            chassis: chassisSettings,
-            auth: try authSettings(jwksURL: jwks.url, environment: authEnvironment), billing: billingSettings, realtime: realtimeSettings)
-        limits(&configuration.push)
-        pages(&configuration.pages)
-        let outcome: Result<Void, any Error>
-        do {
+        try await ServiceFixture.with(keyID: "sync-test", databasePrefix: "sync", standIns: [credits.server]) { fixture in
+            var billingSettings = BillingSettings(creditsURL: credits.server.baseURL)
+            // Fail-open after 2 s would let a 402 through as a 200 on a saturated runner; the
+            // tests of the timeout itself set their own.
+            billingSettings.timeout = .seconds(30)
+            billing(&billingSettings)
+            var realtimeSettings = RealtimeSettings()
+            realtime(&realtimeSettings)
+            var chassisSettings = TestDatabase.settings(serviceName: "mana-sync", database: fixture.database)
+            chassis(&chassisSettings)
+            var configuration = SyncConfiguration(
+                chassis: chassisSettings,
+                auth: try authSettings(jwksURL: fixture.jwksURL, environment: authEnvironment), billing: billingSettings,
+                realtime: realtimeSettings)
+            limits(&configuration.push)
+            pages(&configuration.pages)
             try await LiveService.run(
                 build: { try await buildApplication(configuration, hub: hub, logger: TestDatabase.logger, onServerRunning: $0) }
-            ) { caller in try await test(SyncHarness(caller: caller, database: database, key: key, credits: credits)) }
-            outcome = .success(())
-        } catch {
-            outcome = .failure(error)
+            ) { caller in try await test(SyncHarness(caller: caller, database: fixture.database, key: fixture.key, credits: credits)) }
         }
-        await credits.server.stop()
-        await jwks.stop()
-        try outcome.get()
     }
 
     /// The token rules as a deployment without JWT settings reads them (issuer
@@ -112,11 +100,6 @@ struct SyncHarness: Sendable {
         var uri = "/sync/\(app)/pull?collection=\(collection)&since=\(encoded)"
         if let limit { uri += "&limit=\(limit)" }
         return try await call(.get, uri, as: user, clientID: client)
-    }
-
-    @discardableResult
-    func withDatabase<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        try await TestDatabase.withClient(database, body)
     }
 }
 

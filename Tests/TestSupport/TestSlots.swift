@@ -11,16 +11,30 @@ package enum TestSlots {
     package static let count = ProcessInfo.processInfo.environment["TEST_SERVICE_SLOTS"].flatMap(Int.init)
         ?? max(6, ProcessInfo.processInfo.activeProcessorCount * 3)
 
-    private static let state = Mutex<(free: Int, waiters: [CheckedContinuation<Void, Never>])>((count, []))
+    private static let slots = AsyncSemaphore(permits: count)
 
     /// Runs `body` holding one slot.
     package static func withSlot<T>(_ body: () async throws -> T) async throws -> T {
+        try await slots.withPermit(body)
+    }
+}
+
+/// A FIFO counting semaphore for tasks: waiting suspends, it never blocks a thread.
+package final class AsyncSemaphore: Sendable {
+    private let state: Mutex<(free: Int, waiters: [CheckedContinuation<Void, Never>])>
+
+    package init(permits: Int) {
+        state = Mutex((permits, []))
+    }
+
+    /// Runs `body` holding one permit.
+    package func withPermit<T>(_ body: () async throws -> T) async throws -> T {
         await acquire()
         defer { release() }
         return try await body()
     }
 
-    private static func acquire() async {
+    private func acquire() async {
         await withCheckedContinuation { continuation in
             let now = state.withLock { state in
                 if state.free > 0 {
@@ -34,7 +48,7 @@ package enum TestSlots {
         }
     }
 
-    private static func release() {
+    private func release() {
         let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
             if state.waiters.isEmpty {
                 state.free += 1

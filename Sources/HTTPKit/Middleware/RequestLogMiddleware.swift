@@ -7,6 +7,10 @@ import Logging
 /// echoes it on the response, puts it in the request's logger metadata and logs one line
 /// per request with method, route, status and duration. Query strings, headers and bodies
 /// are never logged: they may carry tokens, keys or personal data.
+///
+/// Not Hummingbird's `LogRequestsMiddleware`: it logs before the handler runs (no status or
+/// duration) and neither takes nor echoes a request id; the one line per finished request,
+/// with the id the caller can quote, is what operations.md describes (`request_id` on every line).
 package struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
     package init() {}
 
