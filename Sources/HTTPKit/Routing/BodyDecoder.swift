@@ -49,24 +49,14 @@ package struct BodyDecoder: RequestDecoder, Sendable {
         return try Self.decode(type, from: Data(buffer: buffer))
     }
 
-    /// A body that must be a JSON object, for routes that check its members one by one.
-    package func object(from request: Request) async throws -> [String: JSONValue] {
-        try Self.object(try Self.decode(JSONValue.self, from: Data(buffer: try await collect(request))))
-    }
-
-    /// A body that is a JSON object or empty (`[:]`).
-    package func optionalObject(from request: Request) async throws -> [String: JSONValue] {
-        try await decodeIfPresent(JSONValue.self, from: request).map(Self.object) ?? [:]
-    }
-
-    private static func object(_ json: JSONValue) throws -> [String: JSONValue] {
-        guard let object = json.objectValue else { throw APIError.badRequest("request body must be a JSON object") }
-        return object
-    }
-
     /// Decodes JSON bytes into `T`, mapping decoding failures to 400 errors naming the field.
     package static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
         guard !data.isEmpty else { throw APIError.badRequest("request body is empty; a JSON object is expected") }
+        // JSON is UTF-8 (RFC 8259). The decoder skips members the type does not read without
+        // looking inside them, so a body is checked whole first: bad bytes anywhere are a 400.
+        guard data.withUnsafeBytes({ String(validating: $0, as: UTF8.self) }) != nil else {
+            throw APIError.badRequest("request body is not valid JSON: it is not UTF-8")
+        }
         do {
             return try JSONDecoder().decode(T.self, from: data)
         } catch let error as DecodingError {

@@ -37,7 +37,49 @@ struct GiftController: Sendable {
         group.post("redeem-pending", use: redeemPending)
     }
 
-    // MARK: Answers
+    // MARK: Requests and answers
+
+    /// `POST /`: `{credits | totalCredits, message?, creatorName?, targetEmail?, type?, expirationDays?}`.
+    /// Members are read as JSON values and checked one by one, so each error names its field
+    /// with the original's wording.
+    struct NewGiftBody: Decodable {
+        /// `credits`, or the original's `totalCredits` when `credits` is absent.
+        let creditsField: String
+        let credits: JSONValue?
+        let message: JSONValue?
+        let creatorName: JSONValue?
+        let targetEmail: JSONValue?
+        let type: JSONValue?
+        let expirationDays: JSONValue?
+
+        private enum CodingKeys: String, CodingKey {
+            case credits, totalCredits, message, creatorName, targetEmail, type, expirationDays
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let creditsKey: CodingKeys = container.contains(.credits) ? .credits : .totalCredits
+            creditsField = creditsKey.stringValue
+            credits = try container.decodeIfPresent(JSONValue.self, forKey: creditsKey)
+            message = try container.decodeIfPresent(JSONValue.self, forKey: .message)
+            creatorName = try container.decodeIfPresent(JSONValue.self, forKey: .creatorName)
+            targetEmail = try container.decodeIfPresent(JSONValue.self, forKey: .targetEmail)
+            type = try container.decodeIfPresent(JSONValue.self, forKey: .type)
+            expirationDays = try container.decodeIfPresent(JSONValue.self, forKey: .expirationDays)
+        }
+    }
+
+    /// `POST :code/redeem`, body optional: `{sourceAppId? | appId?}` (a non-string is ignored).
+    struct RedeemBody: Decodable {
+        var sourceAppId: JSONValue?
+        var appId: JSONValue?
+    }
+
+    /// `POST redeem-pending`: `{userId, email}`.
+    struct RedeemPendingBody: Decodable {
+        let userId: JSONValue?
+        let email: JSONValue?
+    }
 
     struct RedeemResponse: Encodable {
         let success = true
@@ -69,7 +111,7 @@ struct GiftController: Sendable {
     /// `POST /`: creates a code, reserving its credits from the caller's balance.
     @Sendable func create(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
-        let input = try Self.newGift(try await context.bodyDecoder.object(from: request))
+        let input = try Self.newGift(try await request.decode(as: NewGiftBody.self, context: context))
         let gift = try await gifts.create(input, by: user)
         return try JSONResponse(gift.ownerView, status: .created)
     }
@@ -89,8 +131,8 @@ struct GiftController: Sendable {
         let user = try context.requireUser()
         try redeemLimiter.take("user:\(user.id)", what: "redeem attempts")
         try redeemLimiter.take("address:\(address(request, context))", what: "redeem attempts")
-        let fields = try await context.bodyDecoder.optionalObject(from: request)
-        let appID = fields["sourceAppId"]?.stringValue ?? fields["appId"]?.stringValue ?? request.headers[.appID]
+        let body = try await context.bodyDecoder.decodeIfPresent(RedeemBody.self, from: request) ?? RedeemBody()
+        let appID = body.sourceAppId?.stringValue ?? body.appId?.stringValue ?? request.headers[.appID]
         let redemption = try await gifts.redeem(
             code: context.parameters.get("code") ?? "", for: user, sourceAppID: appID.map { String($0.prefix(64)) })
         return try JSONResponse(
@@ -106,11 +148,11 @@ struct GiftController: Sendable {
     /// `POST redeem-pending` (service key): redeems the personalized codes waiting for a new
     /// user's email.
     @Sendable func redeemPending(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
-        let fields = try await context.bodyDecoder.object(from: request)
-        guard let userID = fields["userId"]?.stringValue, !userID.isEmpty, userID.utf8.count <= 200 else {
+        let body = try await request.decode(as: RedeemPendingBody.self, context: context)
+        guard let userID = body.userId?.stringValue, !userID.isEmpty, userID.utf8.count <= 200 else {
             throw APIError.badRequest("userId must be 1-200 characters", field: "userId")
         }
-        guard let email = fields["email"]?.stringValue, GiftCode.isValidEmail(email) else {
+        guard let email = body.email?.stringValue, GiftCode.isValidEmail(email) else {
             throw APIError.badRequest("email must be a valid email address", field: "email")
         }
         let (redeemed, credits) = try await gifts.redeemPending(userID: userID, email: email)
@@ -126,15 +168,15 @@ struct GiftController: Sendable {
         return settings.trustedProxies.clientAddress(peer: context.remoteAddress?.ipAddress, forwardedFor: forwarded)
     }
 
-    static func newGift(_ fields: [String: JSONValue]) throws -> GiftRepository.NewGift {
-        let creditsField = fields["credits"] != nil ? "credits" : "totalCredits"
-        guard case .number(let credits)? = fields[creditsField], credits == credits.rounded(), (1...10_000).contains(credits) else {
+    static func newGift(_ body: NewGiftBody) throws -> GiftRepository.NewGift {
+        let creditsField = body.creditsField
+        guard case .number(let credits)? = body.credits, credits == credits.rounded(), (1...10_000).contains(credits) else {
             throw APIError.badRequest("\(creditsField) must be a whole number from 1 to 10000", field: creditsField)
         }
-        let message = try optionalString(fields, "message", maximum: 500)
-        let creatorName = try optionalString(fields, "creatorName", maximum: 100)
-        let targetEmail = try optionalString(fields, "targetEmail", maximum: 254)
-        let type = try optionalString(fields, "type", maximum: 20) ?? (targetEmail == nil ? "simple" : "personalized")
+        let message = try optionalString(body.message, "message", maximum: 500)
+        let creatorName = try optionalString(body.creatorName, "creatorName", maximum: 100)
+        let targetEmail = try optionalString(body.targetEmail, "targetEmail", maximum: 254)
+        let type = try optionalString(body.type, "type", maximum: 20) ?? (targetEmail == nil ? "simple" : "personalized")
         guard type == "simple" || type == "personalized" else {
             throw APIError.badRequest("type must be simple or personalized", field: "type")
         }
@@ -146,7 +188,7 @@ struct GiftController: Sendable {
             throw APIError.badRequest("targetEmail is only for personalized gifts", field: "targetEmail")
         }
         var days = 90
-        if let value = fields["expirationDays"], value != .null {
+        if let value = body.expirationDays, value != .null {
             guard case .number(let number) = value, number == number.rounded(), (1...365).contains(number) else {
                 throw APIError.badRequest("expirationDays must be a whole number from 1 to 365", field: "expirationDays")
             }
@@ -156,8 +198,8 @@ struct GiftController: Sendable {
             credits: Int64(credits), message: message, type: type, targetEmail: targetEmail, expirationDays: days, creatorName: creatorName)
     }
 
-    private static func optionalString(_ fields: [String: JSONValue], _ name: String, maximum: Int) throws -> String? {
-        guard let value = fields[name], value != .null else { return nil }
+    private static func optionalString(_ value: JSONValue?, _ name: String, maximum: Int) throws -> String? {
+        guard let value, value != .null else { return nil }
         guard case .string(let text) = value else { throw APIError.badRequest("\(name) must be a string", field: name) }
         guard text.count <= maximum else { throw APIError.badRequest("\(name) must be at most \(maximum) characters", field: name) }
         return text.isEmpty ? nil : text

@@ -20,25 +20,35 @@ struct SyncController: Sendable {
         group.get(":appId/pull", use: pull)
     }
 
+    /// `POST :appId`: `{clientId, changes, since?, schemaVersion?}`. Members are read as JSON
+    /// values and checked one by one (each change by ``Change/init(validating:index:)``), so
+    /// every error names its field.
+    struct PushBody: Decodable {
+        let clientId: JSONValue?
+        let changes: JSONValue?
+        let since: JSONValue?
+        let schemaVersion: JSONValue?
+    }
+
     /// `POST :appId`: stores a batch of changes and answers with the page the client missed.
     @Sendable func push(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
         let appID = try SyncRequest.appID(context)
         try await gate.check(userID: user.id)
-        let object = try await context.bodyDecoder.object(from: request)
-        let clientID = try SyncRequest.clientID(header: request.headers[.clientID], body: object["clientId"])
-        guard case .array(let rawChanges)? = object["changes"] else {
+        let body = try await request.decode(as: PushBody.self, context: context)
+        let clientID = try SyncRequest.clientID(header: request.headers[.clientID], body: body.clientId)
+        guard case .array(let rawChanges)? = body.changes else {
             throw APIError.badRequest("changes must be an array", field: "changes")
         }
         guard rawChanges.count <= maximumChanges else {
             throw APIError.tooLarge("a push carries at most \(maximumChanges) changes (SYNC_MAX_CHANGES), not \(rawChanges.count)")
         }
-        if let version = object["schemaVersion"] {
+        if let version = body.schemaVersion {
             try Change.checkSchemaVersion(version) { APIError.badRequest("schemaVersion \($0)", field: "schemaVersion") }
         }
         // Updates of internal keys only change nothing: accepted, not stored.
         let changes = try rawChanges.enumerated().map { try Change(validating: $1, index: $0) }.filter { !$0.changesNothing }
-        let since = try SyncRequest.cursor(object["since"])
+        let since = try SyncRequest.cursor(body.since)
         let key = request.headers[.idempotencyKey]
         if let key, key.isEmpty || key.count > 200 {
             throw APIError.badRequest("Idempotency-Key must be 1 to 200 characters", field: "Idempotency-Key")
