@@ -9,8 +9,8 @@ import ServiceLifecycle
 /// A push notifies the channel inside its own transaction (so only committed pushes are
 /// announced); billing invalidations are announced too. Every replica keeps one connection
 /// listening and hands what it hears to its hub and billing gate. When that connection
-/// drops, notifications sent meanwhile are lost: after listening again, the replica tells
-/// every client to pull.
+/// drops, notifications sent meanwhile are lost: after listening again (and after the first
+/// LISTEN, which may come after the first clients), the replica tells every client to pull.
 struct ChangeFeed: Service {
     static let channel = "mana_sync_events"
 
@@ -64,8 +64,12 @@ struct ChangeFeed: Service {
                         if connectedBefore {
                             metrics.count("sync_listener_reconnects_total")
                             logger.notice("listening for sync notifications again; telling every client to pull")
-                            await hub.catchUp(apps: apps(of:))
                         }
+                        // Also on the first LISTEN: a client that connected before it (the
+                        // server serves once migrations are done, the listener connects
+                        // beside it, later when the database is slow) may have missed a push
+                        // another replica announced meanwhile. Without clients this is a no-op.
+                        await hub.catchUp(apps: apps(of:))
                         connectedBefore = true
                         for try await notification in notifications {
                             await handle(notification.payload)
