@@ -176,7 +176,8 @@ transaction = obj({
     "status": {"enum": ["pending", "completed", "failed", "cancelled"]}, "amount": I,
     "balanceBefore": I, "balanceAfter": I, "appId": S, "description": S, "metadata": ANY, "idempotencyKey": NS,
     "createdAt": T, "completedAt": NT,
-}, ["id", "userId", "type", "amount", "balanceBefore", "balanceAfter"])
+}, ["id", "userId", "type", "status", "amount", "balanceBefore", "balanceAfter", "appId", "description", "metadata",
+    "idempotencyKey", "createdAt", "completedAt"])
 balance = obj({"balance": I, "totalEarned": I, "totalSpent": I, "reserved": I}, ["balance"])
 NANY = {"type": ["object", "null"]}
 package = obj({"id": S, "name": S, "description": S, "credits": I, "priceEuroCents": I, "currency": S, "stripePriceId": NS,
