@@ -89,6 +89,7 @@ let package = Package(
             name: "TestSupport",
             dependencies: [
                 "HTTPKit",
+                "SharedAuth",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

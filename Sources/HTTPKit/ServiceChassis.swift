@@ -51,10 +51,14 @@ package struct ServiceChassis<Context: BodyDecodingRequestContext> where Context
         router.add(middleware: CORSAllowListMiddleware(origins: settings.corsOrigins))
         router.add(middleware: ErrorMiddleware(envelope: envelope))
         router.add(middleware: RequestDeadlineMiddleware(limit: settings.requestTimeout, exempt: exemptFromDeadline))
+        router.add(middleware: LargeRequestLimiter(concurrency: settings.largeRequestConcurrency))
         HealthController<Context>(
             serviceName: settings.serviceName, database: database, metrics: metrics, healthDetails: healthDetails
         ).addRoutes(to: router)
         self.router = router
+        if let interval = settings.memoryTrimInterval {
+            services.append(MemoryTrim.service(every: interval, metrics: metrics))
+        }
     }
 
     /// Serves the service's OpenAPI document at `GET /openapi.json` (read once, at start).

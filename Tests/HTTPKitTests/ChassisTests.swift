@@ -2,6 +2,7 @@ import Foundation
 import HTTPKit
 import Hummingbird
 import HummingbirdTesting
+import Synchronization
 import Testing
 import TestSupport
 
@@ -203,6 +204,37 @@ import TestSupport
             #expect(try Self.json(health)["service"] == "test-service")
             let ready = try await client.execute(uri: "/ready", method: .get)
             #expect(ready.status == .ok)
+        }
+    }
+
+    /// Large bodies take turns (LARGE_REQUEST_CONCURRENCY, 2 by default); small ones never wait.
+    @Test func requestsWithLargeBodiesAreServedTwoAtATime() async throws {
+        let database = try await PostgresCluster.shared.createDatabase()
+        let chassis = ServiceChassis<ChassisTestContext>(
+            settings: TestDatabase.settings(database: database), envelope: .statusCodeMessage, bodyLimit: 4 << 20,
+            logger: TestDatabase.logger)
+        let running = Mutex((now: 0, most: 0))
+        chassis.router.post("upload") { request, context -> String in
+            running.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
+            defer { running.withLock { $0.now -= 1 } }
+            try await Task.sleep(for: .milliseconds(200))
+            return String(try await context.bodyDecoder.collect(request).readableBytes)
+        }
+        // Real parallel connections (the testing client sends one request at a time).
+        try await LiveService.run(build: { chassis.makeApplication(migrations: [], onServerRunning: $0) }) { caller in
+            func upload(_ size: Int) async throws {
+                try await withThrowingTaskGroup(of: HTTPResponse.Status.self) { group in
+                    for _ in 0..<6 {
+                        group.addTask { try await caller.sendText(.post, "/upload", body: String(repeating: "x", count: size)).status }
+                    }
+                    for try await status in group { #expect(status == .ok) }
+                }
+            }
+            try await upload(ChassisSettings.largeRequestBytes + 1)
+            #expect(running.withLock { $0.most } == 2)
+            running.withLock { $0.most = 0 }
+            try await upload(1_000)
+            #expect(running.withLock { $0.most } > 2, "small requests waited for each other")
         }
     }
 

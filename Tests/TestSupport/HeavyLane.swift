@@ -1,3 +1,4 @@
+import HTTPKit
 import Testing
 
 /// Tests that load the machine (child processes, chaos with kills, imports of thousands of

@@ -19,6 +19,12 @@ package struct ChassisSettings: Sendable {
     package var requestTimeout: Duration
     /// After SIGTERM, the most time graceful shutdown may take before the process exits anyway.
     package var shutdownTimeout: Duration
+    /// How often free heap memory is given back to the kernel (``MemoryTrim``); nil: never.
+    package var memoryTrimInterval: Duration? = .seconds(10)
+    /// Requests with a body over ``largeRequestBytes`` served at once (``LargeRequestLimiter``).
+    package var largeRequestConcurrency = 2
+    /// What counts as a large request body, by its `Content-Length`.
+    package static let largeRequestBytes = 1 << 20
 
     package init(
         serviceName: String, host: String = "127.0.0.1", port: Int, corsOrigins: [String] = [],
@@ -63,6 +69,12 @@ package struct ChassisSettings: Sendable {
             EnvironmentVariable(
                 "SHUTDOWN_TIMEOUT", default: "10",
                 help: "seconds graceful shutdown may take after SIGTERM before open connections are cut and the process exits"),
+            EnvironmentVariable(
+                "MEMORY_TRIM_INTERVAL", default: "10",
+                help: "seconds between returns of free heap memory to the kernel (glibc malloc_trim); 0 switches it off"),
+            EnvironmentVariable(
+                "LARGE_REQUEST_CONCURRENCY", default: "2",
+                help: "requests with a body over 1 MiB (by Content-Length) served at once; the others wait within the request timeout"),
             EnvironmentVariable("CORS_ORIGINS", default: "", help: "comma-separated origins allowed by CORS (* allows any)"),
             EnvironmentVariable("LOG_LEVEL", default: "info", help: "trace, debug, info, notice, warning, error or critical"),
             EnvironmentVariable("LOG_FORMAT", default: "text", help: "text or json (one JSON object per line)"),
@@ -81,6 +93,8 @@ package struct ChassisSettings: Sendable {
         let bodyTimeout = reader.seconds(variables["HTTP_BODY_TIMEOUT"]!, in: 0.1...3600)
         let requestTimeout = reader.seconds(variables["HTTP_REQUEST_TIMEOUT"]!, in: 0.1...3600)
         let shutdownTimeout = reader.seconds(variables["SHUTDOWN_TIMEOUT"]!, in: 0.1...3600)
+        let trimInterval = reader.seconds(variables["MEMORY_TRIM_INTERVAL"]!, in: 0...3600)
+        let largeRequests = reader.int(variables["LARGE_REQUEST_CONCURRENCY"]!, in: 1...1000)
         let origins = reader.list(variables["CORS_ORIGINS"]!)
         let levelText = reader.choice(
             variables["LOG_LEVEL"]!, from: ["info", "trace", "debug", "notice", "warning", "error", "critical"])
@@ -109,5 +123,7 @@ package struct ChassisSettings: Sendable {
             logLevel: Logger.Level(rawValue: levelText) ?? .info, logFormat: format, isProduction: reader.isProduction,
             database: database, databasePoolSize: poolSize, idleTimeout: idleTimeout, bodyTimeout: bodyTimeout,
             requestTimeout: requestTimeout, shutdownTimeout: shutdownTimeout)
+        memoryTrimInterval = trimInterval == .zero ? nil : trimInterval
+        largeRequestConcurrency = largeRequests
     }
 }

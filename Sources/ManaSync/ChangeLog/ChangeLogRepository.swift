@@ -32,6 +32,11 @@ struct ChangeLogRepository: Sendable {
     /// tables), in one round trip: `sync.push` runs the receipt, the head lock and advance,
     /// the insert, the notice and the answer page as one transaction (migration 0004). A push
     /// whose idempotency key was seen stores nothing.
+    /// Messages above this size (bytes) retire their connection after use
+    /// (``PostgresClient/withGuardedConnection(retire:_:)``): at most this much send buffer
+    /// stays behind per pooled connection.
+    static let largeMessage = 256 * 1024
+
     func push(
         userID: String, appID: String, clientID: String, changes: [Change], since: Int64, idempotencyKey: String?,
         limit: Int
@@ -39,7 +44,9 @@ struct ChangeLogRepository: Sendable {
         let batch = String(decoding: try JSONEncoder().encode(JSONValue.array(changes.map(\.storageJSON))), as: UTF8.self)
         let tables = Array(Set(changes.map(\.table))).sorted()
         let logger = self.logger
-        return try await client.withGuardedConnection { connection in
+        // A large batch grows the connection's send buffer for good: close it after use.
+        let large = batch.utf8.count > Self.largeMessage
+        return try await client.withGuardedConnection(retire: { _ in large }) { connection in
             let rows = try await connection.query(
                 """
                 SELECT stored, changes, returned, synced_until, has_more FROM sync.push(
