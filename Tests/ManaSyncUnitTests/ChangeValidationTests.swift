@@ -1,3 +1,4 @@
+import Foundation
 import HTTPKit
 import Testing
 
@@ -69,5 +70,17 @@ import Testing
         #expect(change.storageJSON["x"] == ["spaceId": "s1", "actor": ["id": "u"], "schemaVersion": 1])
         // A hard delete has no deletedAt.
         #expect(try Change(validating: ["table": "t", "id": "1", "op": "delete"], index: 0).deletedAt == nil)
+    }
+
+    /// The storage text written for the database is the storage value, whatever the change.
+    @Test func theStorageTextIsTheStorageValue() throws {
+        let changes = try [
+            Change(validating: ["table": "t", "id": "a\"b", "op": "insert", "data": ["n": .number(1.5), "s": "line\nbreak", "nested": [[1, .null, true]]]], index: 0),
+            Change(validating: ["table": "t", "id": "1", "op": "update", "fields": ["title": ["value": "ü ✓", "updatedAt": "2026-01-01T00:00:00Z"]]], index: 1),
+            Change(validating: ["table": "t", "id": "1", "op": "delete", "deletedAt": "2026-01-01T00:00:00Z", "spaceId": "s1", "actor": ["id": "u"]], index: 2),
+            Change(validating: ["table": "t", "id": "2", "op": "delete"], index: 3),
+        ]
+        let text = Change.storageJSON(changes, capacity: 16)
+        #expect(try JSONDecoder().decode(JSONValue.self, from: Data(text)) == .array(changes.map(\.storageJSON)))
     }
 }

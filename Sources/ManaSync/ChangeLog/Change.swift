@@ -34,6 +34,48 @@ struct Change: Sendable, Equatable {
     /// A field the local-store clients keep for themselves (`_updatedAt`, `__meta`, …).
     static func isInternalField(_ name: String) -> Bool { name.hasPrefix("_") }
 
+    /// Appends the change as JSON for storage (``storageJSON``), without building it first.
+    func appendStorageJSON(to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"table":"#.utf8)
+        JSONText.appendString(table, to: &out)
+        out.append(contentsOf: #","id":"#.utf8)
+        JSONText.appendString(id, to: &out)
+        out.append(contentsOf: #","op":""#.utf8)
+        out.append(contentsOf: op.rawValue.utf8)
+        out.append(UInt8(ascii: "\""))
+        if let data {
+            out.append(contentsOf: #","data":"#.utf8)
+            JSONText.append(data, to: &out)
+        }
+        if let fields {
+            out.append(contentsOf: #","fields":"#.utf8)
+            JSONText.append(fields, to: &out)
+        }
+        if let deletedAt {
+            out.append(contentsOf: #","deletedAt":"#.utf8)
+            JSONText.appendString(deletedAt, to: &out)
+        }
+        if !extra.isEmpty {
+            out.append(contentsOf: #","x":{"#.utf8)
+            JSONText.appendMembers(extra, to: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// A push's changes as one JSON array for storage.
+    static func storageJSON(_ changes: [Change], capacity: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(capacity)
+        out.append(UInt8(ascii: "["))
+        for (index, change) in changes.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            change.appendStorageJSON(to: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+        return out
+    }
+
     /// The change as JSON for storage: the known keys, and the extras under `x`.
     var storageJSON: JSONValue {
         var object: [String: JSONValue] = ["table": .string(table), "id": .string(id), "op": .string(op.rawValue)]

@@ -41,11 +41,11 @@ struct ChangeLogRepository: Sendable {
         userID: String, appID: String, clientID: String, changes: [Change], since: Int64, idempotencyKey: String?,
         limit: Int
     ) async throws -> (page: PageText, stored: Int) {
-        let batch = String(decoding: try JSONEncoder().encode(JSONValue.array(changes.map(\.storageJSON))), as: UTF8.self)
+        let batch = JSONTextParameter(Change.storageJSON(changes, capacity: 256 * changes.count))
         let tables = Array(Set(changes.map(\.table))).sorted()
         let logger = self.logger
         // A large batch grows the connection's send buffer for good: close it after use.
-        let large = batch.utf8.count > Self.largeMessage
+        let large = batch.bytes.count > Self.largeMessage
         return try await client.withGuardedConnection(retire: { _ in large }) { connection in
             let rows = try await connection.query(
                 """
