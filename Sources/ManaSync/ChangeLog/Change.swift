@@ -36,13 +36,7 @@ struct Change: Sendable, Equatable {
 
     /// Appends the change as JSON for storage (``storageJSON``), without building it first.
     func appendStorageJSON(to out: inout [UInt8]) {
-        out.append(contentsOf: #"{"table":"#.utf8)
-        JSONText.appendString(table, to: &out)
-        out.append(contentsOf: #","id":"#.utf8)
-        JSONText.appendString(id, to: &out)
-        out.append(contentsOf: #","op":""#.utf8)
-        out.append(contentsOf: op.rawValue.utf8)
-        out.append(UInt8(ascii: "\""))
+        Change.appendHead(table: table, id: id, op: op, to: &out)
         if let data {
             out.append(contentsOf: #","data":"#.utf8)
             JSONText.append(data, to: &out)
@@ -61,6 +55,17 @@ struct Change: Sendable, Equatable {
             out.append(UInt8(ascii: "}"))
         }
         out.append(UInt8(ascii: "}"))
+    }
+
+    /// `{"table":…,"id":…,"op":"…"`: the opening every change's JSON text shares.
+    static func appendHead(table: String, id: String, op: Operation, to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"table":"#.utf8)
+        JSONText.appendString(table, to: &out)
+        out.append(contentsOf: #","id":"#.utf8)
+        JSONText.appendString(id, to: &out)
+        out.append(contentsOf: #","op":""#.utf8)
+        out.append(contentsOf: op.rawValue.utf8)
+        out.append(UInt8(ascii: "\""))
     }
 
     /// A push's changes as one JSON array for storage.

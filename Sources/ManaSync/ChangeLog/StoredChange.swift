@@ -22,13 +22,7 @@ struct StoredChange: Sendable, Equatable {
 
     /// Appends the change as a JSON object, in the shape it came in.
     func appendJSON(to out: inout [UInt8]) {
-        out.append(contentsOf: #"{"table":"#.utf8)
-        JSONText.appendString(table, to: &out)
-        out.append(contentsOf: #","id":"#.utf8)
-        JSONText.appendString(id, to: &out)
-        out.append(contentsOf: #","op":""#.utf8)
-        out.append(contentsOf: op.rawValue.utf8)
-        out.append(UInt8(ascii: "\""))
+        Change.appendHead(table: table, id: id, op: op, to: &out)
         if let data {
             out.append(contentsOf: #","data":"#.utf8)
             out.append(contentsOf: data.utf8)
