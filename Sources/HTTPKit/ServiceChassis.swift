@@ -23,6 +23,9 @@ package struct ServiceChassis<Context: BodyDecodingRequestContext> where Context
     package let database: PostgresClient
     package let logger: Logger
     package let body: BodyDecoder
+    /// Large bodies a few at a time; add it to the route groups that take them, after their
+    /// authentication (``LargeRequestLimiter``).
+    package let largeRequests: LargeRequestLimiter<Context>
     package private(set) var services: [any Service] = []
 
     /// Sets up the router and its middleware. Routes added to `router` afterwards get them all.
@@ -42,6 +45,7 @@ package struct ServiceChassis<Context: BodyDecodingRequestContext> where Context
         self.metrics = metrics
         let body = BodyDecoder(limit: bodyLimit, timeout: settings.bodyTimeout)
         self.body = body
+        self.largeRequests = LargeRequestLimiter(concurrency: settings.largeRequestConcurrency)
         self.database = settings.database.makeClient(maximumConnections: settings.databasePoolSize, logger: logger)
         metrics.set("db_pool_connections_max", to: Double(settings.databasePoolSize))
         let router = ServiceRouter<Context>()
@@ -51,7 +55,6 @@ package struct ServiceChassis<Context: BodyDecodingRequestContext> where Context
         router.add(middleware: CORSAllowListMiddleware(origins: settings.corsOrigins))
         router.add(middleware: ErrorMiddleware(envelope: envelope))
         router.add(middleware: RequestDeadlineMiddleware(limit: settings.requestTimeout, exempt: exemptFromDeadline))
-        router.add(middleware: LargeRequestLimiter(concurrency: settings.largeRequestConcurrency))
         HealthController<Context>(
             serviceName: settings.serviceName, database: database, metrics: metrics, healthDetails: healthDetails
         ).addRoutes(to: router)

@@ -41,7 +41,7 @@ func buildApplication(
     SyncController(
         changeLog: changeLog, gate: gate, metrics: metrics,
         maximumChanges: configuration.push.maximumChanges, pages: configuration.pages)
-        .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
+        .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()).add(middleware: chassis.largeRequests))
     StreamController(changeLog: changeLog, gate: gate, hub: hub, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
     let database = chassis.database

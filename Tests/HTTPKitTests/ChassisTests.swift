@@ -214,7 +214,7 @@ import TestSupport
             settings: TestDatabase.settings(database: database), envelope: .statusCodeMessage, bodyLimit: 4 << 20,
             logger: TestDatabase.logger)
         let running = Mutex((now: 0, most: 0))
-        chassis.router.post("upload") { request, context -> String in
+        chassis.router.group().add(middleware: chassis.largeRequests).post("upload") { request, context -> String in
             running.withLock { $0.now += 1; $0.most = max($0.most, $0.now) }
             defer { running.withLock { $0.now -= 1 } }
             try await Task.sleep(for: .milliseconds(200))

@@ -74,7 +74,7 @@ package struct ChassisSettings: Sendable {
                 help: "seconds between returns of free heap memory to the kernel (glibc malloc_trim); 0 switches it off"),
             EnvironmentVariable(
                 "LARGE_REQUEST_CONCURRENCY", default: "2",
-                help: "requests with a body over 1 MiB (by Content-Length) served at once; the others wait within the request timeout"),
+                help: "authenticated requests with a body over 1 MiB (by Content-Length) served at once on the routes that take them; the others wait within the request timeout"),
             EnvironmentVariable("CORS_ORIGINS", default: "", help: "comma-separated origins allowed by CORS (* allows any)"),
             EnvironmentVariable("LOG_LEVEL", default: "info", help: "trace, debug, info, notice, warning, error or critical"),
             EnvironmentVariable("LOG_FORMAT", default: "text", help: "text or json (one JSON object per line)"),

@@ -2,7 +2,10 @@ import Hummingbird
 
 /// Serves at most `concurrency` requests with a large body (over
 /// ``ChassisSettings/largeRequestBytes`` by `Content-Length`) at a time; the others wait their
-/// turn, within the request deadline (the middleware sits inside ``RequestDeadlineMiddleware``).
+/// turn, within the request deadline. The chassis makes one per service
+/// (``ServiceChassis/largeRequests``); a service adds it to the route groups that take large
+/// bodies, after their authentication middleware, so only authenticated requests to those
+/// routes take turns (mana-sync: `/sync`; mana-credits refuses bodies over 1 MiB anyway).
 ///
 /// A push of 4,000 changes (4.5 MB) costs mana-sync about 15 MB while it is decoded, checked,
 /// stored and answered; twenty at once took its RSS to 338 MB, five times the originals'
