@@ -24,8 +24,6 @@ package struct AppRequestContext: AuthRequestContext, BodyDecodingRequestContext
     package var coreContext: CoreRequestContextStorage
     /// The service's body rules (set by the chassis on every request).
     package var bodyDecoder = BodyDecoder(limit: 1 << 20)
-    package var requestDecoder: BodyDecoder { bodyDecoder }
-    package var maxUploadSize: Int { bodyDecoder.limit }
     package var user: AuthenticatedUser?
     package var callerAppID: String?
     package var callerName: String?

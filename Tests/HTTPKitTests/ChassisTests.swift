@@ -259,8 +259,6 @@ import TestSupport
 struct ChassisTestContext: BodyDecodingRequestContext {
     var coreContext: CoreRequestContextStorage
     var bodyDecoder = BodyDecoder(limit: 1 << 20)
-    var requestDecoder: BodyDecoder { bodyDecoder }
-    var maxUploadSize: Int { bodyDecoder.limit }
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

@@ -54,7 +54,7 @@ import Testing
     }
 
     @Test func wholeNumbersHaveNoFraction() {
-        for (number, text) in [(30.0, "30"), (-1.0, "-1"), (0.5, "0.5"), (-0.0, "0"), (1e21, "1e+21")] {
+        for (number, text) in [(30.0, "30"), (-1.0, "-1"), (0.5, "0.5"), (-0.0, "0"), (1e15, "1000000000000000"), (1e21, "1e+21")] {
             var out: [UInt8] = []
             JSONText.appendNumber(number, to: &out)
             #expect(String(decoding: out, as: UTF8.self) == text)

@@ -27,10 +27,10 @@ package enum JSONText {
 
     private static let hexDigits = Array("0123456789abcdef".utf8)
 
-    /// Appends a number as `JSONEncoder` writes it: whole numbers without `.0`.
+    /// Appends a number as `JSONValue`'s `Encodable` writes it: whole numbers without `.0`.
     package static func appendNumber(_ number: Double, to out: inout [UInt8]) {
-        if number == number.rounded(), abs(number) < 1e15 {
-            out.append(contentsOf: String(Int64(number)).utf8)
+        if let whole = JSONValue.wholeNumber(number) {
+            out.append(contentsOf: String(whole).utf8)
         } else {
             out.append(contentsOf: number.description.utf8)
         }

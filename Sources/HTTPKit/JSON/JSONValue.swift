@@ -48,7 +48,15 @@ package enum JSONValue: Sendable, Hashable {
 
     /// The encoded size in bytes (compact JSON).
     package func encodedSize() -> Int {
-        (try? JSONEncoder().encode(self).count) ?? 0
+        var out: [UInt8] = []
+        JSONText.append(self, to: &out)
+        return out.count
+    }
+
+    /// `value` as a whole number when it is one that JSON readers hold exactly (written
+    /// without a fraction), else nil.
+    package static func wholeNumber(_ value: Double) -> Int64? {
+        value.rounded() == value && abs(value) < 9.0e15 ? Int64(value) : nil
     }
 }
 
@@ -78,8 +86,8 @@ extension JSONValue: Codable {
         case .null: try container.encodeNil()
         case .bool(let value): try container.encode(value)
         case .number(let value):
-            if value.rounded() == value, abs(value) < 9.0e15 {
-                try container.encode(Int64(value))
+            if let whole = Self.wholeNumber(value) {
+                try container.encode(whole)
             } else {
                 try container.encode(value)
             }

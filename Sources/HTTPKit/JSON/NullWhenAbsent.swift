@@ -26,3 +26,20 @@ package struct NullWhenAbsent<Value: Encodable & Sendable>: Encodable, Sendable 
 }
 
 extension NullWhenAbsent: Equatable where Value: Equatable {}
+
+/// Two answers written as one JSON object: the members of `base`, then those of `extra`
+/// (an admin's or owner's view is the public view plus a few fields).
+package struct Merged<Base: Encodable & Sendable, Extra: Encodable & Sendable>: Encodable, Sendable {
+    package let base: Base
+    package let extra: Extra
+
+    package init(_ base: Base, _ extra: Extra) {
+        self.base = base
+        self.extra = extra
+    }
+
+    package func encode(to encoder: any Encoder) throws {
+        try base.encode(to: encoder)
+        try extra.encode(to: encoder)
+    }
+}

@@ -7,10 +7,10 @@ import Hummingbird
 /// bodies, after their authentication middleware, so only authenticated requests to those
 /// routes take turns (mana-sync: `/sync`; mana-credits refuses bodies over 1 MiB anyway).
 ///
-/// A push of 4,000 changes (4.5 MB) costs mana-sync about 15 MB while it is decoded, checked,
-/// stored and answered; twenty at once took its RSS to 338 MB, five times the originals'
-/// 64 MB containers. Two at a time keep the peak near 70 MB and cost little throughput: on a
-/// small machine the CPU and the database serialise such requests anyway. Small requests
+/// A push of 4,000 changes (4.5 MB) costs mana-sync about 40 MB while it is decoded, checked,
+/// stored and answered; twenty at once took its peak RSS to 338 MB. Two at a time kept the
+/// peak at 114–124 MB and made the burst faster (docs/benchmarks.md): on a small machine the
+/// CPU and the database serialise such requests anyway. Small requests
 /// never wait. A chunked body without `Content-Length` is not counted.
 package struct LargeRequestLimiter<Context: RequestContext>: RouterMiddleware {
     let slots: AsyncSemaphore

@@ -7,6 +7,11 @@ package protocol BodyDecodingRequestContext: RequestContext where Decoder == Bod
     var bodyDecoder: BodyDecoder { get set }
 }
 
+extension BodyDecodingRequestContext {
+    package var requestDecoder: BodyDecoder { bodyDecoder }
+    package var maxUploadSize: Int { bodyDecoder.limit }
+}
+
 /// Puts the service's body rules on the request context.
 package struct BodyDecoderMiddleware<Context: BodyDecodingRequestContext>: RouterMiddleware {
     let decoder: BodyDecoder

@@ -46,19 +46,11 @@ struct GiftCode: Sendable {
         let expiresAt: Date
     }
 
-    /// What the creator sees: the public fields plus id, short URL, target and creation time.
-    struct OwnerView: Encodable, Sendable {
+    /// What the creator sees besides the public fields.
+    struct OwnerFields: Encodable, Sendable {
         let id: String
-        let code: String
         let shortUrl: String
-        let type: String
-        let status: String
-        let totalCredits: Int64
-        let redeemed: Bool
-        @NullWhenAbsent var message: String?
-        @NullWhenAbsent var creatorName: String?
         @NullWhenAbsent var targetEmail: String?
-        let expiresAt: Date
         let createdAt: Date
     }
 
@@ -68,10 +60,9 @@ struct GiftCode: Sendable {
             creatorName: creatorName, expiresAt: expiresAt)
     }
 
-    var ownerView: OwnerView {
-        OwnerView(
-            id: id, code: code, shortUrl: shortURL, type: type, status: effectiveStatus(), totalCredits: totalCredits, redeemed: redeemed,
-            message: message, creatorName: creatorName, targetEmail: targetEmail, expiresAt: expiresAt, createdAt: createdAt)
+    /// What the creator sees: the public fields plus id, short URL, target and creation time.
+    var ownerView: Merged<PublicView, OwnerFields> {
+        Merged(publicView, OwnerFields(id: id, shortUrl: shortURL, targetEmail: targetEmail, createdAt: createdAt))
     }
 
     /// The name a gift shows when its creator gave none: the token's `name`, else the part

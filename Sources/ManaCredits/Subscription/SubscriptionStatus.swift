@@ -29,16 +29,11 @@ struct Subscription: Sendable {
         let gifted: Bool
     }
 
-    /// The status plus the audit columns, for admins.
-    struct AdminStatus: Encodable, Sendable {
+    /// The audit columns an admin sees beside the status.
+    struct AuditColumns: Encodable, Sendable {
         let userId: String
-        let active: Bool
-        let interval: String
         let amountCharged: Int64
         @NullWhenAbsent var activatedAt: Date?
-        @NullWhenAbsent var nextChargeAt: Date?
-        @NullWhenAbsent var pausedAt: Date?
-        let gifted: Bool
         @NullWhenAbsent var giftedBy: String?
         @NullWhenAbsent var giftedAt: Date?
     }
@@ -47,9 +42,10 @@ struct Subscription: Sendable {
         Status(active: active, interval: interval.rawValue, nextChargeAt: nextChargeAt, pausedAt: pausedAt, gifted: isGifted)
     }
 
-    var adminStatus: AdminStatus {
-        AdminStatus(
-            userId: userID, active: active, interval: interval.rawValue, amountCharged: amountCharged, activatedAt: activatedAt,
-            nextChargeAt: nextChargeAt, pausedAt: pausedAt, gifted: isGifted, giftedBy: giftedBy, giftedAt: giftedAt)
+    /// The status plus the audit columns, for admins.
+    var adminStatus: Merged<Status, AuditColumns> {
+        Merged(
+            status,
+            AuditColumns(userId: userID, amountCharged: amountCharged, activatedAt: activatedAt, giftedBy: giftedBy, giftedAt: giftedAt))
     }
 }

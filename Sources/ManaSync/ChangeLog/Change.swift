@@ -34,7 +34,7 @@ struct Change: Sendable, Equatable {
     /// A field the local-store clients keep for themselves (`_updatedAt`, `__meta`, …).
     static func isInternalField(_ name: String) -> Bool { name.hasPrefix("_") }
 
-    /// Appends the change as JSON for storage (``storageJSON``), without building it first.
+    /// Appends the change as JSON for storage: the known keys, and the extras under `x`.
     func appendStorageJSON(to out: inout [UInt8]) {
         Change.appendHead(table: table, id: id, op: op, to: &out)
         if let data {
@@ -79,16 +79,6 @@ struct Change: Sendable, Equatable {
         }
         out.append(UInt8(ascii: "]"))
         return out
-    }
-
-    /// The change as JSON for storage: the known keys, and the extras under `x`.
-    var storageJSON: JSONValue {
-        var object: [String: JSONValue] = ["table": .string(table), "id": .string(id), "op": .string(op.rawValue)]
-        if let data { object["data"] = data }
-        if let fields { object["fields"] = fields }
-        if let deletedAt { object["deletedAt"] = .string(deletedAt) }
-        if !extra.isEmpty { object["x"] = .object(extra) }
-        return .object(object)
     }
 
     /// Validates one change of a push; errors name the change's index and field.
