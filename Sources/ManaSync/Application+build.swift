@@ -26,12 +26,16 @@ func buildApplication(
         ?? RealtimeHub(
             metrics: metrics, queueLimit: configuration.realtime.queueLimit,
             connectionsPerUser: configuration.realtime.webSocketsPerUser, streamsPerUser: configuration.realtime.streamsPerUser)
+    let compaction = CompactionStatus()
     var chassis = ServiceChassis<AppRequestContext>(
         settings: configuration.chassis, envelope: .errorMessage, bodyLimit: configuration.push.maximumBodyBytes,
         logger: logger, metrics: metrics,
         healthDetails: {
             let counts = hub.counts
-            return ["connections": .number(Double(counts.connections)), "users": .number(Double(counts.users))]
+            return [
+                "connections": .number(Double(counts.connections)), "users": .number(Double(counts.users)),
+                "compaction": compaction.healthDetails,
+            ]
         })
     let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger)
     chassis.addService(auth.refreshService)
@@ -53,13 +57,26 @@ func buildApplication(
             client: chassis.database, hub: hub, gate: gate, changeLog: changeLog, retry: configuration.realtime.listenerRetry,
             metrics: metrics, logger: chassis.logger))
 
+    let folding = Compactor(client: chassis.database, logger: chassis.logger, metrics: metrics, status: compaction)
+    if configuration.compaction.enabled {
+        let after = configuration.compaction.after
+        chassis.addService(
+            PeriodicService(every: configuration.compaction.interval) {
+                do {
+                    try await folding.run(horizon: Compactor.horizon(olderThan: after))
+                } catch {
+                    log.error("history compaction failed", metadata: ["error": "\(String(reflecting: error))"])
+                }
+            })
+    }
+
     // A socket lives no longer than the token it was opened with.
     chassis.addService(PeriodicService(every: .seconds(1)) { hub.closeExpired() })
     let webSockets = Router(context: BasicWebSocketRequestContext.self)
     WebSocketController(hub: hub, verifier: auth.verifier, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: webSockets)
     // Series the dashboards and alert rules read exist from the start (deploy/observability).
-    for (name, labels) in SyncMetrics.declared { metrics.count(name, labels, by: 0) }
+    for (name, labels) in SyncMetrics.declared + Compactor.declared { metrics.count(name, labels, by: 0) }
     chassis.serveOpenAPI(openAPIURL)
     registeredRoutes?(chassis.router.registeredRoutes)
     let webSocketResponder = webSockets.buildResponder()

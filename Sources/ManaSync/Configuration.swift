@@ -9,6 +9,7 @@ struct SyncConfiguration: Sendable {
     var realtime = RealtimeSettings()
     var push = PushLimits()
     var pages = PageLimits()
+    var compaction = CompactionSettings()
 
     static let serviceName = "mana-sync"
 
@@ -16,7 +17,7 @@ struct SyncConfiguration: Sendable {
     static var variables: [EnvironmentVariable] {
         ChassisSettings.variables(defaultPort: 3050, defaultDatabase: "mana_sync") + AuthSettings.Variables.all
             + BillingSettings.Variables.all + RealtimeSettings.Variables.all + PushLimits.Variables.all
-            + PageLimits.Variables.all
+            + PageLimits.Variables.all + CompactionSettings.Variables.all
     }
 
     init(chassis: ChassisSettings, auth: AuthSettings, billing: BillingSettings, realtime: RealtimeSettings = RealtimeSettings()) {
@@ -33,6 +34,7 @@ struct SyncConfiguration: Sendable {
         realtime = RealtimeSettings(reading: &reader)
         push = PushLimits(reading: &reader)
         pages = PageLimits(reading: &reader)
+        compaction = CompactionSettings(reading: &reader)
     }
 }
 

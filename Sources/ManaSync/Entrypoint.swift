@@ -7,7 +7,7 @@ struct ManaSyncCommand: AsyncParsableCommand {
         commandName: "mana-sync",
         abstract: "The sync server of the mana local-first apps.",
         discussion: EnvironmentVariable.helpText(SyncConfiguration.variables),
-        subcommands: [Serve.self, Migrate.self, Import.self],
+        subcommands: [Serve.self, Migrate.self, Import.self, Compact.self],
         defaultSubcommand: Serve.self)
 
     typealias Serve = ServeCommand<ManaSyncCommand>

@@ -78,6 +78,24 @@ import Testing
         #expect(badURL.problems.count == 1)
     }
 
+    @Test func durationsReadAsOperatorsWriteThem() {
+        let cases: [(String, Duration?)] = [
+            ("7d", .seconds(604_800)), ("12h", .seconds(43_200)), ("30m", .seconds(1_800)), ("45s", .seconds(45)),
+            ("250ms", .milliseconds(250)), ("90", .seconds(90)), ("1.5", .milliseconds(1_500)), (" 2H ", .seconds(7_200)),
+            ("0", .zero), ("", nil), ("d", nil), ("-1h", nil), ("1w", nil), ("soon", nil), ("1e3", nil),
+        ]
+        for (text, expected) in cases { #expect(DurationText.parse(text) == expected, "\(text)") }
+        let after = EnvironmentVariable("AFTER", default: "7d", help: "")
+        var reader = ConfigReader(environment: [:])
+        #expect(reader.duration(after, in: .zero...Duration.seconds(86_400 * 365)) == .seconds(604_800))
+        var outside = ConfigReader(environment: ["AFTER": "400d"])
+        _ = outside.duration(after, in: .zero...Duration.seconds(86_400 * 365))
+        #expect(outside.problems.first?.contains("AFTER") == true)
+        var bad = ConfigReader(environment: ["AFTER": "weekly"])
+        _ = bad.duration(after, in: .zero...Duration.seconds(86_400 * 365))
+        #expect(bad.problems.first?.contains("not a duration") == true)
+    }
+
     @Test func helpTextNamesEveryVariableAndDefault() {
         let text = EnvironmentVariable.helpText(Self.variables)
         for variable in Self.variables {

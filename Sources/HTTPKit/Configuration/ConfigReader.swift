@@ -61,6 +61,20 @@ package struct ConfigReader {
         return .milliseconds(Int64((value * 1000).rounded()))
     }
 
+    /// A duration (``DurationText``: `7d`, `1h`, `30s`, or seconds) within `range`.
+    package mutating func duration(_ variable: EnvironmentVariable, in range: ClosedRange<Duration>) -> Duration {
+        let raw = string(variable)
+        guard let value = DurationText.parse(raw) else {
+            problems.append("\(variable.name): '\(raw)' is not a duration (e.g. 7d, 12h, 30m, 45s)")
+            return range.lowerBound
+        }
+        guard range.contains(value) else {
+            problems.append("\(variable.name): \(raw) is outside \(range.lowerBound.secondsText)...\(range.upperBound.secondsText) seconds")
+            return range.lowerBound
+        }
+        return value
+    }
+
     /// A boolean: true/false, 1/0, yes/no, on/off.
     package mutating func bool(_ variable: EnvironmentVariable) -> Bool {
         let raw = string(variable).lowercased()

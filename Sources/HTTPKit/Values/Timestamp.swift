@@ -15,6 +15,11 @@ package enum Timestamp {
         return format(microseconds: micros, fractionDigits: 3)
     }
 
+    /// The wall clock in microseconds since the Unix epoch.
+    package static func nowMicroseconds() -> Int64 {
+        Int64((Date().timeIntervalSince1970 * 1_000_000).rounded(.down))
+    }
+
     /// UTC with `fractionDigits` (0–6) fractional digits and a `Z`.
     package static func format(microseconds: Int64, fractionDigits: Int = 6) -> String {
         let seconds = floorDiv(microseconds, 1_000_000)

@@ -1,0 +1,296 @@
+import HTTPKit
+import Logging
+import PostgresNIO
+import Synchronization
+
+/// When and how far history is compacted (`SYNC_COMPACT_AFTER`, `SYNC_COMPACT_INTERVAL`).
+struct CompactionSettings: Sendable {
+    /// Changes older than this fold; zero turns the background compaction off.
+    var after: Duration = .seconds(7 * 86_400)
+    /// How often the background compaction runs; zero turns it off.
+    var interval: Duration = .seconds(3_600)
+    /// Rows one batch (one transaction) deletes at most.
+    var batchRows = 2_000
+
+    var enabled: Bool { after > .zero && interval > .zero }
+
+    enum Variables {
+        static let after = EnvironmentVariable(
+            "SYNC_COMPACT_AFTER", default: "7d", help: "fold each record's changes older than this into at most two rows (0: off)")
+        static let interval = EnvironmentVariable(
+            "SYNC_COMPACT_INTERVAL", default: "1h", help: "how often the background compaction runs (0: off)")
+        static var all: [EnvironmentVariable] { [after, interval] }
+    }
+
+    init() {}
+
+    init(reading reader: inout ConfigReader) {
+        after = reader.duration(Variables.after, in: .zero...Duration.seconds(3_650 * 86_400))
+        interval = reader.duration(Variables.interval, in: .zero...Duration.seconds(30 * 86_400))
+    }
+}
+
+/// Folds old history (``HistoryFold``) in PostgreSQL, online: in small transactions beside
+/// pushes and pulls, on any number of replicas (a transaction-level advisory lock per
+/// (user, app) keeps two from folding the same history), without moving a cursor.
+///
+/// For each (user, app) with changes older than the horizon that were not folded yet, one
+/// connection reads those changes in (table, record, cursor) order from one snapshot, the
+/// fold of each record is planned as its rows go by, and the plans are carried out in
+/// batches on other connections by `sync.compact_apply` (migration 0005): first the folded
+/// update, then the deletes, in one transaction per batch. Every state in between is a log a
+/// client may pull from, since a plan never removes a row before the row that replaces it is
+/// written.
+struct Compactor: Sendable {
+    let client: PostgresClient
+    let logger: Logger
+    let metrics: ServiceMetrics
+    let batchRows: Int
+    let status: CompactionStatus
+
+    /// What one run did.
+    struct Outcome: Sendable, Equatable {
+        /// (user, app) pairs folded.
+        var pairs = 0
+        /// Pairs another replica (or command) was folding at the same time.
+        var busy = 0
+        /// Folded updates written.
+        var rowsFolded = 0
+        /// Rows deleted.
+        var rowsRemoved = 0
+        /// Records left as they are: a timestamp no client can compare.
+        var recordsSkipped = 0
+
+        static func += (lhs: inout Outcome, rhs: Outcome) {
+            lhs.pairs += rhs.pairs
+            lhs.busy += rhs.busy
+            lhs.rowsFolded += rhs.rowsFolded
+            lhs.rowsRemoved += rhs.rowsRemoved
+            lhs.recordsSkipped += rhs.recordsSkipped
+        }
+    }
+
+    init(
+        client: PostgresClient, logger: Logger, metrics: ServiceMetrics, status: CompactionStatus = CompactionStatus(),
+        batchRows: Int = CompactionSettings().batchRows
+    ) {
+        self.client = client
+        self.logger = logger
+        self.metrics = metrics
+        self.status = status
+        self.batchRows = batchRows
+    }
+
+    /// The series this type writes, at zero from the start.
+    static let declared: [(String, [(String, String)])] = [
+        ("sync_compaction_rows_folded_total", []), ("sync_compaction_rows_removed_total", []),
+        ("sync_compaction_records_skipped_total", []), ("sync_compaction_runs_total", [("outcome", "ok")]),
+        ("sync_compaction_runs_total", [("outcome", "failed")]),
+    ]
+
+    /// The horizon `age` before now, as a cursor (microseconds since the epoch).
+    static func horizon(olderThan age: Duration, now: Int64 = Timestamp.nowMicroseconds()) -> Int64 {
+        now - age.components.seconds * 1_000_000 - age.components.attoseconds / 1_000_000_000_000
+    }
+
+    /// Folds every (user, app), or one user's, up to `horizon`.
+    @discardableResult
+    func run(horizon: Int64, user: String? = nil) async throws -> Outcome {
+        var outcome = Outcome()
+        do {
+            let candidates = try await client.withGuardedConnection { [logger] connection in
+                var pairs: [(String, String, Int64)] = []
+                let rows = try await connection.query(
+                    "SELECT user_id, app_id, compacted_until FROM sync.compaction_candidates(\(horizon)::bigint, \(user)::text)",
+                    logger: logger)
+                for try await pair in rows.decode((String, String, Int64).self) { pairs.append(pair) }
+                return pairs
+            }
+            for (userID, appID, compactedUntil) in candidates {
+                outcome += try await compact(userID: userID, appID: appID, after: compactedUntil, horizon: horizon)
+            }
+            let bytes = try await tableBytes()
+            status.record(CompactionStatus.Run(finishedAt: Timestamp.nowMicroseconds(), outcome: outcome, tableBytes: bytes))
+            metrics.set("sync_changes_table_bytes", to: Double(bytes))
+            metrics.set("sync_compaction_last_run_timestamp_seconds", to: Double(Timestamp.nowMicroseconds()) / 1e6)
+            metrics.count("sync_compaction_runs_total", [("outcome", "ok")])
+            return outcome
+        } catch {
+            metrics.count("sync_compaction_runs_total", [("outcome", "failed")])
+            throw error
+        }
+    }
+
+    /// `sync.changes` with its indexes and TOAST, in bytes.
+    func tableBytes() async throws -> Int64 {
+        try await client.withGuardedConnection { [logger] connection in
+            let rows = try await connection.query("SELECT pg_total_relation_size('sync.changes')", logger: logger)
+            for try await bytes in rows.decode(Int64.self) { return bytes }
+            return 0
+        }
+    }
+
+    /// One batch of plans, carried out as one transaction.
+    private struct Batch {
+        var targets: [Int64] = []
+        var names: [String] = []
+        var sources: [Int64] = []
+        var remove: [Int64] = []
+
+        var isEmpty: Bool { targets.isEmpty && remove.isEmpty }
+
+        mutating func add(_ plan: HistoryFold.Plan) {
+            if let rewrite = plan.rewrite {
+                for (name, source) in rewrite.sources {
+                    targets.append(rewrite.target)
+                    names.append(name)
+                    sources.append(source)
+                }
+            }
+            remove.append(contentsOf: plan.remove)
+        }
+    }
+
+    /// Folds one (user, app) up to `horizon`; `after` is where its last fold ended.
+    func compact(userID: String, appID: String, after: Int64, horizon: Int64) async throws -> Outcome {
+        let logger = self.logger
+        let lockName = "mana-sync compaction \(userID) \(appID)"
+        let outcome = try await client.withGuardedConnection { connection -> Outcome in
+            try await connection.query("BEGIN", logger: logger)
+            do {
+                let outcome = try await self.fold(
+                    on: connection, lockName: lockName, userID: userID, appID: appID, after: after, horizon: horizon)
+                try await connection.query("COMMIT", logger: logger)
+                return outcome
+            } catch {
+                _ = try? await connection.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+        metrics.count("sync_compaction_rows_folded_total", by: outcome.rowsFolded)
+        metrics.count("sync_compaction_rows_removed_total", by: outcome.rowsRemoved)
+        metrics.count("sync_compaction_records_skipped_total", by: outcome.recordsSkipped)
+        if outcome.rowsRemoved > 0 {
+            logger.info(
+                "compacted history",
+                metadata: [
+                    "app": .string(appID), "rowsFolded": .stringConvertible(outcome.rowsFolded),
+                    "rowsRemoved": .stringConvertible(outcome.rowsRemoved),
+                ])
+        }
+        return outcome
+    }
+
+    /// The reading side of ``compact(userID:appID:after:horizon:)``, inside its transaction.
+    private func fold(
+        on connection: PostgresConnection, lockName: String, userID: String, appID: String, after: Int64, horizon: Int64
+    ) async throws -> Outcome {
+        var outcome = Outcome()
+        let locked = try await connection.query(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended(\(lockName)::text, 0))", logger: logger)
+        for try await granted in locked.decode(Bool.self) where !granted {
+            outcome.busy = 1
+            return outcome
+        }
+        try await connection.query("SELECT sync.enter_user(\(userID)::text)", logger: logger)
+        // Under the lock: whether another run got here first, and whether anything new is old enough.
+        let pending = try await connection.query(
+            """
+            SELECT h.compacted_until < \(horizon)::bigint AND EXISTS (
+                SELECT 1 FROM sync.changes c WHERE c.user_id = h.user_id AND c.app_id = h.app_id
+                    AND c.cursor > h.compacted_until AND c.cursor <= \(horizon)::bigint)
+            FROM sync.heads h WHERE h.user_id = \(userID)::text AND h.app_id = \(appID)::text
+            """, logger: logger)
+        var worthIt = false
+        for try await value in pending.decode(Bool.self) { worthIt = value }
+        if worthIt {
+            let rows = try await connection.query(
+                """
+                SELECT c.cursor, c.table_name, c.record_id, c.op, c.op = 'update' AND jsonb_typeof(c.fields) = 'object',
+                    f.names, f.stamps
+                FROM sync.changes c
+                LEFT JOIN LATERAL (
+                    SELECT array_agg(e.key) AS names, array_agg(coalesce(e.value->>'at', e.value->>'updatedAt', '')) AS stamps
+                    FROM jsonb_each(CASE WHEN c.op = 'update' AND jsonb_typeof(c.fields) = 'object' THEN c.fields END) AS e
+                ) f ON true
+                WHERE c.user_id = \(userID)::text AND c.app_id = \(appID)::text AND c.cursor <= \(horizon)::bigint
+                ORDER BY c.table_name, c.record_id, c.cursor
+                """, logger: logger)
+            var record: (table: String, id: String)?
+            var history: [HistoryFold.Row] = []
+            var batch = Batch()
+            func planRecord() {
+                guard !history.isEmpty else { return }
+                if let plan = HistoryFold.plan(history) { batch.add(plan) } else { outcome.recordsSkipped += 1 }
+                history.removeAll(keepingCapacity: true)
+            }
+            for try await (cursor, table, id, op, isObject, names, stamps) in rows.decode(
+                (Int64, String, String, String, Bool, [String]?, [String]?).self)
+            {
+                if record?.table != table || record?.id != id {
+                    planRecord()
+                    record = (table, id)
+                    if batch.remove.count >= batchRows {
+                        outcome += try await apply(batch, userID: userID, appID: appID, horizon: horizon)
+                        batch = Batch()
+                    }
+                }
+                let operation = Change.Operation(rawValue: op) ?? .update
+                let fields = isObject ? Array(zip(names ?? [], stamps ?? [])).map { (name: $0.0, stamp: $0.1) } : nil
+                history.append(HistoryFold.Row(cursor: cursor, op: operation, fields: fields))
+            }
+            planRecord()
+            if !batch.isEmpty { outcome += try await apply(batch, userID: userID, appID: appID, horizon: horizon) }
+            outcome.pairs = 1
+        }
+        try await client.withGuardedConnection { [logger] other in
+            try await other.query(
+                "SELECT sync.compaction_done(\(userID)::text, \(appID)::text, \(horizon)::bigint)", logger: logger)
+        }
+        return outcome
+    }
+
+    private func apply(_ batch: Batch, userID: String, appID: String, horizon: Int64) async throws -> Outcome {
+        try await client.withGuardedConnection { [logger] connection in
+            let rows = try await connection.query(
+                """
+                SELECT rewritten, removed FROM sync.compact_apply(\(userID)::text, \(appID)::text, \(horizon)::bigint,
+                    \(batch.targets)::bigint[], \(batch.names)::text[], \(batch.sources)::bigint[], \(batch.remove)::bigint[])
+                """, logger: logger)
+            var outcome = Outcome()
+            for try await (rewritten, removed) in rows.decode((Int, Int).self) {
+                outcome.rowsFolded = rewritten
+                outcome.rowsRemoved = removed
+            }
+            return outcome
+        }
+    }
+}
+
+/// The last compaction run, for `/health` (made before the chassis, filled by the compactor).
+final class CompactionStatus: Sendable {
+    struct Run: Sendable {
+        let finishedAt: Int64
+        let outcome: Compactor.Outcome
+        let tableBytes: Int64
+    }
+
+    private let last = Mutex<Run?>(nil)
+
+    init() {}
+
+    var lastRun: Run? { last.withLock { $0 } }
+
+    func record(_ run: Run) { last.withLock { $0 = run } }
+
+    /// `/health`'s `compaction` member: null before the first run.
+    var healthDetails: JSONValue {
+        guard let run = lastRun else { return .null }
+        return [
+            "lastRun": .string(Timestamp.format(microseconds: run.finishedAt, fractionDigits: 3)),
+            "rowsFolded": .number(Double(run.outcome.rowsFolded)),
+            "rowsRemoved": .number(Double(run.outcome.rowsRemoved)),
+            "tableBytes": .number(Double(run.tableBytes)),
+        ]
+    }
+}
