@@ -25,6 +25,7 @@ struct SyncHarness: DatabaseHarness {
         chassis: @Sendable (inout ChassisSettings) -> Void = { _ in },
         limits: @Sendable (inout PushLimits) -> Void = { _ in },
         pages: @Sendable (inout PageLimits) -> Void = { _ in },
+        compaction: @Sendable (inout CompactionSettings) -> Void = { $0.after = .zero },
         authEnvironment: [String: String] = [:],
         _ test: @Sendable (SyncHarness) async throws -> Void
     ) async throws {
@@ -45,6 +46,7 @@ struct SyncHarness: DatabaseHarness {
                 realtime: realtimeSettings)
             limits(&configuration.push)
             pages(&configuration.pages)
+            compaction(&configuration.compaction)
             try await LiveService.run(
                 build: { try await buildApplication(configuration, hub: hub, logger: TestDatabase.logger, onServerRunning: $0) }
             ) { caller in try await test(SyncHarness(caller: caller, database: fixture.database, key: fixture.key, credits: credits)) }
