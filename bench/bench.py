@@ -6,7 +6,7 @@ figures as JSON) to .bench/results.md and .bench/results.json, and SVG charts of
 (bench/charts.py: ratio to PostgreSQL, latency percentiles, RSS) to docs/charts/ (--charts).
 
     bench/run                      # everything, 10 s per measurement
-    bench/run --only push,use      # some sections: push, pull, bulk, mixed, use, charge, ws
+    bench/run --only push,use      # some sections: push, pull, bulk, mixed, use, charge, ws, compaction
     DURATION=30s bench/run         # longer measurements
 """
 import argparse
@@ -495,6 +495,157 @@ def bench_mixed(cluster, sync, tokens):
            settings=" ".join(SYNC_EXTRA) or "defaults")
 
 
+# A history of RECORDS records in 5 tables, each inserted then updated UPDATES times (the
+# field rotating over title, n and done, `at` rising), 30 days old: RECORDS × (UPDATES + 1) rows.
+COMPACT_SEED_SQL = """
+WITH base AS (SELECT ((extract(epoch FROM now() - interval '30 days') * 1000000)::bigint / 1000000) * 1000000 AS c)
+INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, data, fields, client_id)
+SELECT 'USER', 'notes', base.c + k * RECORDS + r, 't' || (r % 5), 'r' || r,
+    CASE WHEN k = 0 THEN 'insert' ELSE 'update' END,
+    CASE WHEN k = 0 THEN jsonb_build_object('id', 'r' || r, 'title', 'new', 'n', 0, 'done', false) END,
+    CASE WHEN k > 0 THEN jsonb_build_object((ARRAY['title', 'n', 'done'])[k % 3 + 1], jsonb_build_object('value', k,
+        'at', to_char(timestamp '2026-10-01' + k * interval '1 minute' + r * interval '1 millisecond', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))) END,
+    'seed'
+FROM base, generate_series(0, UPDATES) AS k, generate_series(0, RECORDS - 1) AS r;
+INSERT INTO sync.heads (user_id, app_id, last_cursor)
+    SELECT 'USER', 'notes', max(cursor) FROM sync.changes WHERE user_id = 'USER' AND app_id = 'notes';
+"""
+
+# The least SQL that does the fold on this history (no deletes in it, so the inserts stay as
+# they are): the last update of each record takes every field's winning entry, then the
+# other updates go. One set-based transaction, offline: no online batches, no plan in Swift.
+COMPACT_LEAST_SQL = """
+BEGIN;
+CREATE TEMP TABLE last_rows AS
+    SELECT DISTINCT ON (table_name, record_id) table_name, record_id, cursor FROM sync.changes
+    WHERE user_id = 'USER' AND app_id = 'notes' AND op = 'update' ORDER BY table_name, record_id, cursor DESC;
+UPDATE sync.changes c SET fields = w.fields, client_id = ''
+FROM (
+    SELECT table_name, record_id, jsonb_object_agg(key, value) AS fields FROM (
+        SELECT DISTINCT ON (c.table_name, c.record_id, e.key) c.table_name, c.record_id, e.key, e.value
+        FROM sync.changes c, jsonb_each(c.fields) e
+        WHERE c.user_id = 'USER' AND c.app_id = 'notes' AND c.op = 'update'
+        ORDER BY c.table_name, c.record_id, e.key, (e.value->>'at')::timestamptz DESC, c.cursor DESC) winners
+    GROUP BY table_name, record_id) w
+JOIN last_rows l USING (table_name, record_id)
+WHERE c.user_id = 'USER' AND c.app_id = 'notes' AND c.cursor = l.cursor;
+DELETE FROM sync.changes c WHERE c.user_id = 'USER' AND c.app_id = 'notes' AND c.op = 'update'
+    AND c.cursor NOT IN (SELECT cursor FROM last_rows);
+COMMIT;
+"""
+
+
+def full_pull(token):
+    """A new device's first sync: every table from the epoch, pages of 1,000 (the default),
+    over one keep-alive connection. Seconds and changes received."""
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", SYNC_PORT, timeout=120)
+    started, received = time.monotonic(), 0
+    for table in [f"t{i}" for i in range(5)]:
+        since = "1970-01-01T00:00:00.000000Z"
+        while True:
+            connection.request("GET", f"/sync/notes/pull?collection={table}&since={urllib.request.quote(since)}",
+                               headers={"Authorization": f"Bearer {token}", "X-Client-Id": "new-device"})
+            answer = connection.getresponse()
+            body = json.loads(answer.read())
+            assert answer.status == 200, body
+            received += len(body["serverChanges"])
+            since = body["syncedUntil"]
+            if not body["hasMore"]:
+                break
+    connection.close()
+    return time.monotonic() - started, received
+
+
+def table_figures(cluster, user):
+    return {"rows": int(cluster.value("mana_sync", f"SELECT count(*) FROM sync.changes WHERE user_id = '{user}'")),
+            "bytes": int(cluster.value("mana_sync", "SELECT pg_total_relation_size('sync.changes')"))}
+
+
+def bench_compaction(cluster, sync, tokens, release, records, updates):
+    """Issue 21's goals: RECORDS × UPDATES history; a new device's full pull before and after
+    `mana-sync compact`, the compaction's time and peak RSS, push latency beside it, the
+    table's size, and the least SQL doing the same fold offline. The sizes are of the whole
+    table: run this section alone (`--only compaction`) for figures of this history only."""
+    import threading
+    user = "compact"
+    log(f"compaction: seeding {records:,} records × {updates} updates")
+    seed = lambda who: cluster.sql("mana_sync", COMPACT_SEED_SQL.replace("USER", who).replace("RECORDS", str(records))
+                                   .replace("UPDATES", str(updates)))
+    seed(user)
+    cluster.sql("mana_sync", "VACUUM ANALYZE sync.changes")
+    before = table_figures(cluster, user)
+    token = tokens.mint(user)
+    pull_before, received_before = full_pull(token)
+    log(f"  full pull before: {received_before:,} changes in {pull_before:.1f} s")
+    # Pushes of one change to the same (user, app), one after another, before and during the fold.
+    latencies = {"baseline": [], "during": []}
+    phase = ["baseline"]
+    stop = threading.Event()
+
+    def pusher():
+        import http.client
+        connection = http.client.HTTPConnection("127.0.0.1", SYNC_PORT, timeout=60)
+        index = 0
+        while not stop.is_set():
+            index += 1
+            body = json.dumps({"clientId": "writer", "changes": [{"table": "t0", "id": f"live-{index}", "op": "insert", "data": {"n": index}}]})
+            started = time.monotonic()
+            connection.request("POST", "/sync/notes", body=body, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status == 200
+            latencies[phase[0]].append((time.monotonic() - started) * 1000)
+            time.sleep(0.02)
+
+    # Every wait for a lock longer than 10 ms is logged by PostgreSQL: the pushes' lock waits
+    # during the fold are counted from its log.
+    cluster.sql("mana_sync", "ALTER SYSTEM SET log_lock_waits = on")
+    cluster.sql("mana_sync", "ALTER SYSTEM SET deadlock_timeout = '10ms'")
+    cluster.sql("mana_sync", "SELECT pg_reload_conf()")
+    server_log = cluster.dir / "server.log"
+    log_start = server_log.stat().st_size
+    thread = threading.Thread(target=pusher)
+    thread.start()
+    time.sleep(5)
+    phase[0] = "during"
+    environment = dict(os.environ, DATABASE_URL=cluster.url("mana_sync"), LOG_LEVEL="error")
+    started = time.monotonic()
+    output = subprocess.run(["/usr/bin/time", "-f", "peak-kb %M", f"{release}/mana-sync", "compact", "--user", user, "--older-than", "1d"],
+                            env=environment, capture_output=True, text=True, check=True)
+    seconds = time.monotonic() - started
+    peak_mb = int(output.stderr.split("peak-kb")[-1].split()[0]) / 1024
+    stop.set()
+    thread.join()
+    lock_waits = server_log.read_bytes()[log_start:].decode(errors="replace").count("still waiting for")
+    cluster.sql("mana_sync", "ALTER SYSTEM RESET log_lock_waits")
+    cluster.sql("mana_sync", "ALTER SYSTEM RESET deadlock_timeout")
+    cluster.sql("mana_sync", "SELECT pg_reload_conf()")
+    log(f"  {output.stdout.strip()} in {seconds:.1f} s")
+    old_rows = int(cluster.value("mana_sync", f"SELECT count(*) FROM sync.changes WHERE user_id = '{user}' AND client_id <> 'writer'"))
+    cluster.sql("mana_sync", "VACUUM sync.changes")
+    after_vacuum = table_figures(cluster, user)
+    cluster.sql("mana_sync", "VACUUM FULL sync.changes")
+    after_full = table_figures(cluster, user)
+    pull_after, received_after = full_pull(token)
+    log(f"  full pull after: {received_after:,} changes in {pull_after:.2f} s")
+    # The ceiling: the least SQL on the second copy of the history, timed by psql.
+    seed("compact-sql")
+    cluster.sql("mana_sync", "VACUUM ANALYZE sync.changes")
+    started = time.monotonic()
+    cluster.sql("mana_sync", COMPACT_LEAST_SQL.replace("USER", "compact-sql"))
+    ceiling = time.monotonic() - started
+    same = cluster.value("mana_sync", """
+        SELECT count(*) FROM (SELECT table_name, record_id, op, data, fields FROM sync.changes WHERE user_id = 'compact' AND client_id <> 'writer'
+                              EXCEPT SELECT table_name, record_id, op, data, fields FROM sync.changes WHERE user_id = 'compact-sql') d""")
+    pct = lambda values: percentiles(values) | {"max": max(values) if values else 0, "count": len(values)}
+    record("compaction", records=records, updates=updates, rows_before=before["rows"], rows_after=old_rows,
+           bytes_before=before["bytes"], bytes_after_vacuum=after_vacuum["bytes"], bytes_after_full=after_full["bytes"],
+           pull_before_s=pull_before, received_before=received_before, pull_after_s=pull_after, received_after=received_after,
+           compact_s=seconds, compact_peak_mb=peak_mb, summary=output.stdout.strip(), ceiling_s=ceiling, differing_rows=int(same),
+           push_baseline=pct(latencies["baseline"]), push_during=pct(latencies["during"]), lock_waits=lock_waits, sync_rss_mb=sync.rss_mb())
+
+
 def report(machine):
     lines = [f"Machine: {machine}", f"Command: `bench/run {' '.join(sys.argv[1:])}` (DURATION={DURATION})", ""]
     sections = {row["section"] for row in RESULTS}
@@ -532,6 +683,18 @@ def report(machine):
         lines += [f"WebSocket: {r['sockets']:,} authenticated idle connections held ({r['still_open']:,} open after 3 s, /health "
                   f"connections {r['health_connections']}); mana-sync RSS {r['rss_before_mb']:.0f} → {r['rss_after_mb']:.0f} MB = "
                   f"**{r['kb_per_socket']:.1f} KB per connection** ({r['anon_kb_per_socket']:.1f} KB anonymous)", ""]
+    for r in (r for r in RESULTS if r["section"] == "compaction"):
+        b, d = r["push_baseline"], r["push_during"]
+        lines += [f"compaction of {r['records']:,} records × {r['updates']} updates: **{r['rows_before']:,} → {r['rows_after']:,} rows** in "
+                  f"**{r['compact_s']:.1f} s** (`mana-sync compact`, peak RSS {r['compact_peak_mb']:.0f} MB; {r['summary']}); the least SQL doing the "
+                  f"same fold offline in one transaction {r['ceiling_s']:.1f} s (ratio {r['ceiling_s'] / r['compact_s']:.2f}; rows differing from "
+                  f"ours: {r['differing_rows']}). A new device's full pull from the epoch: **{r['pull_before_s']:.1f} s** for "
+                  f"{r['received_before']:,} changes before, **{r['pull_after_s']:.2f} s** for {r['received_after']:,} after. Table with indexes "
+                  f"{r['bytes_before'] / 1e6:.0f} MB before, {r['bytes_after_vacuum'] / 1e6:.0f} MB after VACUUM (space kept for reuse), "
+                  f"{r['bytes_after_full'] / 1e6:.1f} MB rewritten (VACUUM FULL): **{r['bytes_before'] / r['bytes_after_full']:.0f}×** smaller. "
+                  f"Pushes to the same (user, app), one at a time: p50 / p99 / max {ms(b['med'])} / {ms(b['p99'])} / {ms(b['max'])} ms before "
+                  f"({b['count']}), {ms(d['med'])} / {ms(d['p99'])} / {ms(d['max'])} ms during the fold ({d['count']}); lock waits over 10 ms "
+                  f"in PostgreSQL's log meanwhile: **{r['lock_waits']}**.", ""]
     if "ws-notify" in sections:
         lines += ["| push → sync-available on another connection | notices | p50 / p95 / p99 ms | RSS MB | k6 thresholds |", "|---|---|---|---|---|"]
         for r in (r for r in RESULTS if r["section"] == "ws-notify"):
@@ -543,11 +706,13 @@ def report(machine):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="push,pull,bulk,mixed,use,charge,ws", help="comma-separated sections")
+    parser.add_argument("--only", default="push,pull,bulk,mixed,use,charge,ws,compaction", help="comma-separated sections")
     parser.add_argument("--release", default=str(ROOT / ".build/release"), help="folder of the release binaries")
     parser.add_argument("--subscriptions", type=int, default=100_000, help="due subscriptions for charge-recurring")
     parser.add_argument("--charge-concurrency", default="1,4", help="SYNC_CHARGE_CONCURRENCY values to time")
     parser.add_argument("--sockets", type=int, default=5_000, help="idle WebSockets to hold")
+    parser.add_argument("--compact-records", type=int, default=10_000, help="records of the compaction history")
+    parser.add_argument("--compact-updates", type=int, default=100, help="updates per record of the compaction history")
     parser.add_argument("--fsync", choices=["on", "off"], default="on", help="PostgreSQL fsync/synchronous_commit")
     parser.add_argument("--sync-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for mana-sync, e.g. SYNC_PULL_PAGE_DEFAULT=100 (repeatable)")
@@ -580,7 +745,7 @@ def main():
             SELECT name, true, true, 'bench', now() FROM (
                 SELECT 'bench-' || g AS name FROM generate_series(0, 255) g UNION ALL SELECT 'notify-' || g FROM generate_series(0, 7) g
                 UNION ALL SELECT 'idle-' || g FROM generate_series(0, 4999) g UNION ALL SELECT 'puller' UNION ALL SELECT 'mixed'
-                UNION ALL SELECT 'bulk-' || g FROM generate_series(0, 9) g) users""")
+                UNION ALL SELECT 'bulk-' || g FROM generate_series(0, 9) g UNION ALL SELECT 'compact') users""")
         record("idle", sync_rss_mb=sync.rss_mb(), credits_rss_mb=credits.rss_mb(), sync_anon_mb=sync.anon_mb(),
                credits_anon_mb=credits.anon_mb())
         if "push" in sections:
@@ -602,6 +767,8 @@ def main():
                 bench_charge(cluster, credits, arguments.subscriptions, int(concurrency))
         if "ws" in sections:
             bench_ws(cluster, sync, tokens, arguments.sockets)
+        if "compaction" in sections:
+            bench_compaction(cluster, sync, tokens, arguments.release, arguments.compact_records, arguments.compact_updates)
     finally:
         for service in services:
             service.stop()

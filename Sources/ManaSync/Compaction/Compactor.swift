@@ -110,7 +110,7 @@ struct Compactor: Sendable {
                 outcome += try await compact(userID: userID, appID: appID, after: compactedUntil, horizon: horizon)
             }
             let bytes = try await tableBytes()
-            status.record(CompactionStatus.Run(finishedAt: Timestamp.nowMicroseconds(), outcome: outcome, tableBytes: bytes))
+            status.record(outcome, tableBytes: bytes, at: Timestamp.nowMicroseconds())
             metrics.set("sync_changes_table_bytes", to: Double(bytes))
             metrics.set("sync_compaction_last_run_timestamp_seconds", to: Double(Timestamp.nowMicroseconds()) / 1e6)
             metrics.count("sync_compaction_runs_total", [("outcome", "ok")])
@@ -217,35 +217,43 @@ struct Compactor: Sendable {
                 ORDER BY c.table_name, c.record_id, c.cursor
                 """, logger: logger)
             var record: (table: String, id: String)?
-            var history: [HistoryFold.Row] = []
+            var planner = HistoryFold.Planner()
             var batch = Batch()
-            func planRecord() {
-                guard !history.isEmpty else { return }
-                if let plan = HistoryFold.plan(history) { batch.add(plan) } else { outcome.recordsSkipped += 1 }
-                history.removeAll(keepingCapacity: true)
-            }
             for try await (cursor, table, id, op, isObject, names, stamps) in rows.decode(
                 (Int64, String, String, String, Bool, [String]?, [String]?).self)
             {
                 if record?.table != table || record?.id != id {
-                    planRecord()
+                    if record != nil { outcome += try await plan(&planner, into: &batch, userID: userID, appID: appID, horizon: horizon) }
                     record = (table, id)
-                    if batch.remove.count >= batchRows {
-                        outcome += try await apply(batch, userID: userID, appID: appID, horizon: horizon)
-                        batch = Batch()
-                    }
                 }
                 let operation = Change.Operation(rawValue: op) ?? .update
                 let fields = isObject ? Array(zip(names ?? [], stamps ?? [])).map { (name: $0.0, stamp: $0.1) } : nil
-                history.append(HistoryFold.Row(cursor: cursor, op: operation, fields: fields))
+                planner.add(HistoryFold.Row(cursor: cursor, op: operation, fields: fields))
             }
-            planRecord()
+            if record != nil { outcome += try await plan(&planner, into: &batch, userID: userID, appID: appID, horizon: horizon) }
             if !batch.isEmpty { outcome += try await apply(batch, userID: userID, appID: appID, horizon: horizon) }
             outcome.pairs = 1
         }
         try await client.withGuardedConnection { [logger] other in
             try await other.query(
                 "SELECT sync.compaction_done(\(userID)::text, \(appID)::text, \(horizon)::bigint)", logger: logger)
+        }
+        return outcome
+    }
+
+    /// Adds a finished record's plan to the batch, and carries out full batches. A record with
+    /// more rows than a batch takes several: its folded update goes with the first, so each
+    /// committed state is still a log a client may pull from.
+    private func plan(
+        _ planner: inout HistoryFold.Planner, into batch: inout Batch, userID: String, appID: String, horizon: Int64
+    ) async throws -> Outcome {
+        var outcome = Outcome()
+        if let plan = planner.finish() { batch.add(plan) } else { outcome.recordsSkipped = 1 }
+        while batch.remove.count >= batchRows {
+            var full = batch
+            full.remove = Array(batch.remove.prefix(batchRows))
+            outcome += try await apply(full, userID: userID, appID: appID, horizon: horizon)
+            batch = Batch(remove: Array(batch.remove.dropFirst(batchRows)))
         }
         return outcome
     }
@@ -267,30 +275,42 @@ struct Compactor: Sendable {
     }
 }
 
-/// The last compaction run, for `/health` (made before the chassis, filled by the compactor).
+/// What compaction did since the process started, for `/health` (made before the chassis,
+/// filled by the compactor).
 final class CompactionStatus: Sendable {
-    struct Run: Sendable {
-        let finishedAt: Int64
-        let outcome: Compactor.Outcome
-        let tableBytes: Int64
+    struct Totals: Sendable {
+        var runs = 0
+        var lastRun: Int64?
+        var rowsFolded = 0
+        var rowsRemoved = 0
+        var tableBytes: Int64?
     }
 
-    private let last = Mutex<Run?>(nil)
+    private let totals = Mutex(Totals())
 
     init() {}
 
-    var lastRun: Run? { last.withLock { $0 } }
+    var current: Totals { totals.withLock { $0 } }
 
-    func record(_ run: Run) { last.withLock { $0 = run } }
+    func record(_ outcome: Compactor.Outcome, tableBytes: Int64, at finish: Int64) {
+        totals.withLock {
+            $0.runs += 1
+            $0.lastRun = finish
+            $0.rowsFolded += outcome.rowsFolded
+            $0.rowsRemoved += outcome.rowsRemoved
+            $0.tableBytes = tableBytes
+        }
+    }
 
-    /// `/health`'s `compaction` member: null before the first run.
+    /// `/health`'s `compaction` member: totals since start; `lastRun` and `tableBytes` null
+    /// before the first run.
     var healthDetails: JSONValue {
-        guard let run = lastRun else { return .null }
+        let totals = current
         return [
-            "lastRun": .string(Timestamp.format(microseconds: run.finishedAt, fractionDigits: 3)),
-            "rowsFolded": .number(Double(run.outcome.rowsFolded)),
-            "rowsRemoved": .number(Double(run.outcome.rowsRemoved)),
-            "tableBytes": .number(Double(run.tableBytes)),
+            "lastRun": totals.lastRun.map { .string(Timestamp.format(microseconds: $0, fractionDigits: 3)) } ?? .null,
+            "rowsFolded": .number(Double(totals.rowsFolded)),
+            "rowsRemoved": .number(Double(totals.rowsRemoved)),
+            "tableBytes": totals.tableBytes.map { .number(Double($0)) } ?? .null,
         ]
     }
 }

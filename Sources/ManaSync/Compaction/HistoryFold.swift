@@ -63,30 +63,62 @@ enum HistoryFold {
     /// The plan for one record's rows at or before the horizon, in cursor order. Nil when the
     /// record cannot be folded (see the type's comment); an empty plan when it is folded already.
     static func plan(_ rows: [Row]) -> Plan? {
-        guard let last = rows.last else { return Plan(rewrite: nil, remove: []) }
-        let resetIndex = rows.lastIndex { $0.op != .update }
-        let updates = rows[(resetIndex.map { $0 + 1 } ?? 0)...]
-        var keep: Set<Int64> = [last.cursor]
-        if let resetIndex { keep.insert(rows[resetIndex].cursor) }
-        var rewrite: (target: Int64, sources: [(name: String, cursor: Int64)])?
-        if !updates.isEmpty {
-            // For each field: the winning (instant, cursor) among the updates after the reset.
-            var winners: [String: (instant: Int64, cursor: Int64)] = [:]
-            for row in updates {
-                guard let fields = row.fields else { return nil }
-                for (name, stamp) in fields {
-                    guard let instant = Timestamp.parseMicroseconds(stamp) else { return nil }
-                    // Rows come in cursor order, so a tie goes to the later one.
-                    if let current = winners[name], current.instant > instant { continue }
-                    winners[name] = (instant, row.cursor)
-                }
+        var planner = Planner()
+        for row in rows { planner.add(row) }
+        return planner.finish()
+    }
+
+    /// Plans a record as its rows go by, in cursor order, keeping their cursors and one entry
+    /// per field, not the rows: a record with a million updates costs 8 MB of cursors.
+    struct Planner {
+        private var cursors: [Int64] = []
+        private var reset: Int64?
+        /// For each field: the winning (instant, cursor) among the updates after the reset.
+        private var winners: [String: (instant: Int64, cursor: Int64)] = [:]
+        private var last: (cursor: Int64, op: Change.Operation, fields: Set<String>)?
+        /// False after an update no client can compare (until the next reset overwrites it).
+        private var foldable = true
+
+        init() {}
+
+        mutating func add(_ row: Row) {
+            cursors.append(row.cursor)
+            last = (row.cursor, row.op, Set(row.fields?.map(\.name) ?? []))
+            guard row.op == .update else {
+                reset = row.cursor
+                winners.removeAll(keepingCapacity: true)
+                foldable = true
+                return
             }
-            let ownNames = Set(last.fields?.map(\.name) ?? [])
-            let alreadyFolded = winners.count == ownNames.count && winners.values.allSatisfy { $0.cursor == last.cursor }
-            if !alreadyFolded {
-                rewrite = (last.cursor, winners.map { ($0.key, $0.value.cursor) }.sorted { $0.name < $1.name })
+            guard foldable, let fields = row.fields else {
+                foldable = false
+                return
+            }
+            for (name, stamp) in fields {
+                guard let instant = Timestamp.parseMicroseconds(stamp) else {
+                    foldable = false
+                    return
+                }
+                // Rows come in cursor order, so a tie goes to the later one.
+                if let current = winners[name], current.instant > instant { continue }
+                winners[name] = (instant, row.cursor)
             }
         }
-        return Plan(rewrite: rewrite, remove: rows.map(\.cursor).filter { !keep.contains($0) })
+
+        /// The plan of the rows added since the last call, and a fresh start for the next record.
+        mutating func finish() -> Plan? {
+            defer { self = Planner() }
+            guard let last else { return Plan(rewrite: nil, remove: []) }
+            guard foldable else { return nil }
+            var rewrite: (target: Int64, sources: [(name: String, cursor: Int64)])?
+            if last.op == .update {
+                let alreadyFolded = winners.count == last.fields.count && winners.values.allSatisfy { $0.cursor == last.cursor }
+                if !alreadyFolded {
+                    rewrite = (last.cursor, winners.map { ($0.key, $0.value.cursor) }.sorted { $0.name < $1.name })
+                }
+            }
+            let reset = self.reset
+            return Plan(rewrite: rewrite, remove: cursors.filter { $0 != last.cursor && $0 != reset })
+        }
     }
 }
