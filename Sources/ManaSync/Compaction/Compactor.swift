@@ -234,10 +234,8 @@ struct Compactor: Sendable {
             if !batch.isEmpty { outcome += try await apply(batch, userID: userID, appID: appID, horizon: horizon) }
             outcome.pairs = 1
         }
-        try await client.withGuardedConnection { [logger] other in
-            try await other.query(
-                "SELECT sync.compaction_done(\(userID)::text, \(appID)::text, \(horizon)::bigint)", logger: logger)
-        }
+        try await client.guardedExecute(
+            "SELECT sync.compaction_done(\(userID)::text, \(appID)::text, \(horizon)::bigint)", logger: logger)
         return outcome
     }
 

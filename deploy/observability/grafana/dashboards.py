@@ -188,6 +188,16 @@ def sync():
             mappings=[{"type": "value", "options": {"0": {"text": "DOWN"}, "1": {"text": "listening"}}}],
             description="0: this replica hears no pushes from the others and no invalidations. Alert: ManaSyncListenerDown.")
     d.panel("Listener reconnects", [(f"sum by (instance) (increase({d.sel('sync_listener_reconnects_total')}[{RATE}]))", "{{instance}}")])
+    d.row("History compaction")
+    d.panel("Rows folded and removed", [
+        (f"sum(increase({d.sel('sync_compaction_rows_removed_total')}[1h]))", "removed"),
+        (f"sum(increase({d.sel('sync_compaction_rows_folded_total')}[1h]))", "folded updates written"),
+        (f"sum(increase({d.sel('sync_compaction_records_skipped_total')}[1h]))", "records skipped")],
+            description="Per hour. Changes older than SYNC_COMPACT_AFTER fold into at most two rows per record (docs/sync.md).")
+    d.panel("Runs by outcome", [
+        (f"sum by (outcome) (increase({d.sel('sync_compaction_runs_total')}[1h]))", "{{outcome}}")],
+            description="Per hour, all replicas (each runs every SYNC_COMPACT_INTERVAL; a replica skips histories another is folding). "
+                        "Alert: ManaSyncCompactionFailing. sync_changes_table_bytes has the table's size after each run.")
     d.resources()
     return d
 
