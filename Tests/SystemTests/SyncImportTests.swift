@@ -100,6 +100,39 @@ import TestSupport
         #expect(status.output.contains("runs completed: 3"), "\(status.output)")
     }
 
+    /// `mana-sync compact` as an operator runs it, on imported history: it folds what it can,
+    /// leaves alone the records whose timestamps no client can compare (the import keeps the
+    /// original's empty `updatedAt`), and a second run finds nothing.
+    @Test func compactFoldsImportedHistoryAndSkipsRecordsNoClientCanCompare() async throws {
+        let original = try await LegacyOriginals.syncDatabase()
+        let folded = """
+            INSERT INTO sync_changes (id, app_id, table_name, record_id, user_id, op, data, field_timestamps, client_id, created_at) VALUES
+            ('00000000-0000-0000-0000-00000000000b', 'todos', 'tasks', 't5', 'alice', 'insert', '{"title":"e"}', '{}', 'phone', '2024-03-01 11:00:00+00'),
+            ('00000000-0000-0000-0000-00000000000c', 'todos', 'tasks', 't5', 'alice', 'update', '{"title":"e1"}', '{"title":"2024-03-01T11:00:01Z"}', 'phone', '2024-03-01 11:00:01+00'),
+            ('00000000-0000-0000-0000-00000000000d', 'todos', 'tasks', 't5', 'alice', 'update', '{"done":true}', '{"done":"2024-03-01T11:00:02Z"}', 'laptop', '2024-03-01 11:00:02+00'),
+            ('00000000-0000-0000-0000-00000000000e', 'todos', 'tasks', 't5', 'alice', 'update', '{"title":"old"}', '{"title":"2024-03-01T10:00:00Z"}', 'laptop', '2024-03-01 11:00:03+00')
+            """
+        try await LegacyOriginals.run([Self.awkwardRows, folded], on: original)
+        let target = try await SyncTarget.migrated()
+        let imported = try await target.runImport(from: original)
+        #expect(imported.status == 0, "\(imported.output)")
+        let refused = try await target.run(["compact", "--older-than", "soon"])
+        #expect(refused.status == 64 && refused.output.contains("not a duration"), "\(refused.output)")
+
+        let compact = try await target.run(["compact", "--older-than", "0s"])
+        #expect(compact.status == 0, "\(compact.output)")
+        // t3 and t4 keep only their deletes; t5 keeps its insert and its last update, which now
+        // carries the winning title (11:00:01, not the later-received 10:00) and done.
+        #expect(compact.output.contains("1 rows folded, 4 removed"), "\(compact.output)")
+        #expect(try await target.count("SELECT count(*) FROM sync.changes") == 14 - 4)
+        let t5 = try await target.count(
+            "SELECT count(*) FROM sync.changes WHERE record_id = 't5' AND client_id = '' AND fields->'title'->'value' = '\"e1\"' AND fields ? 'done'")
+        #expect(t5 == 1)
+        #expect(try await target.count("SELECT count(*) FROM sync.changes WHERE record_id = 't1'") == 2)
+        let again = try await target.run(["compact", "--older-than", "0s"])
+        #expect(again.output.contains("0 rows folded, 0 removed"), "\(again.output)")
+    }
+
     @Test func aDryRunChecksEverythingAndWritesNothing() async throws {
         let original = try await LegacyOriginals.syncDatabase()
         try await LegacyOriginals.run([Self.awkwardRows], on: original)
