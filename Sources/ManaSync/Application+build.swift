@@ -50,11 +50,17 @@ func buildApplication(
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
     let database = chassis.database
     let log = chassis.logger
+    let memberships = MembershipDirectory(
+        settings: configuration.memberships, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
+    MembershipController(
+        directory: memberships,
+        broadcast: { await ChangeFeed.announceMembershipInvalidation(userIDs: $0, client: database, logger: log) }
+    ).addRoutes(to: chassis.router.group("internal/memberships").add(middleware: auth.serviceKeyMiddleware()))
     BillingController(gate: gate, broadcast: { await ChangeFeed.announceInvalidation(userID: $0, client: database, logger: log) })
         .addRoutes(to: chassis.router.group("internal/billing").add(middleware: auth.serviceKeyMiddleware()))
     chassis.addService(
         ChangeFeed(
-            client: chassis.database, hub: hub, gate: gate, changeLog: changeLog, retry: configuration.realtime.listenerRetry,
+            client: chassis.database, hub: hub, gate: gate, memberships: memberships, changeLog: changeLog, retry: configuration.realtime.listenerRetry,
             metrics: metrics, logger: chassis.logger))
 
     let folding = Compactor(client: chassis.database, logger: chassis.logger, metrics: metrics, status: compaction)
@@ -76,7 +82,7 @@ func buildApplication(
     WebSocketController(hub: hub, verifier: auth.verifier, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: webSockets)
     // Series the dashboards and alert rules read exist from the start (deploy/observability).
-    for (name, labels) in SyncMetrics.declared + Compactor.declared { metrics.count(name, labels, by: 0) }
+    for (name, labels) in SyncMetrics.declared + Compactor.declared + MembershipDirectory.declared { metrics.count(name, labels, by: 0) }
     chassis.serveOpenAPI(openAPIURL)
     registeredRoutes?(chassis.router.registeredRoutes)
     let webSocketResponder = webSockets.buildResponder()

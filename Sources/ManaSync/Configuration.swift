@@ -10,6 +10,7 @@ struct SyncConfiguration: Sendable {
     var push = PushLimits()
     var pages = PageLimits()
     var compaction = CompactionSettings()
+    var memberships = MembershipSettings(authURL: "http://localhost:3001")
 
     static let serviceName = "mana-sync"
 
@@ -17,7 +18,7 @@ struct SyncConfiguration: Sendable {
     static var variables: [EnvironmentVariable] {
         ChassisSettings.variables(defaultPort: 3050, defaultDatabase: "mana_sync") + AuthSettings.Variables.all
             + BillingSettings.Variables.all + RealtimeSettings.Variables.all + PushLimits.Variables.all
-            + PageLimits.Variables.all + CompactionSettings.Variables.all
+            + PageLimits.Variables.all + CompactionSettings.Variables.all + MembershipSettings.Variables.all
     }
 
     init(chassis: ChassisSettings, auth: AuthSettings, billing: BillingSettings, realtime: RealtimeSettings = RealtimeSettings()) {
@@ -35,6 +36,7 @@ struct SyncConfiguration: Sendable {
         push = PushLimits(reading: &reader)
         pages = PageLimits(reading: &reader)
         compaction = CompactionSettings(reading: &reader)
+        memberships = MembershipSettings(reading: &reader)
     }
 }
 

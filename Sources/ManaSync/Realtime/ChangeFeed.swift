@@ -17,6 +17,7 @@ struct ChangeFeed: Service {
     let client: PostgresClient
     let hub: RealtimeHub
     let gate: BillingGate
+    let memberships: MembershipDirectory
     let changeLog: ChangeLogRepository
     let retry: Duration
     let metrics: ServiceMetrics
@@ -33,6 +34,18 @@ struct ChangeFeed: Service {
 
     private static func encode(_ body: [String: JSONValue]) -> String {
         String(decoding: (try? JSONEncoder.sortedKeys.encode(body)) ?? Data(), as: UTF8.self)
+    }
+
+    /// Announces membership invalidations to every replica, one notice per user.
+    static func announceMembershipInvalidation(userIDs: [String], client: PostgresClient, logger: Logger) async {
+        do {
+            try await client.guardedExecute(
+                """
+                SELECT pg_notify(\(channel), json_build_object('k', 'memberships', 'u', u)::text) FROM unnest(\(userIDs)::text[]) AS u
+                """, logger: logger)
+        } catch {
+            logger.warning("could not announce a membership invalidation to the other replicas", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Announces a billing invalidation to every replica.
@@ -94,6 +107,8 @@ struct ChangeFeed: Service {
         switch body["k"]?.stringValue {
         case "billing":
             gate.invalidate(userID: user)
+        case "memberships":
+            memberships.invalidate(userIDs: [user])
         case "push":
             guard let app = body["a"]?.stringValue else { return }
             var tables = body["t"]?.array?.compactMap(\.stringValue)
