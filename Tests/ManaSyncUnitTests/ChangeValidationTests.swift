@@ -68,7 +68,7 @@ import Testing
         #expect(change.extra == ["spaceId": "s1", "actor": ["id": "u"], "schemaVersion": 1])
         #expect(change.deletedAt == "2026-01-01T00:00:00Z")
         #expect(try Self.stored([change]) == [["table": "t", "id": "1", "op": "delete", "deletedAt": "2026-01-01T00:00:00Z",
-                                              "x": ["spaceId": "s1", "actor": ["id": "u"], "schemaVersion": 1]]])
+                                              "s": "s1", "x": ["actor": ["id": "u"], "schemaVersion": 1]]])
         // A hard delete has no deletedAt.
         #expect(try Change(validating: ["table": "t", "id": "1", "op": "delete"], index: 0).deletedAt == nil)
     }
@@ -90,8 +90,29 @@ import Testing
         #expect(try Self.stored(changes) == [
             ["table": "t", "id": "a\"b", "op": "insert", "data": ["n": .number(1.5), "s": "line\nbreak", "nested": [[1, .null, true]]]],
             ["table": "t", "id": "1", "op": "update", "fields": ["title": ["value": "ü ✓", "updatedAt": "2026-01-01T00:00:00Z"]]],
-            ["table": "t", "id": "1", "op": "delete", "deletedAt": "2026-01-01T00:00:00Z", "x": ["spaceId": "s1", "actor": ["id": "u"]]],
+            ["table": "t", "id": "1", "op": "delete", "deletedAt": "2026-01-01T00:00:00Z", "s": "s1", "x": ["actor": ["id": "u"]]],
             ["table": "t", "id": "2", "op": "delete"],
         ])
+    }
+
+    /// The space is resolved as the original does (spaces.md section 1): the top-level
+    /// `spaceId`, then `data.spaceId`, then `fields.spaceId.value`; the first non-empty string.
+    @Test func theSpaceComesFromTheTopLevelThenDataThenFields() throws {
+        let stamp: JSONValue = "2026-01-01T00:00:00Z"
+        let cases: [(JSONValue, String?)] = [
+            (["table": "t", "id": "1", "op": "insert", "data": ["spaceId": "inner"], "spaceId": "top"], "top"),
+            (["table": "t", "id": "1", "op": "insert", "data": ["spaceId": "inner"], "spaceId": ""], "inner"),
+            (["table": "t", "id": "1", "op": "insert", "data": ["spaceId": "inner"], "spaceId": 7], "inner"),
+            (["table": "t", "id": "1", "op": "update", "fields": ["spaceId": ["value": "field", "at": stamp]]], "field"),
+            (["table": "t", "id": "1", "op": "update", "fields": ["spaceId": ["value": 3, "at": stamp]]], nil),
+            (["table": "t", "id": "1", "op": "insert", "data": ["title": "x"]], nil),
+            (["table": "t", "id": "1", "op": "delete", "spaceId": "_personal:u1"], "_personal:u1"),
+        ]
+        for (value, expected) in cases {
+            #expect(try Change(validating: value, index: 0).spaceID == expected, "\(value)")
+        }
+        // A top-level spaceId that is not the space stays verbatim among the extras.
+        let odd = try Change(validating: ["table": "t", "id": "1", "op": "insert", "data": ["spaceId": "inner"], "spaceId": 7], index: 0)
+        #expect(try Self.stored([odd]) == [["table": "t", "id": "1", "op": "insert", "data": ["spaceId": "inner"], "s": "inner", "x": ["spaceId": 7]]])
     }
 }

@@ -31,10 +31,21 @@ struct Change: Sendable, Equatable {
         return members.keys.allSatisfy(Self.isInternalField)
     }
 
+    /// The shared space the change belongs to (spaces.md section 1): the first non-empty string
+    /// of the top-level `spaceId`, `data.spaceId` and `fields.spaceId.value`; nil for none.
+    /// `_personal:<userId>` names the author's own space.
+    var spaceID: String? {
+        for candidate in [extra["spaceId"], data?["spaceId"], fields?["spaceId"]?["value"]] {
+            if let text = candidate?.stringValue, !text.isEmpty { return text }
+        }
+        return nil
+    }
+
     /// A field the local-store clients keep for themselves (`_updatedAt`, `__meta`, …).
     static func isInternalField(_ name: String) -> Bool { name.hasPrefix("_") }
 
-    /// Appends the change as JSON for storage: the known keys, and the extras under `x`.
+    /// Appends the change as JSON for storage: the known keys, the space under `s` and the
+    /// extras under `x`.
     func appendStorageJSON(to out: inout [UInt8]) {
         Change.appendHead(table: table, id: id, op: op, to: &out)
         if let data {
@@ -49,9 +60,16 @@ struct Change: Sendable, Equatable {
             out.append(contentsOf: #","deletedAt":"#.utf8)
             JSONText.appendString(deletedAt, to: &out)
         }
-        if !extra.isEmpty {
+        // The space goes to its own column; a top-level `spaceId` it came from is served from there.
+        let space = spaceID
+        if let space {
+            out.append(contentsOf: #","s":"#.utf8)
+            JSONText.appendString(space, to: &out)
+        }
+        let kept = space != nil && extra["spaceId"]?.stringValue == space ? extra.filter { $0.key != "spaceId" } : extra
+        if !kept.isEmpty {
             out.append(contentsOf: #","x":{"#.utf8)
-            JSONText.appendMembers(extra, to: &out)
+            JSONText.appendMembers(kept, to: &out)
             out.append(UInt8(ascii: "}"))
         }
         out.append(UInt8(ascii: "}"))

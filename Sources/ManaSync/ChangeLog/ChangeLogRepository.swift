@@ -97,9 +97,9 @@ struct ChangeLogRepository: Sendable {
                 SELECT coalesce((SELECT last_cursor FROM sync.heads WHERE user_id = \(userID) AND app_id = \(appID)), 0) AS cursor
             )
             SELECT head.cursor, c.cursor, c.table_name, c.record_id, c.op, c.data::text, c.fields::text, c.deleted_at,
-                c.event_id::text, c.extra::text, c.client_id
+                c.event_id::text, sync.extra_out(c.space_id, c.extra)::text, c.client_id
             FROM head LEFT JOIN LATERAL (
-                SELECT cursor, table_name, record_id, op, data, fields, deleted_at, event_id, extra, client_id FROM sync.changes
+                SELECT cursor, table_name, record_id, op, data, fields, deleted_at, event_id, extra, space_id, client_id FROM sync.changes
                 WHERE user_id = \(userID) AND app_id = \(appID) AND cursor > \(since)
                     AND (\(table)::text IS NULL OR table_name = \(table))
                     AND (\(excludingClient)::text IS NULL OR client_id <> \(excludingClient))
