@@ -42,16 +42,16 @@ func buildApplication(
     let changeLog = ChangeLogRepository(client: chassis.database, logger: chassis.logger)
     let gate = BillingGate(
         settings: configuration.billing, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
+    let memberships = MembershipDirectory(
+        settings: configuration.memberships, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
     SyncController(
-        changeLog: changeLog, gate: gate, metrics: metrics,
+        changeLog: changeLog, gate: gate, memberships: memberships, metrics: metrics,
         maximumChanges: configuration.push.maximumChanges, pages: configuration.pages)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()).add(middleware: chassis.largeRequests))
     StreamController(changeLog: changeLog, gate: gate, hub: hub, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
     let database = chassis.database
     let log = chassis.logger
-    let memberships = MembershipDirectory(
-        settings: configuration.memberships, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
     MembershipController(
         directory: memberships,
         broadcast: { await ChangeFeed.announceMembershipInvalidation(userIDs: $0, client: database, logger: log) }

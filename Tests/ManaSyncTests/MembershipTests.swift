@@ -8,36 +8,6 @@ import Testing
 
 @testable import ManaSync
 
-/// A loopback stand-in for mana-auth's `GET /api/v1/internal/users/{userId}/memberships`
-/// (service key; an unknown user gets an empty list), which can also hang.
-final class MembershipStandIn: Sendable {
-    private final class State: Sendable {
-        let value = Mutex<(roles: [String: [String: String]], hang: Bool)>(([:], false))
-    }
-
-    let server: StandInServer
-    private let state = State()
-
-    init(serviceKey: String) throws {
-        let state = self.state
-        server = try StandInServer { router in
-            router.get("api/v1/internal/users/:userId/memberships") { request, context -> Response in
-                guard request.headers[.serviceKey] == serviceKey else {
-                    return .json(#"{"statusCode":401,"message":"Invalid or missing service key"}"#, status: .unauthorized)
-                }
-                let user = context.parameters.get("userId")?.removingPercentEncoding ?? ""
-                let (roles, hang) = state.value.withLock { ($0.roles[user] ?? [:], $0.hang) }
-                if hang { try await Task.sleep(for: .seconds(3600)) }
-                let list = roles.sorted { $0.key < $1.key }.map { #"{"organizationId":"\#($0.key)","role":"\#($0.value)"}"# }
-                return .json(#"{"userId":"\#(user)","memberships":[\#(list.joined(separator: ","))]}"#)
-            }
-        }
-    }
-
-    func set(_ user: String, _ roles: [String: String]) { state.value.withLock { $0.roles[user] = roles } }
-    func hang(_ hang: Bool) { state.value.withLock { $0.hang = hang } }
-}
-
 /// Memberships from mana-auth over real HTTP, and the invalidation endpoint (the cache itself:
 /// MembershipDirectoryTests).
 @Suite(.timeLimit(.minutes(15))) struct MembershipTests {

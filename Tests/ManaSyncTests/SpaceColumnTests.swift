@@ -13,6 +13,7 @@ import Testing
 
     @Test func theSpaceIsStoredInItsColumnAndServedAtTheTopLevel() async throws {
         try await SyncHarness.run { h in
+            h.auth.set("u_a", ["org_fam": "member", "org_b": "member"])
             let changes: [JSONValue] = [
                 ["table": "events", "id": "e1", "op": "insert", "data": ["title": "Zoo", "spaceId": "org_fam"]],
                 ["table": "events", "id": "e1", "op": "update", "spaceId": "org_fam", "actor": ["kind": "user"],

@@ -16,6 +16,8 @@ struct SyncHarness: DatabaseHarness {
     let database: DatabaseURL
     let key: DevelopmentSigningKey
     let credits: CreditsStandIn
+    /// mana-auth's memberships endpoint.
+    let auth: MembershipStandIn
     static let serviceKey = "sync-key"
 
     static func run(
@@ -26,11 +28,13 @@ struct SyncHarness: DatabaseHarness {
         limits: @Sendable (inout PushLimits) -> Void = { _ in },
         pages: @Sendable (inout PageLimits) -> Void = { _ in },
         compaction: @Sendable (inout CompactionSettings) -> Void = { $0.after = .zero },
+        memberships: @Sendable (inout MembershipSettings) -> Void = { _ in },
         authEnvironment: [String: String] = [:],
         _ test: @Sendable (SyncHarness) async throws -> Void
     ) async throws {
         let credits = try CreditsStandIn(serviceKey: serviceKey)
-        try await ServiceFixture.with(keyID: "sync-test", databasePrefix: "sync", standIns: [credits.server]) { fixture in
+        let auth = try MembershipStandIn(serviceKey: serviceKey)
+        try await ServiceFixture.with(keyID: "sync-test", databasePrefix: "sync", standIns: [credits.server, auth.server]) { fixture in
             var billingSettings = BillingSettings(creditsURL: credits.server.baseURL)
             // Fail-open after 2 s would let a 402 through as a 200 on a saturated runner; the
             // tests of the timeout itself set their own.
@@ -47,9 +51,12 @@ struct SyncHarness: DatabaseHarness {
             limits(&configuration.push)
             pages(&configuration.pages)
             compaction(&configuration.compaction)
+            configuration.memberships.authURL = auth.server.baseURL
+            configuration.memberships.timeout = .seconds(30)  // a saturated runner must not turn a lookup into a 503
+            memberships(&configuration.memberships)
             try await LiveService.run(
                 build: { try await buildApplication(configuration, hub: hub, logger: TestDatabase.logger, onServerRunning: $0) }
-            ) { caller in try await test(SyncHarness(caller: caller, database: fixture.database, key: fixture.key, credits: credits)) }
+            ) { caller in try await test(SyncHarness(caller: caller, database: fixture.database, key: fixture.key, credits: credits, auth: auth)) }
         }
     }
 
@@ -174,4 +181,34 @@ final class CreditsStandIn: Sendable {
         let prefix = Self.statusPath + (user ?? "")
         return server.requests.filter { user == nil ? $0.path.hasPrefix(prefix) : $0.path == prefix }.count
     }
+}
+
+/// A loopback stand-in for mana-auth's `GET /api/v1/internal/users/{userId}/memberships`
+/// (service key; an unknown user gets an empty list), which can also hang.
+final class MembershipStandIn: Sendable {
+    private final class State: Sendable {
+        let value = Mutex<(roles: [String: [String: String]], hang: Bool)>(([:], false))
+    }
+
+    let server: StandInServer
+    private let state = State()
+
+    init(serviceKey: String) throws {
+        let state = self.state
+        server = try StandInServer { router in
+            router.get("api/v1/internal/users/:userId/memberships") { request, context -> Response in
+                guard request.headers[.serviceKey] == serviceKey else {
+                    return .json(#"{"statusCode":401,"message":"Invalid or missing service key"}"#, status: .unauthorized)
+                }
+                let user = context.parameters.get("userId")?.removingPercentEncoding ?? ""
+                let (roles, hang) = state.value.withLock { ($0.roles[user] ?? [:], $0.hang) }
+                if hang { try await Task.sleep(for: .seconds(3600)) }
+                let list = roles.sorted { $0.key < $1.key }.map { #"{"organizationId":"\#($0.key)","role":"\#($0.value)"}"# }
+                return .json(#"{"userId":"\#(user)","memberships":[\#(list.joined(separator: ","))]}"#)
+            }
+        }
+    }
+
+    func set(_ user: String, _ roles: [String: String]) { state.value.withLock { $0.roles[user] = roles } }
+    func hang(_ hang: Bool) { state.value.withLock { $0.hang = hang } }
 }

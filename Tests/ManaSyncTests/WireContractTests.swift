@@ -99,6 +99,7 @@ import TestSupport
 
     @Test func unknownKeysOfAChangeAreKeptAndServedVerbatim() async throws {
         try await SyncHarness.run { (h: SyncHarness) async throws in
+            h.auth.set("new", ["org_fam": "member"])  // a space write needs a write role there (SpaceWriteTests)
             let body = #"""
                 {"clientId":"c1","since":"2026-04-20T10:00:00.000Z","schemaVersion":1,"changes":[
                   {"table":"events","id":"e1","op":"insert","spaceId":"org_fam","schemaVersion":1,

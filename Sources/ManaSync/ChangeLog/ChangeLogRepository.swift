@@ -47,14 +47,20 @@ struct ChangeLogRepository: Sendable {
         // A large batch grows the connection's send buffer for good: close it after use.
         let large = batch.bytes.count > Self.largeMessage
         return try await client.withGuardedConnection(retire: { _ in large }) { connection in
-            let rows = try await connection.query(
-                """
-                SELECT stored, changes, returned, synced_until, has_more FROM sync.push(
-                    \(userID)::text, \(appID)::text, \(clientID)::text, \(idempotencyKey)::text, \(batch)::jsonb, \(changes.count)::int,
-                    \(tables)::text[], \(since)::bigint, \(limit)::int)
-                """, logger: logger)
-            for try await (stored, text, count, syncedUntil, hasMore) in rows.decode((Int, String, Int, Int64, Bool).self) {
-                return (PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored)
+            do {
+                let rows = try await connection.query(
+                    """
+                    SELECT stored, changes, returned, synced_until, has_more FROM sync.push(
+                        \(userID)::text, \(appID)::text, \(clientID)::text, \(idempotencyKey)::text, \(batch)::jsonb, \(changes.count)::int,
+                        \(tables)::text[], \(since)::bigint, \(limit)::int)
+                    """, logger: logger)
+                for try await (stored, text, count, syncedUntil, hasMore) in rows.decode((Int, String, Int, Int64, Bool).self) {
+                    return (PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored)
+                }
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "MS409" {
+                // sync.push (migration 0007): the first change of the batch moving its record to another space.
+                throw SpaceAuthorization.RecordMoved(
+                    index: Int(error.serverInfo?[.message] ?? "") ?? -1, recorded: error.serverInfo?[.detail] ?? "")
             }
             throw DatabaseConnectionLost()
         }

@@ -8,6 +8,7 @@ import SharedAuth
 struct SyncController: Sendable {
     let changeLog: ChangeLogRepository
     let gate: BillingGate
+    let memberships: MembershipDirectory
     let metrics: ServiceMetrics
 
     /// Most changes one push may carry (`SYNC_MAX_CHANGES`).
@@ -47,15 +48,28 @@ struct SyncController: Sendable {
             try Change.checkSchemaVersion(version) { APIError.badRequest("schemaVersion \($0)", field: "schemaVersion") }
         }
         // Updates of internal keys only change nothing: accepted, not stored.
-        let changes = try rawChanges.enumerated().map { try Change(validating: $1, index: $0) }.filter { !$0.changesNothing }
+        let indexed = try rawChanges.enumerated().map { (index: $0, change: try Change(validating: $1, index: $0)) }
+            .filter { !$0.change.changesNothing }
+        let changes = indexed.map(\.change)
+        let spaces = try SpaceAuthorization.spacesToCheck(indexed, userID: user.id)
+        if !spaces.isEmpty {
+            try SpaceAuthorization.check(
+                spaces, lookup: await memberships.lookup(userID: user.id), writeRoles: memberships.settings.writeRoles)
+        }
         let since = try SyncRequest.cursor(body.since)
         let key = request.headers[.idempotencyKey]
         if let key, key.isEmpty || key.count > 200 {
             throw APIError.badRequest("Idempotency-Key must be 1 to 200 characters", field: "Idempotency-Key")
         }
-        let (page, stored) = try await changeLog.push(
-            userID: user.id, appID: appID, clientID: clientID, changes: changes, since: since, idempotencyKey: key,
-            limit: pages.pushAnswer)
+        let (page, stored): (ChangeLogRepository.PageText, Int)
+        do {
+            (page, stored) = try await changeLog.push(
+                userID: user.id, appID: appID, clientID: clientID, changes: changes, since: since, idempotencyKey: key,
+                limit: pages.pushAnswer)
+        } catch let moved as SpaceAuthorization.RecordMoved where indexed.indices.contains(moved.index) {
+            let (index, change) = indexed[moved.index]
+            throw SpaceAuthorization.conflict(index: index, recorded: moved.recorded, wanted: change.spaceID ?? "")
+        }
         if stored > 0 {
             metrics.count("sync_changes_stored_total", by: stored)
         }
