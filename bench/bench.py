@@ -113,6 +113,30 @@ def percentiles(values):
 # MARK: The services
 
 
+def memberships_stand_in():
+    """mana-auth's internal memberships endpoint (MEMBERSHIPS_URL) on loopback: nobody belongs
+    to a shared space. Without an answer mana-sync's reads would be degraded (cursor held)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            parts = self.path.split("/")
+            body = json.dumps({"userId": urllib.request.unquote(parts[-2]) if len(parts) > 2 else "", "memberships": []}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *arguments):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 class Service:
     def __init__(self, binary, port, environment):
         self.port = port
@@ -728,7 +752,7 @@ def main():
         keys = WORK / "auth"
         jwks = subprocess.check_output([f"{arguments.release}/mana-credits", "dev-keys", "--dir", str(keys)], text=True).strip()
         tokens = Tokens(keys / "signing-key.json")
-        common = {"JWKS_URL": jwks, "MANA_AUTH_URL": ISSUER}
+        common = {"JWKS_URL": jwks, "MANA_AUTH_URL": ISSUER, "MEMBERSHIPS_URL": memberships_stand_in()}
         def start_credits(**extra):
             return Service(f"{arguments.release}/mana-credits", CREDITS_PORT,
                            dict(common, DATABASE_URL=cluster.url("mana_credits"), SYNC_CHARGE_INTERVAL="0", GIFT_EXPIRY_INTERVAL="0", LEDGER_AUDIT_INTERVAL="0",

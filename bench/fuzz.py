@@ -29,7 +29,7 @@ def main():
         keys = bench.WORK / "auth"
         jwks = subprocess.check_output([f"{arguments.release}/mana-credits", "dev-keys", "--dir", str(keys)], text=True).strip()
         tokens = bench.Tokens(keys / "signing-key.json")
-        common = {"JWKS_URL": jwks, "MANA_AUTH_URL": bench.ISSUER}
+        common = {"JWKS_URL": jwks, "MANA_AUTH_URL": bench.ISSUER, "MEMBERSHIPS_URL": bench.memberships_stand_in()}
         credits = bench.Service(f"{arguments.release}/mana-credits", bench.CREDITS_PORT,
                                 dict(common, DATABASE_URL=cluster.url("mana_credits"), SYNC_CHARGE_INTERVAL="0"))
         services.append(credits)

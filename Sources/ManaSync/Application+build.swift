@@ -48,7 +48,7 @@ func buildApplication(
         changeLog: changeLog, gate: gate, memberships: memberships, metrics: metrics,
         maximumChanges: configuration.push.maximumChanges, pages: configuration.pages)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()).add(middleware: chassis.largeRequests))
-    StreamController(changeLog: changeLog, gate: gate, hub: hub, settings: configuration.realtime, metrics: metrics)
+    StreamController(changeLog: changeLog, gate: gate, memberships: memberships, hub: hub, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
     let database = chassis.database
     let log = chassis.logger

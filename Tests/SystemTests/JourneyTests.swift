@@ -38,6 +38,10 @@ import TestSupport
             jwksURL = "file://\(path)"
             notify = try StandInServer { router in
                 router.post("api/v1/notifications/send") { _, _ -> Response in .json(#"{"success":true}"#) }
+                // mana-auth's memberships (MEMBERSHIPS_URL): nobody belongs to a shared space here.
+                router.get("api/v1/internal/users/:userId/memberships") { _, context -> Response in
+                    .json(#"{"userId":"\#(context.parameters.get("userId") ?? "")","memberships":[]}"#)
+                }
             }
             try await notify.start()
             stripe = try StripeStandIn()
@@ -53,6 +57,7 @@ import TestSupport
                     "PORT": String(syncPort), "HOST": "127.0.0.1", "LOG_LEVEL": "warning", "JWKS_URL": jwksURL,
                     "MANA_AUTH_URL": JourneyTests.issuer, "DATABASE_URL": Self.url(syncDatabase), "MANA_SERVICE_KEY": JourneyTests.serviceKey,
                     "MANA_CREDITS_URL": "http://127.0.0.1:\(creditsPort)", "SYNC_BILLING_BREAKER_COOLDOWN": "1",
+                    "MEMBERSHIPS_URL": notify.baseURL,
                 ].merging(environment) { _, new in new })
             creditsCaller = HTTPCaller(port: creditsPort)
             syncCaller = HTTPCaller(port: syncPort)

@@ -23,6 +23,10 @@ import TestSupport
             try key.jwksDocument().write(to: URL(fileURLWithPath: path))
             let credits = try StandInServer { router in
                 router.get("api/v1/internal/sync/status/:userId") { _, _ -> Response in .json(#"{"active":true}"#) }
+                // mana-auth's memberships (MEMBERSHIPS_URL): nobody belongs to a shared space here.
+                router.get("api/v1/internal/users/:userId/memberships") { _, context -> Response in
+                    .json(#"{"userId":"\#(context.parameters.get("userId") ?? "")","memberships":[]}"#)
+                }
             }
             try await credits.start()
             let database = try await PostgresCluster.shared.createDatabase(prefix: "realtime")
@@ -35,7 +39,7 @@ import TestSupport
                 "mana-sync", ["serve"],
                 environment: [
                     "PORT": String(port), "HOST": "127.0.0.1", "LOG_LEVEL": "warning", "JWKS_URL": jwksURL,
-                    "MANA_CREDITS_URL": credits.baseURL, "MANA_SERVICE_KEY": RealtimeProcessTests.serviceKey,
+                    "MANA_CREDITS_URL": credits.baseURL, "MEMBERSHIPS_URL": credits.baseURL, "MANA_SERVICE_KEY": RealtimeProcessTests.serviceKey,
                     "DATABASE_URL": "postgresql://mana@127.0.0.1:\(database.port)/\(database.database)?sslmode=disable",
                 ].merging(extra) { _, new in new })
             #expect(await process.waitUntilReady(port: port), "mana-sync on \(port) never became ready")

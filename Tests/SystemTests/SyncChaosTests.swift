@@ -131,7 +131,8 @@ import TestSupport
         let port = try FreePort.find()
         let environment = [
             "PORT": String(port), "HOST": "127.0.0.1", "LOG_LEVEL": "warning", "JWKS_URL": neighbours.jwksURL,
-            "MANA_CREDITS_URL": neighbours.credits.baseURL, "MANA_SERVICE_KEY": RealtimeProcessTests.serviceKey,
+            "MANA_CREDITS_URL": neighbours.credits.baseURL, "MEMBERSHIPS_URL": neighbours.credits.baseURL,
+            "MANA_SERVICE_KEY": RealtimeProcessTests.serviceKey,
             "DATABASE_URL": "postgresql://mana@127.0.0.1:\(neighbours.database.port)/\(neighbours.database.database)?sslmode=disable",
         ]
         let first = try ChildProcess("mana-sync", ["serve"], environment: environment)

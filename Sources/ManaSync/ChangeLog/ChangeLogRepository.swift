@@ -39,7 +39,7 @@ struct ChangeLogRepository: Sendable {
 
     func push(
         userID: String, appID: String, clientID: String, changes: [Change], since: Int64, idempotencyKey: String?,
-        limit: Int
+        limit: Int, writeSpaces: [String] = [], readSpaces: [String] = []
     ) async throws -> (page: PageText, stored: Int) {
         let batch = JSONTextParameter(Change.storageJSON(changes, capacity: 256 * changes.count))
         let tables = Array(Set(changes.map(\.table))).sorted()
@@ -48,12 +48,21 @@ struct ChangeLogRepository: Sendable {
         let large = batch.bytes.count > Self.largeMessage
         return try await client.withGuardedConnection(retire: { _ in large }) { connection in
             do {
-                let rows = try await connection.query(
-                    """
-                    SELECT stored, changes, returned, synced_until, has_more FROM sync.push(
-                        \(userID)::text, \(appID)::text, \(clientID)::text, \(idempotencyKey)::text, \(batch)::jsonb, \(changes.count)::int,
-                        \(tables)::text[], \(since)::bigint, \(limit)::int)
-                    """, logger: logger)
+                // A member's push (migration 0008) locks and reads its spaces' heads too.
+                let rows =
+                    writeSpaces.isEmpty && readSpaces.isEmpty
+                    ? try await connection.query(
+                        """
+                        SELECT stored, changes, returned, synced_until, has_more FROM sync.push(
+                            \(userID)::text, \(appID)::text, \(clientID)::text, \(idempotencyKey)::text, \(batch)::jsonb, \(changes.count)::int,
+                            \(tables)::text[], \(since)::bigint, \(limit)::int)
+                        """, logger: logger)
+                    : try await connection.query(
+                        """
+                        SELECT stored, changes, returned, synced_until, has_more FROM sync.push_spaces(
+                            \(userID)::text, \(appID)::text, \(clientID)::text, \(idempotencyKey)::text, \(batch)::jsonb, \(changes.count)::int,
+                            \(tables)::text[], \(since)::bigint, \(limit)::int, \(writeSpaces)::text[], \(readSpaces)::text[])
+                        """, logger: logger)
                 for try await (stored, text, count, syncedUntil, hasMore) in rows.decode((Int, String, Int, Int64, Bool).self) {
                     return (PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored)
                 }
@@ -61,6 +70,26 @@ struct ChangeLogRepository: Sendable {
                 // sync.push (migration 0007): the first change of the batch moving its record to another space.
                 throw SpaceAuthorization.RecordMoved(
                     index: Int(error.serverInfo?[.message] ?? "") ?? -1, recorded: error.serverInfo?[.detail] ?? "")
+            }
+            throw DatabaseConnectionLost()
+        }
+    }
+
+    /// One page of a member's changes (own rows and the rows of `spaces`) after `since`, as
+    /// PostgreSQL's JSON text: `sync.pull_spaces` locks the heads read, then pages (migration 0008).
+    func pullSpacesText(
+        userID: String, appID: String, table: String, since: Int64, excludingClient: String?, limit: Int, spaces: [String]
+    ) async throws -> PageText {
+        let logger = self.logger
+        return try await client.withGuardedConnection { connection in
+            let rows = try await connection.query(
+                """
+                SELECT changes, returned, synced_until, has_more
+                FROM sync.pull_spaces(\(userID)::text, \(appID)::text, \(table)::text, \(since)::bigint, \(excludingClient)::text,
+                    \(limit)::int, \(spaces)::text[])
+                """, logger: logger)
+            for try await (text, count, syncedUntil, hasMore) in rows.decode((String, Int, Int64, Bool).self) {
+                return PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore)
             }
             throw DatabaseConnectionLost()
         }

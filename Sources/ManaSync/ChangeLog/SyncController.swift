@@ -52,10 +52,10 @@ struct SyncController: Sendable {
             .filter { !$0.change.changesNothing }
         let changes = indexed.map(\.change)
         let spaces = try SpaceAuthorization.spacesToCheck(indexed, userID: user.id)
-        if !spaces.isEmpty {
-            try SpaceAuthorization.check(
-                spaces, lookup: await memberships.lookup(userID: user.id), writeRoles: memberships.settings.writeRoles)
-        }
+        let lookup = await memberships.lookup(userID: user.id)
+        try SpaceAuthorization.check(spaces, lookup: lookup, writeRoles: memberships.settings.writeRoles)
+        let scope = ReadScope(lookup)
+        let writeSpaces = Array(Set(spaces.map(\.space))).sorted()
         let since = try SyncRequest.cursor(body.since)
         let key = request.headers[.idempotencyKey]
         if let key, key.isEmpty || key.count > 200 {
@@ -65,7 +65,7 @@ struct SyncController: Sendable {
         do {
             (page, stored) = try await changeLog.push(
                 userID: user.id, appID: appID, clientID: clientID, changes: changes, since: since, idempotencyKey: key,
-                limit: pages.pushAnswer)
+                limit: pages.pushAnswer, writeSpaces: writeSpaces, readSpaces: scope.spaces)
         } catch let moved as SpaceAuthorization.RecordMoved where indexed.indices.contains(moved.index) {
             let (index, change) = indexed[moved.index]
             throw SpaceAuthorization.conflict(index: index, recorded: moved.recorded, wanted: change.spaceID ?? "")
@@ -74,7 +74,7 @@ struct SyncController: Sendable {
             metrics.count("sync_changes_stored_total", by: stored)
         }
         metrics.count("sync_changes_returned_total", by: page.count)
-        return Self.response(page)
+        return Self.response(page, scope: scope, since: since)
     }
 
     /// `GET :appId/pull?collection&since`: one page of a table's changes.
@@ -90,20 +90,30 @@ struct SyncController: Sendable {
         let since = try SyncRequest.cursor(.string(sinceText))
         let limit = try QueryParameter.integer(request, "limit", default: pages.pullDefault, in: 1...5_000)
         let clientID = request.headers[.clientID].flatMap { $0.isEmpty ? nil : $0 }
-        let page = try await changeLog.pullText(
-            userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit)
+        let scope = ReadScope(await memberships.lookup(userID: user.id))
+        let page =
+            scope.spaces.isEmpty
+            ? try await changeLog.pullText(
+                userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit)
+            : try await changeLog.pullSpacesText(
+                userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit,
+                spaces: scope.spaces)
         metrics.count("sync_changes_returned_total", by: page.count)
-        return Self.response(page)
+        return Self.response(page, scope: scope, since: since)
     }
 
     // MARK: Input
 
     /// `{"conflicts":[],"serverChanges":[...],"syncedUntil","hasMore"}` around PostgreSQL's text.
-    static func response(_ page: ChangeLogRepository.PageText) -> JSONResponse {
-        JSONResponse(
+    /// While memberships cannot be resolved the answer has own rows only, and its cursor stays
+    /// at `since` (rows of the user's spaces behind it must not be skipped).
+    static func response(_ page: ChangeLogRepository.PageText, scope: ReadScope = .own, since: Int64 = 0) -> JSONResponse {
+        let degraded = scope == .degraded
+        return JSONResponse(
             rawJSON: StoredChange.pageJSON(
-                opening: Array(#"{"conflicts":[],"serverChanges":"#.utf8), syncedUntil: page.syncedUntil, hasMore: page.hasMore,
-                capacity: page.changes.utf8.count
-            ) { $0.append(contentsOf: page.changes.utf8) })
+                opening: Array(#"{"conflicts":[],"serverChanges":"#.utf8), syncedUntil: degraded ? since : page.syncedUntil,
+                hasMore: degraded ? false : page.hasMore, capacity: page.changes.utf8.count
+            ) { $0.append(contentsOf: page.changes.utf8) },
+            headers: degraded ? ReadScope.degradedHeader : [:])
     }
 }

@@ -8,6 +8,7 @@ import NIOCore
 struct LiveStream: Sendable {
     let changeLog: ChangeLogRepository
     let gate: BillingGate
+    let memberships: MembershipDirectory
     let shared: SharedReads
     let metrics: ServiceMetrics
     let settings: RealtimeSettings
@@ -24,8 +25,11 @@ struct LiveStream: Sendable {
         // The catch-up reads from the stream's own cursor, leaving out its client in SQL.
         for table in tables {
             try await send(table, catchUp: true, cursors: &cursors, write: write) { since in
-                try await changeLog.pull(
-                    userID: userID, appID: appID, table: table, since: since, excludingClient: clientID, limit: StreamController.pageSize)
+                if let page = try await memberPage(table: table, since: since, excludingClient: clientID) { return page }
+                return Self.event(
+                    try await changeLog.pull(
+                        userID: userID, appID: appID, table: table, since: since, excludingClient: clientID, limit: StreamController.pageSize),
+                    table: table)
             }
         }
         let clock = ContinuousClock()
@@ -50,6 +54,7 @@ struct LiveStream: Sendable {
             for table in dirty.sorted() {
                 // Live pages are shared by the user's streams that are at the same cursor.
                 try await send(table, cursors: &cursors, write: write) { since in
+                    if let page = try await memberPage(table: table, since: since, excludingClient: clientID) { return page }
                     let (page, wasShared) = try await shared.page(
                         .init(userID: userID, appID: appID, table: table, since: since), notBefore: announcedAt
                     ) {
@@ -57,9 +62,11 @@ struct LiveStream: Sendable {
                             userID: userID, appID: appID, table: table, since: since, excludingClient: nil, limit: StreamController.pageSize)
                     }
                     metrics.count("sync_sse_reads_total", [("shared", wasShared ? "true" : "false")])
-                    return ChangeLogRepository.Page(
-                        changes: page.changes.filter { clientID == nil || $0.clientID != clientID }, syncedUntil: page.syncedUntil,
-                        hasMore: page.hasMore)
+                    return Self.event(
+                        ChangeLogRepository.Page(
+                            changes: page.changes.filter { clientID == nil || $0.clientID != clientID }, syncedUntil: page.syncedUntil,
+                            hasMore: page.hasMore),
+                        table: table)
                 }
                 lastWrite = clock.now
             }
@@ -70,18 +77,57 @@ struct LiveStream: Sendable {
         }
     }
 
+    /// One page as an SSE `changes` event, with what the loop needs to know about it.
+    struct EventPage {
+        let event: [UInt8]
+        let count: Int
+        let syncedUntil: Int64
+        let hasMore: Bool
+    }
+
+    static func event(_ page: ChangeLogRepository.Page, table: String) -> EventPage {
+        EventPage(
+            event: StoredChange.eventJSON(page.changes, table: table, syncedUntil: page.syncedUntil, hasMore: page.hasMore),
+            count: page.changes.count, syncedUntil: page.syncedUntil, hasMore: page.hasMore)
+    }
+
+    /// A member's page (own rows and its spaces', with the memberships of this moment), or nil
+    /// when the user reads own rows only. While memberships cannot be resolved: own rows, and
+    /// the cursor stays.
+    private func memberPage(table: String, since: Int64, excludingClient: String?) async throws -> EventPage? {
+        let scope = ReadScope(await memberships.lookup(userID: userID))
+        switch scope {
+        case .own:
+            return nil
+        case .degraded:
+            let page = try await changeLog.pull(
+                userID: userID, appID: appID, table: table, since: since, excludingClient: excludingClient, limit: StreamController.pageSize)
+            return Self.event(ChangeLogRepository.Page(changes: page.changes, syncedUntil: since, hasMore: false), table: table)
+        case .spaces(let spaces):
+            let page = try await changeLog.pullSpacesText(
+                userID: userID, appID: appID, table: table, since: since, excludingClient: excludingClient,
+                limit: StreamController.pageSize, spaces: spaces)
+            var opening = Array(#"{"table":"#.utf8)
+            JSONText.appendString(table, to: &opening)
+            opening.append(contentsOf: #","changes":"#.utf8)
+            let event = StoredChange.pageJSON(
+                opening: opening, syncedUntil: page.syncedUntil, hasMore: page.hasMore, capacity: page.changes.utf8.count
+            ) { $0.append(contentsOf: page.changes.utf8) }
+            return EventPage(event: event, count: page.count, syncedUntil: page.syncedUntil, hasMore: page.hasMore)
+        }
+    }
+
     /// Writes `table`'s pages after its cursor until none is full; during the catch-up even
     /// an empty page is written (the client learns the cursor), live only pages with changes.
     private func send(
         _ table: String, catchUp: Bool = false, cursors: inout [String: Int64], write: (ByteBuffer) async throws -> Void,
-        read: (Int64) async throws -> ChangeLogRepository.Page
+        read: (Int64) async throws -> EventPage
     ) async throws {
         while true {
             let page = try await read(cursors[table] ?? 0)
             cursors[table] = page.syncedUntil
-            if catchUp || !page.changes.isEmpty {
-                let data = StoredChange.eventJSON(page.changes, table: table, syncedUntil: page.syncedUntil, hasMore: page.hasMore)
-                try await write(StreamController.event("changes", rawJSON: data))
+            if catchUp || page.count > 0 {
+                try await write(StreamController.event("changes", rawJSON: page.event))
             }
             if !page.hasMore { return }
         }

@@ -11,6 +11,7 @@ import SharedAuth
 struct StreamController: Sendable {
     let changeLog: ChangeLogRepository
     let gate: BillingGate
+    let memberships: MembershipDirectory
     let hub: RealtimeHub
     let settings: RealtimeSettings
     let metrics: ServiceMetrics
@@ -28,6 +29,8 @@ struct StreamController: Sendable {
         let user = try context.requireUser()
         let appID = try SyncRequest.appID(context)
         try await gate.check(userID: user.id)
+        // A stream must not start without knowing which spaces it reads (spaces.md section 9).
+        if await memberships.lookup(userID: user.id) == .unavailable { throw SpaceAuthorization.unavailable }
         let query = request.uri.queryParameters
         let names = (query["collections"].map(String.init) ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         guard !names.isEmpty, names.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 100 }) else {
@@ -42,7 +45,7 @@ struct StreamController: Sendable {
         // Subscribe before the catch-up, so a push during it is not missed.
         let subscription = hub.subscribe(userID: user.id, appID: appID, clientID: clientID, tables: Set(tables))
         let live = LiveStream(
-            changeLog: changeLog, gate: gate, shared: shared, metrics: metrics, settings: settings, userID: user.id, appID: appID,
+            changeLog: changeLog, gate: gate, memberships: memberships, shared: shared, metrics: metrics, settings: settings, userID: user.id, appID: appID,
             clientID: clientID, validUntil: user.validUntil)
         let hub = self.hub
         return Response(

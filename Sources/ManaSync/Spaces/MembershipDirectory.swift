@@ -41,6 +41,8 @@ struct MembershipSettings: Sendable {
     var capacity = 50_000
 
     enum Variables {
+        static let url = EnvironmentVariable(
+            "MEMBERSHIPS_URL", default: "", help: "base URL of mana-auth's internal memberships endpoint (default: MANA_AUTH_URL)")
         static let writeRoles = EnvironmentVariable(
             "SPACE_WRITE_ROLES", default: "owner,admin,member", help: "roles that may write into a shared space (others read only)")
         static let freshTTL = EnvironmentVariable(
@@ -53,13 +55,13 @@ struct MembershipSettings: Sendable {
             "MEMBERSHIP_TIMEOUT", default: "3", help: "seconds one membership lookup at mana-auth may take")
         static let capacity = EnvironmentVariable(
             "MEMBERSHIP_CACHE_SIZE", default: "50000", help: "users whose memberships are cached (least recently used go first)")
-        static var all: [EnvironmentVariable] { [writeRoles, freshTTL, failureTTL, staleLimit, timeout, capacity] }
+        static var all: [EnvironmentVariable] { [url, writeRoles, freshTTL, failureTTL, staleLimit, timeout, capacity] }
     }
 
     init(authURL: String) { self.authURL = authURL }
 
     init(reading reader: inout ConfigReader) {
-        authURL = reader.url(AuthSettings.Variables.authURL)
+        authURL = reader.optionalString(Variables.url) == nil ? reader.url(AuthSettings.Variables.authURL) : reader.url(Variables.url)
         writeRoles = Set(reader.list(Variables.writeRoles))
         freshTTL = reader.seconds(Variables.freshTTL, in: 1...3_600)
         failureTTL = reader.seconds(Variables.failureTTL, in: 0.1...600)

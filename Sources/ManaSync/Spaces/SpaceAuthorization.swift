@@ -61,3 +61,30 @@ enum SpaceAuthorization {
             details: ["index": .number(Double(index)), "spaceId": .string(wanted), "recordSpaceId": .string(recorded)])
     }
 }
+
+/// What a user's read covers (spaces.md section 9, "Degraded reads").
+enum ReadScope: Sendable, Equatable {
+    /// Own rows only: the user belongs to no space (its personal organization aside).
+    case own
+    /// Own rows and the rows of these spaces (sorted).
+    case spaces([String])
+    /// Memberships cannot be resolved: own rows, and the cursor does not move.
+    case degraded
+
+    init(_ lookup: MembershipDirectory.Lookup) {
+        guard let memberships = lookup.memberships else {
+            self = .degraded
+            return
+        }
+        let spaces = memberships.spaces.filter { !$0.hasPrefix(Memberships.personalPrefix) }
+        self = spaces.isEmpty ? .own : .spaces(spaces)
+    }
+
+    var spaces: [String] {
+        if case .spaces(let spaces) = self { return spaces }
+        return []
+    }
+
+    /// The header a degraded answer carries.
+    static let degradedHeader: HTTPFields = [HTTPField.Name("X-Sync-Degraded")!: "memberships"]
+}
