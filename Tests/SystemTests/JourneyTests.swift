@@ -17,6 +17,7 @@ import TestSupport
         let key: DevelopmentSigningKey
         let jwksURL: String
         let notify: StandInServer
+        let memberships: StandInServer
         let stripe: StripeStandIn
         let creditsDatabase: DatabaseURL
         let syncDatabase: DatabaseURL
@@ -38,12 +39,15 @@ import TestSupport
             jwksURL = "file://\(path)"
             notify = try StandInServer { router in
                 router.post("api/v1/notifications/send") { _, _ -> Response in .json(#"{"success":true}"#) }
-                // mana-auth's memberships (MEMBERSHIPS_URL): nobody belongs to a shared space here.
+            }
+            try await notify.start()
+            // mana-auth's memberships (MEMBERSHIPS_URL): nobody belongs to a shared space here.
+            memberships = try StandInServer { router in
                 router.get("api/v1/internal/users/:userId/memberships") { _, context -> Response in
                     .json(#"{"userId":"\#(context.parameters.get("userId") ?? "")","memberships":[]}"#)
                 }
             }
-            try await notify.start()
+            try await memberships.start()
             stripe = try StripeStandIn()
             try await stripe.server.start()
             creditsDatabase = try await cluster.createDatabase(prefix: "journey_credits")
@@ -57,7 +61,7 @@ import TestSupport
                     "PORT": String(syncPort), "HOST": "127.0.0.1", "LOG_LEVEL": "warning", "JWKS_URL": jwksURL,
                     "MANA_AUTH_URL": JourneyTests.issuer, "DATABASE_URL": Self.url(syncDatabase), "MANA_SERVICE_KEY": JourneyTests.serviceKey,
                     "MANA_CREDITS_URL": "http://127.0.0.1:\(creditsPort)", "SYNC_BILLING_BREAKER_COOLDOWN": "1",
-                    "MEMBERSHIPS_URL": notify.baseURL,
+                    "MEMBERSHIPS_URL": memberships.baseURL,
                 ].merging(environment) { _, new in new })
             creditsCaller = HTTPCaller(port: creditsPort)
             syncCaller = HTTPCaller(port: syncPort)
@@ -103,6 +107,7 @@ import TestSupport
             await creditsCaller.shutdown()
             await syncCaller.shutdown()
             await notify.stop()
+            await memberships.stop()
             await stripe.server.stop()
         }
 
