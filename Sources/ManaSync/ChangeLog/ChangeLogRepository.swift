@@ -48,21 +48,13 @@ struct ChangeLogRepository: Sendable {
         let large = batch.bytes.count > Self.largeMessage
         return try await client.withGuardedConnection(retire: { _ in large }) { connection in
             do {
-                // A member's push (migration 0008) locks and reads its spaces' heads too.
-                let rows =
-                    writeSpaces.isEmpty && readSpaces.isEmpty
-                    ? try await connection.query(
-                        """
-                        SELECT stored, changes, returned, synced_until, has_more FROM sync.push(
-                            \(userID)::text, \(appID)::text, \(clientID)::text, \(idempotencyKey)::text, \(batch)::jsonb, \(changes.count)::int,
-                            \(tables)::text[], \(since)::bigint, \(limit)::int)
-                        """, logger: logger)
-                    : try await connection.query(
-                        """
-                        SELECT stored, changes, returned, synced_until, has_more FROM sync.push_spaces(
-                            \(userID)::text, \(appID)::text, \(clientID)::text, \(idempotencyKey)::text, \(batch)::jsonb, \(changes.count)::int,
-                            \(tables)::text[], \(since)::bigint, \(limit)::int, \(writeSpaces)::text[], \(readSpaces)::text[])
-                        """, logger: logger)
+                // The heads of the spaces written and read are locked and read too (migration 0008).
+                let rows = try await connection.query(
+                    """
+                    SELECT stored, changes, returned, synced_until, has_more FROM sync.push_spaces(
+                        \(userID)::text, \(appID)::text, \(clientID)::text, \(idempotencyKey)::text, \(batch)::jsonb, \(changes.count)::int,
+                        \(tables)::text[], \(since)::bigint, \(limit)::int, \(writeSpaces)::text[], \(readSpaces)::text[])
+                    """, logger: logger)
                 for try await (stored, text, count, syncedUntil, hasMore) in rows.decode((Int, String, Int, Int64, Bool).self) {
                     return (PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored)
                 }

@@ -1,7 +1,7 @@
 -- Shared spaces, first part (docs/sync.md, "Shared spaces"): a change's space in its own
 -- column. The push resolves it (the top-level `spaceId`, then `data.spaceId`, then
--- `fields.spaceId.value`; Change.spaceID) and sends it as `s`; a top-level `spaceId` that was
--- the space is served from the column.
+-- `fields.spaceId.value`; Change.spaceID) and sends it as `s` (stored by the push of migration
+-- 0008); a top-level `spaceId` that was the space is served from the column.
 ALTER TABLE sync.changes ADD COLUMN space_id text;
 
 -- Rows stored before: the same resolution over what was kept (the top-level key is in extra).
@@ -23,6 +23,19 @@ CREATE FUNCTION sync.extra_out(p_space text, p_extra jsonb) RETURNS jsonb LANGUA
         ELSE jsonb_build_object('spaceId', p_space) || coalesce(p_extra - 'spaceId', '{}'::jsonb) END
 $$;
 
+-- One change as served: in the shape it came in, extras spliced in, eventId last.
+CREATE FUNCTION sync.change_json(
+    p_table text, p_id text, p_op text, p_data jsonb, p_fields jsonb, p_deleted_at text, p_extra jsonb, p_event uuid
+) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT '{"table":' || to_json(p_table)::text || ',"id":' || to_json(p_id)::text || ',"op":"' || p_op || '"'
+        || CASE WHEN p_data IS NOT NULL THEN ',"data":' || p_data::text ELSE '' END
+        || CASE WHEN p_fields IS NOT NULL THEN ',"fields":' || p_fields::text ELSE '' END
+        || CASE WHEN p_deleted_at IS NOT NULL THEN ',"deletedAt":' || to_json(p_deleted_at)::text ELSE '' END
+        || CASE WHEN p_extra IS NOT NULL AND p_extra <> '{}'::jsonb
+                THEN ',' || substr(p_extra::text, 2, length(p_extra::text) - 2) ELSE '' END
+        || ',"eventId":"' || p_event::text || '"}'
+$$;
+
 CREATE OR REPLACE FUNCTION sync.page_json(p_user text, p_app text, p_table text, p_since bigint, p_exclude text, p_limit int)
 RETURNS TABLE (changes text, returned int, synced_until bigint, has_more boolean)
 LANGUAGE sql STABLE AS $$
@@ -40,14 +53,7 @@ LANGUAGE sql STABLE AS $$
     )
     SELECT
         '[' || coalesce((
-            SELECT string_agg(
-                '{"table":' || to_json(table_name)::text || ',"id":' || to_json(record_id)::text || ',"op":"' || op || '"'
-                    || CASE WHEN data IS NOT NULL THEN ',"data":' || data::text ELSE '' END
-                    || CASE WHEN fields IS NOT NULL THEN ',"fields":' || fields::text ELSE '' END
-                    || CASE WHEN deleted_at IS NOT NULL THEN ',"deletedAt":' || to_json(deleted_at)::text ELSE '' END
-                    || CASE WHEN extra IS NOT NULL AND extra <> '{}'::jsonb
-                            THEN ',' || substr(extra::text, 2, length(extra::text) - 2) ELSE '' END
-                    || ',"eventId":"' || event_id::text || '"}',
+            SELECT string_agg(sync.change_json(table_name, record_id, op, data, fields, deleted_at, extra, event_id),
                 ',' ORDER BY cursor)
             FROM page), '') || ']',
         (SELECT count(*)::int FROM page),
@@ -55,55 +61,11 @@ LANGUAGE sql STABLE AS $$
         (SELECT total FROM counted) > p_limit
 $$;
 
-CREATE OR REPLACE FUNCTION sync.push(
-    p_user text, p_app text, p_client text, p_key text, p_batch jsonb, p_count int, p_tables text[], p_since bigint, p_limit int
-) RETURNS TABLE (stored int, changes text, returned int, synced_until bigint, has_more boolean)
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_base bigint;
-    v_last bigint;
-    v_notice text;
-BEGIN
-    PERFORM sync.enter_user(p_user);
-    stored := 0;
-    IF p_key IS NOT NULL THEN
-        INSERT INTO sync.push_receipts (user_id, app_id, client_id, idempotency_key)
-        VALUES (p_user, p_app, p_client, p_key) ON CONFLICT DO NOTHING;
-        IF NOT FOUND THEN
-            p_count := 0;  -- a retry: stored the first time
-        END IF;
-    END IF;
-    IF p_count > 0 THEN
-        INSERT INTO sync.heads (user_id, app_id) VALUES (p_user, p_app) ON CONFLICT DO NOTHING;
-        SELECT greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, last_cursor + 1) INTO v_base
-        FROM sync.heads WHERE user_id = p_user AND app_id = p_app FOR UPDATE;
-        INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id, extra, space_id)
-        SELECT p_user, p_app, v_base + e.ordinality - 1, e.value->>'table', e.value->>'id', e.value->>'op',
-            e.value->'data', e.value->'fields', e.value->>'deletedAt', p_client, e.value->'x', e.value->>'s'
-        FROM jsonb_array_elements(p_batch) WITH ORDINALITY AS e;
-        v_last := v_base + p_count - 1;
-        UPDATE sync.heads SET last_cursor = v_last WHERE user_id = p_user AND app_id = p_app;
-        -- Delivered to every replica's listener when (and only if) this transaction commits;
-        -- the table list is left out when the notice would be too long for NOTIFY.
-        v_notice := json_build_object('a', p_app, 'c', p_client, 'f', v_base::text, 'k', 'push', 'l', v_last::text,
-            't', p_tables, 'u', p_user)::text;
-        IF octet_length(v_notice) > 7000 THEN
-            v_notice := json_build_object('a', p_app, 'c', p_client, 'f', v_base::text, 'k', 'push', 'l', v_last::text,
-                't', NULL, 'u', p_user)::text;
-        END IF;
-        PERFORM pg_notify('mana_sync_events', v_notice);
-        stored := p_count;
-    END IF;
-    SELECT p.changes, p.returned, p.synced_until, p.has_more INTO changes, returned, synced_until, has_more
-    FROM sync.page_json(p_user, p_app, NULL, p_since, p_client, p_limit) AS p;
-    RETURN NEXT;
-END
-$$;
-
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_sync_rls') THEN
-        GRANT EXECUTE ON FUNCTION sync.extra_out(text, jsonb) TO mana_sync_rls;
+        GRANT EXECUTE ON FUNCTION sync.extra_out(text, jsonb), sync.change_json(text, text, text, jsonb, jsonb, text, jsonb, uuid)
+            TO mana_sync_rls;
     END IF;
 END
 $$;

@@ -108,14 +108,7 @@ LANGUAGE sql STABLE AS $$
     )
     SELECT
         '[' || coalesce((
-            SELECT string_agg(
-                '{"table":' || to_json(table_name)::text || ',"id":' || to_json(record_id)::text || ',"op":"' || op || '"'
-                    || CASE WHEN data IS NOT NULL THEN ',"data":' || data::text ELSE '' END
-                    || CASE WHEN fields IS NOT NULL THEN ',"fields":' || fields::text ELSE '' END
-                    || CASE WHEN deleted_at IS NOT NULL THEN ',"deletedAt":' || to_json(deleted_at)::text ELSE '' END
-                    || CASE WHEN extra IS NOT NULL AND extra <> '{}'::jsonb
-                            THEN ',' || substr(extra::text, 2, length(extra::text) - 2) ELSE '' END
-                    || ',"eventId":"' || event_id::text || '"}',
+            SELECT string_agg(sync.change_json(table_name, record_id, op, data, fields, deleted_at, extra, event_id),
                 ',' ORDER BY cursor, event_id)
             FROM page), '') || ']',
         (SELECT count(*)::int FROM page),
@@ -140,9 +133,12 @@ BEGIN
 END
 $$;
 
--- A member's push: as sync.push, with the heads of the spaces it writes (p_write, locked FOR
--- UPDATE and moved) and reads (p_read, FOR SHARE), and the answer page over all of them. The
--- notice names the spaces written (`s`), for the members' sockets.
+-- A push: the receipt of its idempotency key (a retry stores nothing), the record's first
+-- space kept (a change moving it elsewhere fails the push, 409), the heads locked and moved
+-- past the batch's cursors (its own, then the spaces it writes (p_write, FOR UPDATE) and
+-- reads (p_read, FOR SHARE), sorted), the batch inserted with its spaces, every replica
+-- notified on commit (the notice names the spaces written, `s`), and the answer page of other
+-- clients' changes after p_since: own rows, and the spaces' rows for a member.
 CREATE FUNCTION sync.push_spaces(
     p_user text, p_app text, p_client text, p_key text, p_batch jsonb, p_count int, p_tables text[], p_since bigint, p_limit int,
     p_write text[], p_read text[]
@@ -185,7 +181,9 @@ BEGIN
         INSERT INTO sync.heads (user_id, app_id) VALUES (p_user, p_app) ON CONFLICT DO NOTHING;
         SELECT greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, last_cursor + 1) INTO v_base
         FROM sync.heads WHERE user_id = p_user AND app_id = p_app FOR UPDATE;
-        v_base := greatest(v_base, sync.lock_space_heads(p_app, p_write, p_read) + 1);
+        IF cardinality(p_write || p_read) > 0 THEN
+            v_base := greatest(v_base, sync.lock_space_heads(p_app, p_write, p_read) + 1);
+        END IF;
         INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id, extra, space_id)
         SELECT p_user, p_app, v_base + e.ordinality - 1, e.value->>'table', e.value->>'id', e.value->>'op',
             e.value->'data', e.value->'fields', e.value->>'deletedAt', p_client, e.value->'x', e.value->>'s'
@@ -204,16 +202,29 @@ BEGIN
         PERFORM pg_notify('mana_sync_events', v_notice);
         stored := p_count;
     END IF;
-    IF stored = 0 THEN
+    IF stored = 0 AND cardinality(p_write || p_read) > 0 THEN
         -- Nothing written (a retry): the answer page still needs no writer in flight.
         INSERT INTO sync.heads (user_id, app_id) VALUES (p_user, p_app) ON CONFLICT DO NOTHING;
         PERFORM 1 FROM sync.heads WHERE user_id = p_user AND app_id = p_app FOR SHARE;
         PERFORM sync.lock_space_heads(p_app, '{}', p_write || p_read);
     END IF;
-    SELECT p.changes, p.returned, p.synced_until, p.has_more INTO changes, returned, synced_until, has_more
-    FROM sync.page_json_spaces(p_user, p_app, NULL, p_since, p_client, p_limit, p_write || p_read) AS p;
+    IF cardinality(p_write || p_read) = 0 THEN
+        SELECT p.changes, p.returned, p.synced_until, p.has_more INTO changes, returned, synced_until, has_more
+        FROM sync.page_json(p_user, p_app, NULL, p_since, p_client, p_limit) AS p;
+    ELSE
+        SELECT p.changes, p.returned, p.synced_until, p.has_more INTO changes, returned, synced_until, has_more
+        FROM sync.page_json_spaces(p_user, p_app, NULL, p_since, p_client, p_limit, p_write || p_read) AS p;
+    END IF;
     RETURN NEXT;
 END
+$$;
+
+-- The push of a user in no space: the same function without spaces.
+CREATE OR REPLACE FUNCTION sync.push(
+    p_user text, p_app text, p_client text, p_key text, p_batch jsonb, p_count int, p_tables text[], p_since bigint, p_limit int
+) RETURNS TABLE (stored int, changes text, returned int, synced_until bigint, has_more boolean)
+LANGUAGE sql AS $$
+    SELECT * FROM sync.push_spaces(p_user, p_app, p_client, p_key, p_batch, p_count, p_tables, p_since, p_limit, '{}', '{}')
 $$;
 
 DO $$
