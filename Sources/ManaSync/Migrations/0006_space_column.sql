@@ -18,7 +18,10 @@ WHERE extra ? 'spaceId' OR data ? 'spaceId' OR fields ? 'spaceId';
 ALTER TABLE sync.changes FORCE ROW LEVEL SECURITY;
 
 -- The extras as served: the space (when there is one) as `spaceId`, then the other kept keys.
-CREATE FUNCTION sync.extra_out(p_space text, p_extra jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+-- STABLE, not IMMUTABLE (jsonb_build_object and to_json are STABLE): only then does PostgreSQL
+-- inline these into the page queries; called as functions they made a 1,000-change page 4×
+-- slower.
+CREATE FUNCTION sync.extra_out(p_space text, p_extra jsonb) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN p_space IS NULL THEN p_extra
         ELSE jsonb_build_object('spaceId', p_space) || coalesce(p_extra - 'spaceId', '{}'::jsonb) END
 $$;
@@ -26,7 +29,7 @@ $$;
 -- One change as served: in the shape it came in, extras spliced in, eventId last.
 CREATE FUNCTION sync.change_json(
     p_table text, p_id text, p_op text, p_data jsonb, p_fields jsonb, p_deleted_at text, p_extra jsonb, p_event uuid
-) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+) RETURNS text LANGUAGE sql STABLE AS $$
     SELECT '{"table":' || to_json(p_table)::text || ',"id":' || to_json(p_id)::text || ',"op":"' || p_op || '"'
         || CASE WHEN p_data IS NOT NULL THEN ',"data":' || p_data::text ELSE '' END
         || CASE WHEN p_fields IS NOT NULL THEN ',"fields":' || p_fields::text ELSE '' END
