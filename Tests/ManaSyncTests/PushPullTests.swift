@@ -144,22 +144,7 @@ import TestSupport
                 }
                 for reader in 0..<3 {
                     group.addTask {
-                        var since = Self.epoch
-                        var seen = Set<String>()
-                        while true {
-                            try Task.checkCancellation()
-                            let finished = await done.isSet
-                            let page = try await h.pull("race", as: "racer", collection: "rows", since: since, client: "reader-\(reader)", limit: 1000)
-                            #expect(page.status == .ok)
-                            let changes = page.body["serverChanges"]?.array ?? []
-                            for change in changes {
-                                if let id = change["id"]?.stringValue { seen.insert(id) }
-                            }
-                            since = page.body["syncedUntil"]?.stringValue ?? since
-                            if finished, page.body["hasMore"] != true { return seen }
-                            // A reader that is caught up polls like a client does, not in a tight loop.
-                            if changes.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
-                        }
+                        try await Flag.readAll(h, app: "race", as: "racer", collection: "rows", client: "reader-\(reader)", limit: 1000, until: done)
                     }
                 }
                 var writersLeft = writers
@@ -276,6 +261,29 @@ import TestSupport
 actor Flag {
     private(set) var isSet = false
     func set() { isSet = true }
+
+    /// A reader paging a table from the epoch, as a client does, until `done` is set and it
+    /// has caught up: the ids of every change it saw.
+    static func readAll(
+        _ h: SyncHarness, app: String, as user: String, collection: String, client: String, limit: Int, until done: Flag
+    ) async throws -> Set<String> {
+        var since = "1970-01-01T00:00:00Z"
+        var seen = Set<String>()
+        while true {
+            try Task.checkCancellation()
+            let finished = await done.isSet
+            let page = try await h.pull(app, as: user, collection: collection, since: since, client: client, limit: limit)
+            #expect(page.status == .ok)
+            let changes = page.body["serverChanges"]?.array ?? []
+            for change in changes {
+                if let id = change["id"]?.stringValue { seen.insert(id) }
+            }
+            since = page.body["syncedUntil"]?.stringValue ?? since
+            if finished, page.body["hasMore"] != true { return seen }
+            // A reader that is caught up polls like a client does, not in a tight loop.
+            if changes.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+        }
+    }
 }
 
 @Suite struct SyncUnstorableTextTests {

@@ -131,18 +131,7 @@ import Testing
                 }
                 for reader in readers {
                     group.addTask {
-                        var since = Self.epoch
-                        var seen = Set<String>()
-                        while true {
-                            let finished = await done.isSet
-                            let page = try await h.pull("cal", as: reader, collection: "events", since: since, client: "\(reader)-reader", limit: 13)
-                            #expect(page.status == .ok)
-                            let changes = page.body["serverChanges"]?.array ?? []
-                            for change in changes { if let id = change["id"]?.stringValue { seen.insert(id) } }
-                            since = page.body["syncedUntil"]?.stringValue ?? since
-                            if finished, page.body["hasMore"] != true { return seen }
-                            if changes.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
-                        }
+                        try await Flag.readAll(h, app: "cal", as: reader, collection: "events", client: "\(reader)-reader", limit: 13, until: done)
                     }
                 }
                 var writersLeft = writers.count

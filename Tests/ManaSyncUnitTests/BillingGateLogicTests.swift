@@ -15,9 +15,9 @@ import Testing
             var inactive: Set<String> = []
             var mode = Mode.answer
             var calls: [String: Int] = [:]
-            var waiting: [CheckedContinuation<Void, Never>] = []
         }
         private let state = Mutex(State())
+        private let held = HeldCalls()
 
         func set(_ mode: Mode) { state.withLock { $0.mode = mode } }
         func setInactive(_ user: String, _ inactive: Bool) {
@@ -26,14 +26,8 @@ import Testing
         func calls(_ user: String? = nil) -> Int {
             state.withLock { state in user.map { state.calls[$0, default: 0] } ?? state.calls.values.reduce(0, +) }
         }
-        var waitingCount: Int { state.withLock { $0.waiting.count } }
-        func release() {
-            let waiting = state.withLock { state in
-                defer { state.waiting = [] }
-                return state.waiting
-            }
-            for continuation in waiting { continuation.resume() }
-        }
+        var waitingCount: Int { held.count }
+        func release() { held.release() }
 
         func isActive(userID: String) async -> Result<Bool, ServiceClientError> {
             let mode = state.withLock { state -> Mode in
@@ -41,7 +35,7 @@ import Testing
                 return state.mode
             }
             if mode == .hold {
-                await withCheckedContinuation { continuation in state.withLock { $0.waiting.append(continuation) } }
+                await held.hold()
             }
             if mode == .fail { return .failure(.unreachable("scripted")) }
             return .success(state.withLock { !$0.inactive.contains(userID) })

@@ -15,21 +15,15 @@ import Testing
             var roles: [String: [String: String]] = [:]
             var mode = Mode.answer
             var calls: [String: Int] = [:]
-            var waiting: [CheckedContinuation<Void, Never>] = []
         }
         private let state = Mutex(State())
+        private let held = HeldCalls()
 
         func set(_ mode: Mode) { state.withLock { $0.mode = mode } }
         func set(_ user: String, _ roles: [String: String]) { state.withLock { $0.roles[user] = roles } }
         func calls(_ user: String) -> Int { state.withLock { $0.calls[user, default: 0] } }
-        var waitingCount: Int { state.withLock { $0.waiting.count } }
-        func release() {
-            let waiting = state.withLock { state in
-                defer { state.waiting = [] }
-                return state.waiting
-            }
-            for continuation in waiting { continuation.resume() }
-        }
+        var waitingCount: Int { held.count }
+        func release() { held.release() }
 
         func memberships(userID: String) async -> Result<Memberships, ServiceClientError> {
             let mode = state.withLock { state -> Mode in
@@ -37,7 +31,7 @@ import Testing
                 return state.mode
             }
             if mode == .hold {
-                await withCheckedContinuation { continuation in state.withLock { $0.waiting.append(continuation) } }
+                await held.hold()
             }
             if mode == .fail { return .failure(.unreachable("scripted")) }
             return .success(Memberships(roles: state.withLock { $0.roles[userID] ?? [:] }))
