@@ -200,7 +200,9 @@ import Testing
             let now = try await Self.log(harness, user: user)
             let written = now.filter { $0.cursor > horizon }
             #expect(written.count == 30)
-            #expect(Set(now.map(\.cursor)).count == now.count)
+            // No cursor is reused: the writers' cursors are new, and every row left has the cursor it had.
+            #expect(Set(written.map(\.cursor)).isDisjoint(with: seeded.map(\.cursor)))
+            #expect(Set(now.filter { $0.cursor <= horizon }.map(\.cursor)).isSubset(of: seeded.map(\.cursor)))
             for (start, model) in readers {
                 var expected = Self.state(of: seeded, upTo: start)
                 expected.apply(seeded.lazy.filter { $0.cursor > start }.map(\.change))

@@ -8,37 +8,18 @@ import Testing
 /// The billing gate's cache, single flight, invalidation and circuit breaker, against a
 /// scripted status source (the HTTP path to mana-credits is covered by BillingGateTests).
 @Suite struct BillingGateLogicTests {
-    /// Answers as told, counts calls per user; `held` calls wait until released.
+    /// Answers as its script says; inactive users as told.
     final class ScriptedSource: SubscriptionStatusSource {
-        enum Mode: Sendable { case answer, fail, hold }
-        private struct State {
-            var inactive: Set<String> = []
-            var mode = Mode.answer
-            var calls: [String: Int] = [:]
-        }
-        private let state = Mutex(State())
-        private let held = HeldCalls()
+        let script = ScriptedCalls()
+        private let inactive = Mutex<Set<String>>([])
 
-        func set(_ mode: Mode) { state.withLock { $0.mode = mode } }
         func setInactive(_ user: String, _ inactive: Bool) {
-            state.withLock { if inactive { $0.inactive.insert(user) } else { $0.inactive.remove(user) } }
+            self.inactive.withLock { if inactive { $0.insert(user) } else { $0.remove(user) } }
         }
-        func calls(_ user: String? = nil) -> Int {
-            state.withLock { state in user.map { state.calls[$0, default: 0] } ?? state.calls.values.reduce(0, +) }
-        }
-        var waitingCount: Int { held.count }
-        func release() { held.release() }
 
         func isActive(userID: String) async -> Result<Bool, ServiceClientError> {
-            let mode = state.withLock { state -> Mode in
-                state.calls[userID, default: 0] += 1
-                return state.mode
-            }
-            if mode == .hold {
-                await held.hold()
-            }
-            if mode == .fail { return .failure(.unreachable("scripted")) }
-            return .success(state.withLock { !$0.inactive.contains(userID) })
+            guard await script.enter(userID) else { return .failure(.unreachable("scripted")) }
+            return .success(inactive.withLock { !$0.contains(userID) })
         }
     }
 
@@ -56,7 +37,7 @@ import Testing
             #expect(await gate.decide(userID: "paying") == .allowed)
             #expect(await gate.decide(userID: "lapsed") == .denied)
         }
-        #expect(source.calls("paying") == 1 && source.calls("lapsed") == 1)
+        #expect(source.script.calls("paying") == 1 && source.script.calls("lapsed") == 1)
     }
 
     @Test func anInactiveAnswerLivesOnlyForItsTTL() async throws {
@@ -67,65 +48,65 @@ import Testing
         source.setInactive("waiting", false)
         try await Task.sleep(for: .milliseconds(300))
         #expect(await gate.decide(userID: "waiting") == .allowed)
-        #expect(source.calls("waiting") == 2)
+        #expect(source.script.calls("waiting") == 2)
     }
 
     @Test func concurrentLookupsOfOneUserShareOneCall() async throws {
         let source = ScriptedSource()
-        source.set(.hold)
+        source.script.set(.hold)
         let gate = Self.gate(source)
         async let decisions = withTaskGroup(of: BillingGate.Decision.self) { group in
             for _ in 0..<50 { group.addTask { await gate.decide(userID: "crowd") } }
             return await group.reduce(into: [BillingGate.Decision]()) { $0.append($1) }
         }
-        while source.waitingCount == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        while source.script.waiting == 0 { try await Task.sleep(for: .milliseconds(5)) }
         try await Task.sleep(for: .milliseconds(50))
-        source.release()
+        source.script.release()
         #expect(await decisions.allSatisfy { $0 == .allowed })
-        #expect(source.calls("crowd") == 1)
+        #expect(source.script.calls("crowd") == 1)
     }
 
     @Test func anAnswerFetchedAcrossAnInvalidationIsNotCached() async throws {
         let source = ScriptedSource()
-        source.set(.hold)
+        source.script.set(.hold)
         source.setInactive("newcomer", true)
         let gate = Self.gate(source)
         async let first = gate.decide(userID: "newcomer")
-        while source.waitingCount == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        while source.script.waiting == 0 { try await Task.sleep(for: .milliseconds(5)) }
         // The user activates while the old answer is on its way.
         source.setInactive("newcomer", false)
         gate.invalidate(userID: "newcomer")
-        source.set(.answer)
-        source.release()
+        source.script.set(.answer)
+        source.script.release()
         _ = await first
         #expect(await gate.decide(userID: "newcomer") == .allowed)
-        #expect(source.calls("newcomer") == 2)
+        #expect(source.script.calls("newcomer") == 2)
     }
 
     @Test func theBreakerOpensAfterItsThresholdSkipsCallsThenProbesAndCloses() async throws {
         let source = ScriptedSource()
-        source.set(.fail)
+        source.script.set(.fail)
         source.setInactive("probe", true)
         let gate = Self.gate(source) {
             $0.breakerThreshold = 3
             $0.breakerCooldown = .milliseconds(300)
         }
         for user in 0..<3 { #expect(await gate.decide(userID: "u\(user)") == .failedOpen) }
-        #expect(source.calls() == 3)
+        #expect(source.script.calls() == 3)
         // Open: requests pass at once, nothing is asked.
         for user in 3..<10 { #expect(await gate.decide(userID: "u\(user)") == .failedOpen) }
-        #expect(source.calls() == 3)
+        #expect(source.script.calls() == 3)
         // After the cool-down one probe goes out; it answers, the breaker closes, answers count.
-        source.set(.answer)
+        source.script.set(.answer)
         try await Task.sleep(for: .milliseconds(400))
         #expect(await gate.decide(userID: "probe") == .denied)
         #expect(await gate.decide(userID: "someone") == .allowed)
-        #expect(source.calls() == 5)
+        #expect(source.script.calls() == 5)
     }
 
     @Test func aFailedProbeOpensTheBreakerAgain() async throws {
         let source = ScriptedSource()
-        source.set(.fail)
+        source.script.set(.fail)
         let gate = Self.gate(source) {
             $0.breakerThreshold = 1
             $0.breakerCooldown = .milliseconds(200)
@@ -134,7 +115,7 @@ import Testing
         try await Task.sleep(for: .milliseconds(300))
         #expect(await gate.decide(userID: "b") == .failedOpen)  // the probe, failing
         #expect(await gate.decide(userID: "c") == .failedOpen)  // open again: not asked
-        #expect(source.calls() == 2)
+        #expect(source.script.calls() == 2)
     }
 
     @Test func theCacheStaysWithinItsCapacity() async {

@@ -33,7 +33,7 @@ import Testing
                     default: return "not-a-string"
                     }
                 }
-                return (name, text(entry["at"]) ?? text(entry["updatedAt"]) ?? "")
+                return HistoryFold.Field(name: name, stamp: text(entry["at"]) ?? text(entry["updatedAt"]) ?? "")
             })
     }
 
@@ -50,7 +50,7 @@ import Testing
             if let rewrite = plan.rewrite {
                 let byCursor = Dictionary(uniqueKeysWithValues: entries.map { ($0.cursor, $0) })
                 var fields: [String: JSONValue] = [:]
-                for (name, source) in rewrite.sources { fields[name] = byCursor[source]!.change["fields"]![name]! }
+                for source in rewrite.sources { fields[source.name] = byCursor[source.cursor]!.change["fields"]![source.name]! }
                 rewritten[rewrite.target] = (.object(fields), "")
             }
         }
@@ -173,7 +173,7 @@ import Testing
     // MARK: The rule on examples
 
     static func update(_ cursor: Int64, _ fields: [(String, String)]) -> HistoryFold.Row {
-        HistoryFold.Row(cursor: cursor, op: .update, fields: fields.map { (name: $0.0, stamp: $0.1) })
+        HistoryFold.Row(cursor: cursor, op: .update, fields: fields.map { HistoryFold.Field(name: $0.0, stamp: $0.1) })
     }
 
     @Test func anInsertAndItsUpdatesFoldIntoTheInsertAndTheLastUpdate() throws {

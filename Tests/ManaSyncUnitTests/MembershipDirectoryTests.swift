@@ -9,32 +9,16 @@ import Testing
 /// clock: fresh answers, the failure pause, stale answers while mana-auth is down, single
 /// flight, invalidation and the size bound. The HTTP path to mana-auth is MembershipTests'.
 @Suite struct MembershipDirectoryTests {
+    /// Answers as its script says, with the roles set per user.
     final class ScriptedSource: MembershipSource {
-        enum Mode: Sendable { case answer, fail, hold }
-        private struct State {
-            var roles: [String: [String: String]] = [:]
-            var mode = Mode.answer
-            var calls: [String: Int] = [:]
-        }
-        private let state = Mutex(State())
-        private let held = HeldCalls()
+        let script = ScriptedCalls()
+        private let roles = Mutex<[String: [String: String]]>([:])
 
-        func set(_ mode: Mode) { state.withLock { $0.mode = mode } }
-        func set(_ user: String, _ roles: [String: String]) { state.withLock { $0.roles[user] = roles } }
-        func calls(_ user: String) -> Int { state.withLock { $0.calls[user, default: 0] } }
-        var waitingCount: Int { held.count }
-        func release() { held.release() }
+        func set(_ user: String, _ roles: [String: String]) { self.roles.withLock { $0[user] = roles } }
 
         func memberships(userID: String) async -> Result<Memberships, ServiceClientError> {
-            let mode = state.withLock { state -> Mode in
-                state.calls[userID, default: 0] += 1
-                return state.mode
-            }
-            if mode == .hold {
-                await held.hold()
-            }
-            if mode == .fail { return .failure(.unreachable("scripted")) }
-            return .success(Memberships(roles: state.withLock { $0.roles[userID] ?? [:] }))
+            guard await script.enter(userID) else { return .failure(.unreachable("scripted")) }
+            return .success(Memberships(roles: roles.withLock { $0[userID] ?? [:] }))
         }
     }
 
@@ -59,11 +43,11 @@ import Testing
         #expect(await directory.lookup(userID: "u_b") == .fresh(Self.family))
         clock.advance(.seconds(59))
         #expect(await directory.lookup(userID: "u_b") == .fresh(Self.family))
-        #expect(source.calls("u_b") == 1)
+        #expect(source.script.calls("u_b") == 1)
         source.set("u_b", ["org_fam": "viewer"])
         clock.advance(.seconds(2))
         #expect(await directory.lookup(userID: "u_b") == .fresh(Memberships(roles: ["org_fam": "viewer"])))
-        #expect(source.calls("u_b") == 2)
+        #expect(source.script.calls("u_b") == 2)
     }
 
     @Test func whileMana_authIsDownTheLastAnswerServesForFifteenMinutesThenNothing() async {
@@ -71,21 +55,21 @@ import Testing
         source.set("u_b", ["org_fam": "member"])
         let directory = Self.directory(source, clock)
         _ = await directory.lookup(userID: "u_b")
-        source.set(.fail)
+        source.script.set(.fail)
         clock.advance(.seconds(61))
         #expect(await directory.lookup(userID: "u_b") == .stale(Self.family))
         // The failure pauses calls for 10 s: answered from the stale entry without asking.
         clock.advance(.seconds(5))
         #expect(await directory.lookup(userID: "u_b") == .stale(Self.family))
-        #expect(source.calls("u_b") == 2)
+        #expect(source.script.calls("u_b") == 2)
         clock.advance(.seconds(6))
         #expect(await directory.lookup(userID: "u_b") == .stale(Self.family))
-        #expect(source.calls("u_b") == 3)
+        #expect(source.script.calls("u_b") == 3)
         clock.advance(.seconds(900))
         #expect(await directory.lookup(userID: "u_b") == .unavailable)
         // A user never answered has no fallback at all.
         #expect(await directory.lookup(userID: "u_new") == .unavailable)
-        source.set(.answer)
+        source.script.set(.answer)
         clock.advance(.seconds(11))
         #expect(await directory.lookup(userID: "u_b") == .fresh(Self.family))
     }
@@ -93,16 +77,16 @@ import Testing
     @Test func concurrentLookupsOfOneUserShareOneCall() async {
         let (source, clock) = (ScriptedSource(), ManualClock())
         source.set("u_b", ["org_fam": "member"])
-        source.set(.hold)
+        source.script.set(.hold)
         let directory = Self.directory(source, clock)
         async let lookups = withTaskGroup(of: MembershipDirectory.Lookup.self) { group in
             for _ in 0..<20 { group.addTask { await directory.lookup(userID: "u_b") } }
             return await group.reduce(into: []) { $0.append($1) }
         }
-        while source.waitingCount == 0 { await Task.yield() }
-        source.release()
+        while source.script.waiting == 0 { await Task.yield() }
+        source.script.release()
         #expect(await lookups == Array(repeating: .fresh(Self.family), count: 20))
-        #expect(source.calls("u_b") == 1)
+        #expect(source.script.calls("u_b") == 1)
     }
 
     @Test func anInvalidationForgetsTheAnswerAndItsStaleFallback() async {
@@ -115,24 +99,24 @@ import Testing
         #expect(await directory.lookup(userID: "u_b") == .fresh(Memberships(roles: [:])))
         // Removed while mana-auth is down: no stale answer keeps the old space readable.
         directory.invalidate(userIDs: ["u_b"])
-        source.set(.fail)
+        source.script.set(.fail)
         #expect(await directory.lookup(userID: "u_b") == .unavailable)
     }
 
     @Test func anAnswerFetchedAcrossAnInvalidationIsNotKept() async {
         let (source, clock) = (ScriptedSource(), ManualClock())
         source.set("u_b", ["org_fam": "member"])
-        source.set(.hold)
+        source.script.set(.hold)
         let directory = Self.directory(source, clock)
         async let first = directory.lookup(userID: "u_b")
-        while source.waitingCount == 0 { await Task.yield() }
+        while source.script.waiting == 0 { await Task.yield() }
         directory.invalidate(userIDs: ["u_b"])
-        source.set(.answer)
-        source.release()
+        source.script.set(.answer)
+        source.script.release()
         _ = await first
         #expect(directory.cachedUsers == 0)
         _ = await directory.lookup(userID: "u_b")
-        #expect(source.calls("u_b") == 2)
+        #expect(source.script.calls("u_b") == 2)
     }
 
     @Test func theCacheKeepsTheMostRecentlyUsedUsers() async {
@@ -145,9 +129,9 @@ import Testing
             _ = await directory.lookup(userID: "kept")
         }
         #expect(directory.cachedUsers <= 100)
-        #expect(source.calls("kept") == 1)
+        #expect(source.script.calls("kept") == 1)
         _ = await directory.lookup(userID: "user-0")
-        #expect(source.calls("user-0") == 2)
+        #expect(source.script.calls("user-0") == 2)
     }
 
     @Test func rolesDecideWhoWrites() {

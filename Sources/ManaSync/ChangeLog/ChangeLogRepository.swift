@@ -59,7 +59,7 @@ struct ChangeLogRepository: Sendable {
                     return (PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored)
                 }
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "MS409" {
-                // sync.push (migration 0007): the first change of the batch moving its record to another space.
+                // sync.push_spaces (migration 0008): the first change of the batch moving its record to another space.
                 throw SpaceAuthorization.RecordMoved(
                     index: Int(error.serverInfo?[.message] ?? "") ?? -1, recorded: error.serverInfo?[.detail] ?? "")
             }
@@ -67,35 +67,27 @@ struct ChangeLogRepository: Sendable {
         }
     }
 
-    /// One page of a member's changes (own rows and the rows of `spaces`) after `since`, as
-    /// PostgreSQL's JSON text: `sync.pull_spaces` locks the heads read, then pages (migration 0008).
-    func pullSpacesText(
-        userID: String, appID: String, table: String, since: Int64, excludingClient: String?, limit: Int, spaces: [String]
+    /// One page of a table's changes after `since` as PostgreSQL's JSON text, in one round
+    /// trip: own rows, and for a member also the rows of `spaces` (`sync.pull_spaces` locks the
+    /// heads it reads first, migration 0008).
+    func pullText(
+        userID: String, appID: String, table: String, since: Int64, excludingClient: String?, limit: Int, spaces: [String] = []
     ) async throws -> PageText {
         let logger = self.logger
         return try await client.withGuardedConnection { connection in
-            let rows = try await connection.query(
-                """
-                SELECT changes, returned, synced_until, has_more
-                FROM sync.pull_spaces(\(userID)::text, \(appID)::text, \(table)::text, \(since)::bigint, \(excludingClient)::text,
-                    \(limit)::int, \(spaces)::text[])
-                """, logger: logger)
-            for try await (text, count, syncedUntil, hasMore) in rows.decode((String, Int, Int64, Bool).self) {
-                return PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore)
-            }
-            throw DatabaseConnectionLost()
-        }
-    }
-
-    /// One page of a table's changes after `since` as PostgreSQL's JSON text, in one round trip.
-    func pullText(userID: String, appID: String, table: String, since: Int64, excludingClient: String?, limit: Int) async throws -> PageText {
-        let logger = self.logger
-        return try await client.withGuardedConnection { connection in
-            let rows = try await connection.query(
-                """
-                SELECT changes, returned, synced_until, has_more
-                FROM sync.pull(\(userID)::text, \(appID)::text, \(table)::text, \(since)::bigint, \(excludingClient)::text, \(limit)::int)
-                """, logger: logger)
+            let rows =
+                spaces.isEmpty
+                ? try await connection.query(
+                    """
+                    SELECT changes, returned, synced_until, has_more
+                    FROM sync.pull(\(userID)::text, \(appID)::text, \(table)::text, \(since)::bigint, \(excludingClient)::text, \(limit)::int)
+                    """, logger: logger)
+                : try await connection.query(
+                    """
+                    SELECT changes, returned, synced_until, has_more
+                    FROM sync.pull_spaces(\(userID)::text, \(appID)::text, \(table)::text, \(since)::bigint, \(excludingClient)::text,
+                        \(limit)::int, \(spaces)::text[])
+                    """, logger: logger)
             for try await (text, count, syncedUntil, hasMore) in rows.decode((String, Int, Int64, Bool).self) {
                 return PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore)
             }

@@ -47,10 +47,7 @@ struct StoredChange: Sendable, Equatable {
 
     /// An SSE `changes` event: `{"table","changes":[...],"syncedUntil","hasMore"}`.
     static func eventJSON(_ changes: [StoredChange], table: String, syncedUntil: Int64, hasMore: Bool) -> [UInt8] {
-        var opening = Array(#"{"table":"#.utf8)
-        JSONText.appendString(table, to: &opening)
-        opening.append(contentsOf: #","changes":"#.utf8)
-        return pageJSON(opening: opening, syncedUntil: syncedUntil, hasMore: hasMore, capacity: 64 + changes.count * 160) { out in
+        pageJSON(opening: eventOpening(table), syncedUntil: syncedUntil, hasMore: hasMore, capacity: 64 + changes.count * 160) { out in
             out.append(UInt8(ascii: "["))
             for (index, change) in changes.enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
@@ -58,6 +55,20 @@ struct StoredChange: Sendable, Equatable {
             }
             out.append(UInt8(ascii: "]"))
         }
+    }
+
+    /// The same event around a page PostgreSQL built as JSON text.
+    static func eventJSON(_ page: ChangeLogRepository.PageText, table: String) -> [UInt8] {
+        pageJSON(opening: eventOpening(table), syncedUntil: page.syncedUntil, hasMore: page.hasMore, capacity: page.changes.utf8.count) {
+            $0.append(contentsOf: page.changes.utf8)
+        }
+    }
+
+    private static func eventOpening(_ table: String) -> [UInt8] {
+        var opening = Array(#"{"table":"#.utf8)
+        JSONText.appendString(table, to: &opening)
+        opening.append(contentsOf: #","changes":"#.utf8)
+        return opening
     }
 
     /// `{<opening><changes array>,"syncedUntil":"…","hasMore":…}`: the one envelope of push and

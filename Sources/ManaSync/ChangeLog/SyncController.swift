@@ -91,13 +91,9 @@ struct SyncController: Sendable {
         let limit = try QueryParameter.integer(request, "limit", default: pages.pullDefault, in: 1...5_000)
         let clientID = request.headers[.clientID].flatMap { $0.isEmpty ? nil : $0 }
         let scope = ReadScope(await memberships.lookup(userID: user.id))
-        let page =
-            scope.spaces.isEmpty
-            ? try await changeLog.pullText(
-                userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit)
-            : try await changeLog.pullSpacesText(
-                userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit,
-                spaces: scope.spaces)
+        let page = try await changeLog.pullText(
+            userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit,
+            spaces: scope.spaces)
         metrics.count("sync_changes_returned_total", by: page.count)
         return Self.response(page, scope: scope, since: since)
     }

@@ -99,20 +99,20 @@ struct Compactor: Sendable {
         var outcome = Outcome()
         do {
             let candidates = try await client.withGuardedConnection { [logger] connection in
-                var pairs: [(String, String, Int64)] = []
+                var pairs: [(String, String)] = []
                 let rows = try await connection.query(
-                    "SELECT user_id, app_id, compacted_until FROM sync.compaction_candidates(\(horizon)::bigint, \(user)::text)",
-                    logger: logger)
-                for try await pair in rows.decode((String, String, Int64).self) { pairs.append(pair) }
+                    "SELECT user_id, app_id FROM sync.compaction_candidates(\(horizon)::bigint, \(user)::text)", logger: logger)
+                for try await pair in rows.decode((String, String).self) { pairs.append(pair) }
                 return pairs
             }
-            for (userID, appID, compactedUntil) in candidates {
-                outcome += try await compact(userID: userID, appID: appID, after: compactedUntil, horizon: horizon)
+            for (userID, appID) in candidates {
+                outcome += try await compact(userID: userID, appID: appID, horizon: horizon)
             }
             let bytes = try await tableBytes()
-            status.record(outcome, tableBytes: bytes, at: Timestamp.nowMicroseconds())
+            let finished = Timestamp.nowMicroseconds()
+            status.record(outcome, tableBytes: bytes, at: finished)
             metrics.set("sync_changes_table_bytes", to: Double(bytes))
-            metrics.set("sync_compaction_last_run_timestamp_seconds", to: Double(Timestamp.nowMicroseconds()) / 1e6)
+            metrics.set("sync_compaction_last_run_timestamp_seconds", to: Double(finished) / 1e6)
             metrics.count("sync_compaction_runs_total", [("outcome", "ok")])
             return outcome
         } catch {
@@ -141,31 +141,20 @@ struct Compactor: Sendable {
 
         mutating func add(_ plan: HistoryFold.Plan) {
             if let rewrite = plan.rewrite {
-                for (name, source) in rewrite.sources {
+                for source in rewrite.sources {
                     targets.append(rewrite.target)
-                    names.append(name)
-                    sources.append(source)
+                    names.append(source.name)
+                    sources.append(source.cursor)
                 }
             }
             remove.append(contentsOf: plan.remove)
         }
     }
 
-    /// Folds one (user, app) up to `horizon`; `after` is where its last fold ended.
-    func compact(userID: String, appID: String, after: Int64, horizon: Int64) async throws -> Outcome {
-        let logger = self.logger
-        let lockName = "mana-sync compaction \(userID) \(appID)"
-        let outcome = try await client.withGuardedConnection { connection -> Outcome in
-            try await connection.query("BEGIN", logger: logger)
-            do {
-                let outcome = try await self.fold(
-                    on: connection, lockName: lockName, userID: userID, appID: appID, after: after, horizon: horizon)
-                try await connection.query("COMMIT", logger: logger)
-                return outcome
-            } catch {
-                _ = try? await connection.query("ROLLBACK", logger: logger)
-                throw error
-            }
+    /// Folds one (user, app) up to `horizon`.
+    func compact(userID: String, appID: String, horizon: Int64) async throws -> Outcome {
+        let outcome = try await client.withGuardedTransaction(logger: logger) { connection in
+            try await self.fold(on: connection, userID: userID, appID: appID, horizon: horizon)
         }
         metrics.count("sync_compaction_rows_folded_total", by: outcome.rowsFolded)
         metrics.count("sync_compaction_rows_removed_total", by: outcome.rowsRemoved)
@@ -181,11 +170,10 @@ struct Compactor: Sendable {
         return outcome
     }
 
-    /// The reading side of ``compact(userID:appID:after:horizon:)``, inside its transaction.
-    private func fold(
-        on connection: PostgresConnection, lockName: String, userID: String, appID: String, after: Int64, horizon: Int64
-    ) async throws -> Outcome {
+    /// The reading side of ``compact(userID:appID:horizon:)``, inside its transaction.
+    private func fold(on connection: PostgresConnection, userID: String, appID: String, horizon: Int64) async throws -> Outcome {
         var outcome = Outcome()
+        let lockName = "mana-sync compaction \(userID) \(appID)"
         let locked = try await connection.query(
             "SELECT pg_try_advisory_xact_lock(hashtextextended(\(lockName)::text, 0))", logger: logger)
         for try await granted in locked.decode(Bool.self) where !granted {
@@ -227,7 +215,7 @@ struct Compactor: Sendable {
                     record = (table, id)
                 }
                 let operation = Change.Operation(rawValue: op) ?? .update
-                let fields = isObject ? Array(zip(names ?? [], stamps ?? [])).map { (name: $0.0, stamp: $0.1) } : nil
+                let fields = isObject ? zip(names ?? [], stamps ?? []).map { HistoryFold.Field(name: $0.0, stamp: $0.1) } : nil
                 planner.add(HistoryFold.Row(cursor: cursor, op: operation, fields: fields))
             }
             if record != nil { outcome += try await plan(&planner, into: &batch, userID: userID, appID: appID, horizon: horizon) }
@@ -277,7 +265,6 @@ struct Compactor: Sendable {
 /// filled by the compactor).
 final class CompactionStatus: Sendable {
     struct Totals: Sendable {
-        var runs = 0
         var lastRun: Int64?
         var rowsFolded = 0
         var rowsRemoved = 0
@@ -292,7 +279,6 @@ final class CompactionStatus: Sendable {
 
     func record(_ outcome: Compactor.Outcome, tableBytes: Int64, at finish: Int64) {
         totals.withLock {
-            $0.runs += 1
             $0.lastRun = finish
             $0.rowsFolded += outcome.rowsFolded
             $0.rowsRemoved += outcome.rowsRemoved

@@ -24,40 +24,38 @@ import HTTPKit
 /// fold can promise the same result.
 enum HistoryFold {
     /// One stored change of the record, as the compactor reads it.
-    struct Row: Sendable, Equatable {
+    struct Row: Sendable {
         let cursor: Int64
         let op: Change.Operation
-        /// An update's field names with their timestamp text (`at`, else `updatedAt`, else
-        /// empty); nil when the update's `fields` is not a JSON object.
-        let fields: [(name: String, stamp: String)]?
+        /// An update's fields with their timestamp text (`at`, else `updatedAt`, else empty);
+        /// nil when the update's `fields` is not a JSON object.
+        var fields: [Field]? = nil
+    }
 
-        init(cursor: Int64, op: Change.Operation, fields: [(name: String, stamp: String)]? = nil) {
-            self.cursor = cursor
-            self.op = op
-            self.fields = fields
-        }
-
-        static func == (lhs: Row, rhs: Row) -> Bool {
-            lhs.cursor == rhs.cursor && lhs.op == rhs.op
-                && lhs.fields?.map(\.name) == rhs.fields?.map(\.name) && lhs.fields?.map(\.stamp) == rhs.fields?.map(\.stamp)
-        }
+    struct Field: Sendable, Equatable {
+        let name: String
+        let stamp: String
     }
 
     /// What to change for one record.
     struct Plan: Sendable, Equatable {
-        /// The last row, when it becomes the folded update: each field name with the cursor
-        /// of the row whose entry wins it (sorted by name).
-        var rewrite: (target: Int64, sources: [(name: String, cursor: Int64)])?
+        /// The last row, made the folded update: each field with the cursor of the row whose
+        /// entry wins it (sorted by name).
+        struct Rewrite: Sendable, Equatable {
+            let target: Int64
+            let sources: [Source]
+        }
+
+        struct Source: Sendable, Equatable {
+            let name: String
+            let cursor: Int64
+        }
+
+        var rewrite: Rewrite?
         /// Rows to delete.
         var remove: [Int64]
 
         var isEmpty: Bool { rewrite == nil && remove.isEmpty }
-
-        static func == (lhs: Plan, rhs: Plan) -> Bool {
-            lhs.remove == rhs.remove && lhs.rewrite?.target == rhs.rewrite?.target
-                && lhs.rewrite?.sources.map(\.name) == rhs.rewrite?.sources.map(\.name)
-                && lhs.rewrite?.sources.map(\.cursor) == rhs.rewrite?.sources.map(\.cursor)
-        }
     }
 
     /// The plan for one record's rows at or before the horizon, in cursor order. Nil when the
@@ -75,7 +73,7 @@ enum HistoryFold {
         private var reset: Int64?
         /// For each field: the winning (instant, cursor) among the updates after the reset.
         private var winners: [String: (instant: Int64, cursor: Int64)] = [:]
-        private var last: (cursor: Int64, op: Change.Operation, fields: Set<String>)?
+        private var last: Row?
         /// False after an update no client can compare (until the next reset overwrites it).
         private var foldable = true
 
@@ -83,7 +81,7 @@ enum HistoryFold {
 
         mutating func add(_ row: Row) {
             cursors.append(row.cursor)
-            last = (row.cursor, row.op, Set(row.fields?.map(\.name) ?? []))
+            last = row
             guard row.op == .update else {
                 reset = row.cursor
                 winners.removeAll(keepingCapacity: true)
@@ -94,28 +92,38 @@ enum HistoryFold {
                 foldable = false
                 return
             }
-            for (name, stamp) in fields {
-                guard let instant = Timestamp.parseMicroseconds(stamp) else {
+            for field in fields {
+                guard let instant = Timestamp.parseMicroseconds(field.stamp) else {
                     foldable = false
                     return
                 }
                 // Rows come in cursor order, so a tie goes to the later one.
-                if let current = winners[name], current.instant > instant { continue }
-                winners[name] = (instant, row.cursor)
+                if let current = winners[field.name], current.instant > instant { continue }
+                winners[field.name] = (instant, row.cursor)
             }
         }
 
-        /// The plan of the rows added since the last call, and a fresh start for the next record.
+        /// The plan of the rows added since the last call; the planner starts afresh for the
+        /// next record (keeping its buffers).
         mutating func finish() -> Plan? {
-            defer { self = Planner() }
+            defer {
+                cursors.removeAll(keepingCapacity: true)
+                winners.removeAll(keepingCapacity: true)
+                reset = nil
+                last = nil
+                foldable = true
+            }
             guard let last else { return Plan(rewrite: nil, remove: []) }
             guard foldable else { return nil }
-            var rewrite: (target: Int64, sources: [(name: String, cursor: Int64)])?
-            if last.op == .update {
-                let alreadyFolded = winners.count == last.fields.count && winners.values.allSatisfy { $0.cursor == last.cursor }
-                if !alreadyFolded {
-                    rewrite = (last.cursor, winners.map { ($0.key, $0.value.cursor) }.sorted { $0.name < $1.name })
-                }
+            var rewrite: Plan.Rewrite?
+            // Field names are unique within a row, so winners all from the last row and as
+            // many as its fields means the last row carries the fold already.
+            if last.op == .update,
+                winners.count != last.fields?.count || winners.values.contains(where: { $0.cursor != last.cursor })
+            {
+                rewrite = Plan.Rewrite(
+                    target: last.cursor,
+                    sources: winners.map { Plan.Source(name: $0.key, cursor: $0.value.cursor) }.sorted { $0.name < $1.name })
             }
             let reset = self.reset
             return Plan(rewrite: rewrite, remove: cursors.filter { $0 != last.cursor && $0 != reset })

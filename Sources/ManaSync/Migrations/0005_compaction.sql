@@ -10,13 +10,13 @@ CREATE POLICY compactor_lists_heads ON sync.heads FOR SELECT
     USING (current_setting('mana.compactor', true) = 'on');
 
 CREATE FUNCTION sync.compaction_candidates(p_horizon bigint, p_user text)
-RETURNS TABLE (user_id text, app_id text, compacted_until bigint)
+RETURNS TABLE (user_id text, app_id text)
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM sync.enter_user('');
     PERFORM set_config('mana.compactor', 'on', true);
     RETURN QUERY
-        SELECT h.user_id, h.app_id, h.compacted_until FROM sync.heads h
+        SELECT h.user_id, h.app_id FROM sync.heads h
         WHERE h.compacted_until < p_horizon AND h.last_cursor > h.compacted_until
             AND (p_user IS NULL OR h.user_id = p_user)
         ORDER BY h.user_id, h.app_id;

@@ -19,7 +19,7 @@ ALTER TABLE sync.changes FORCE ROW LEVEL SECURITY;
 
 -- The extras as served: the space (when there is one) as `spaceId`, then the other kept keys.
 -- STABLE, not IMMUTABLE (jsonb_build_object and to_json are STABLE): only then does PostgreSQL
--- inline these into the page queries; called as functions they made a 1,000-change page 4×
+-- inline these into the page queries; called as functions they made a 1,000-change page 3×
 -- slower.
 CREATE FUNCTION sync.extra_out(p_space text, p_extra jsonb) RETURNS jsonb LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN p_space IS NULL THEN p_extra

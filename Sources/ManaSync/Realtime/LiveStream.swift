@@ -104,16 +104,11 @@ struct LiveStream: Sendable {
                 userID: userID, appID: appID, table: table, since: since, excludingClient: excludingClient, limit: StreamController.pageSize)
             return Self.event(ChangeLogRepository.Page(changes: page.changes, syncedUntil: since, hasMore: false), table: table)
         case .spaces(let spaces):
-            let page = try await changeLog.pullSpacesText(
+            let page = try await changeLog.pullText(
                 userID: userID, appID: appID, table: table, since: since, excludingClient: excludingClient,
                 limit: StreamController.pageSize, spaces: spaces)
-            var opening = Array(#"{"table":"#.utf8)
-            JSONText.appendString(table, to: &opening)
-            opening.append(contentsOf: #","changes":"#.utf8)
-            let event = StoredChange.pageJSON(
-                opening: opening, syncedUntil: page.syncedUntil, hasMore: page.hasMore, capacity: page.changes.utf8.count
-            ) { $0.append(contentsOf: page.changes.utf8) }
-            return EventPage(event: event, count: page.count, syncedUntil: page.syncedUntil, hasMore: page.hasMore)
+            return EventPage(
+                event: StoredChange.eventJSON(page, table: table), count: page.count, syncedUntil: page.syncedUntil, hasMore: page.hasMore)
         }
     }
 
