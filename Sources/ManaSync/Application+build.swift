@@ -48,7 +48,9 @@ func buildApplication(
         changeLog: changeLog, gate: gate, memberships: memberships, metrics: metrics,
         maximumChanges: configuration.push.maximumChanges, pages: configuration.pages)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()).add(middleware: chassis.largeRequests))
-    StreamController(changeLog: changeLog, gate: gate, memberships: memberships, hub: hub, settings: configuration.realtime, metrics: metrics)
+    let fanOut = MemberFanOut(hub: hub, directory: memberships)
+    StreamController(
+        changeLog: changeLog, gate: gate, memberships: memberships, fanOut: fanOut, hub: hub, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()))
     let database = chassis.database
     let log = chassis.logger
@@ -78,8 +80,10 @@ func buildApplication(
 
     // A socket lives no longer than the token it was opened with.
     chassis.addService(PeriodicService(every: .seconds(1)) { hub.closeExpired() })
+    // Listeners re-resolve their spaces at least as often as an answer stays fresh.
+    chassis.addService(PeriodicService(every: configuration.memberships.freshTTL) { await fanOut.refreshAll() })
     let webSockets = Router(context: BasicWebSocketRequestContext.self)
-    WebSocketController(hub: hub, verifier: auth.verifier, settings: configuration.realtime, metrics: metrics)
+    WebSocketController(hub: hub, fanOut: fanOut, verifier: auth.verifier, settings: configuration.realtime, metrics: metrics)
         .addRoutes(to: webSockets)
     // Series the dashboards and alert rules read exist from the start (deploy/observability).
     for (name, labels) in SyncMetrics.declared + Compactor.declared + MembershipDirectory.declared { metrics.count(name, labels, by: 0) }

@@ -18,6 +18,8 @@ struct SyncHarness: DatabaseHarness {
     let credits: CreditsStandIn
     /// mana-auth's memberships endpoint.
     let auth: MembershipStandIn
+    /// What this replica was built with (a second replica is built the same way).
+    let configuration: SyncConfiguration
     static let serviceKey = "sync-key"
 
     static func run(
@@ -56,8 +58,18 @@ struct SyncHarness: DatabaseHarness {
             memberships(&configuration.memberships)
             try await LiveService.run(
                 build: { try await buildApplication(configuration, hub: hub, logger: TestDatabase.logger, onServerRunning: $0) }
-            ) { caller in try await test(SyncHarness(caller: caller, database: fixture.database, key: fixture.key, credits: credits, auth: auth)) }
+            ) { caller in try await test(
+                    SyncHarness(
+                        caller: caller, database: fixture.database, key: fixture.key, credits: credits, auth: auth,
+                        configuration: configuration)) }
         }
+    }
+
+    /// Runs `body` with a second replica of this service: its own process state, the same
+    /// database (and so the same notification channel), the same neighbours.
+    func withReplica<T>(hub: RealtimeHub? = nil, _ body: (HTTPCaller) async throws -> T) async throws -> T {
+        try await LiveService.run(
+            build: { try await buildApplication(configuration, hub: hub, logger: TestDatabase.logger, onServerRunning: $0) }, body)
     }
 
     /// The token rules as a deployment without JWT settings reads them (issuer

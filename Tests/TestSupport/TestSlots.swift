@@ -13,8 +13,13 @@ package enum TestSlots {
 
     private static let slots = AsyncSemaphore(permits: count)
 
-    /// Runs `body` holding one slot.
+    /// Whether this task already holds a slot (a service started inside another's test).
+    @TaskLocal private static var holding = false
+
+    /// Runs `body` holding one slot; a task that holds one already (a second replica started
+    /// inside a test) runs it in that slot, so nested services cannot wait on each other.
     package static func withSlot<T>(_ body: () async throws -> T) async throws -> T {
-        try await slots.withPermit(body)
+        if holding { return try await body() }
+        return try await slots.withPermit { try await $holding.withValue(true) { try await body() } }
     }
 }

@@ -49,6 +49,12 @@ package struct ServiceMetrics: Sendable {
         registry.makeDurationHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels, buckets: Self.latencyBuckets).record(duration)
     }
 
+    /// Records a value in a histogram with `buckets`.
+    package func observe(_ name: String, _ labels: [(String, String)] = [], value: Double, buckets: [Double]) {
+        registry.makeValueHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels, buckets: buckets)
+            .record(value)
+    }
+
     /// The Prometheus text exposition of every metric.
     package func exposition() -> String {
         registry.emitToString()

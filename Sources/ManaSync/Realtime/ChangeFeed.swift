@@ -109,13 +109,19 @@ struct ChangeFeed: Service {
             gate.invalidate(userID: user)
         case "memberships":
             memberships.invalidate(userIDs: [user])
+            // The user's listeners here re-resolve its spaces, without holding up the channel.
+            let fanOut = MemberFanOut(hub: hub, directory: memberships)
+            Task { await fanOut.refresh([user]) }
         case "push":
             guard let app = body["a"]?.stringValue else { return }
             var tables = body["t"]?.array?.compactMap(\.stringValue)
             if tables == nil, let first = body["f"]?.stringValue.flatMap(Int64.init), let last = body["l"]?.stringValue.flatMap(Int64.init) {
                 tables = try? await changeLog.tables(userID: user, appID: app, cursors: first...last)
             }
-            hub.publish(PushNotice(userID: user, appID: app, tables: tables ?? [], clientID: body["c"]?.stringValue))
+            hub.publish(
+                PushNotice(
+                    userID: user, appID: app, tables: tables ?? [], clientID: body["c"]?.stringValue,
+                    spaces: body["s"]?.array?.compactMap(\.stringValue) ?? []))
         default:
             break
         }

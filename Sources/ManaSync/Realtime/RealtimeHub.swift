@@ -9,10 +9,22 @@ struct PushNotice: Sendable, Equatable {
     let tables: [String]
     /// The pushing client, which is not told about its own push.
     let clientID: String?
+    /// The shared spaces the push wrote into: their members hear of it too.
+    let spaces: [String]
+
+    init(userID: String, appID: String, tables: [String], clientID: String?, spaces: [String] = []) {
+        self.userID = userID
+        self.appID = appID
+        self.tables = tables
+        self.clientID = clientID
+        self.spaces = spaces
+    }
 }
 
 /// This replica's real-time listeners: WebSocket connections (each with a bounded send queue)
-/// and SSE streams. ``publish(_:)`` delivers one push notice to the listeners it concerns.
+/// and SSE streams. ``publish(_:)`` delivers one push notice to the listeners it concerns: the
+/// author's, and those of every user here who reads a space the push wrote into (the space
+/// index, kept by ``MemberFanOut``).
 final class RealtimeHub: Sendable {
     /// Why the server ends a WebSocket connection.
     enum CloseReason: Sendable, Equatable {
@@ -125,6 +137,30 @@ final class RealtimeHub: Sendable {
         var subscriptionCount = 0
         var sequence: UInt64 = 0
         var closed = false
+        /// The spaces each user with a listener here reads, the version of that answer, and
+        /// the reverse index a push into a space looks up.
+        var spacesByUser: [String: (spaces: Set<String>, version: UInt64)] = [:]
+        var membersBySpace: [String: Set<String>] = [:]
+
+        func isListening(_ user: String) -> Bool { connections[user] != nil || subscriptions[user] != nil }
+
+        /// Replaces `user`'s spaces in both indexes.
+        mutating func index(_ user: String, spaces: Set<String>, version: UInt64) {
+            let old = spacesByUser[user]?.spaces ?? []
+            for space in old.subtracting(spaces) {
+                membersBySpace[space]?.remove(user)
+                if membersBySpace[space]?.isEmpty == true { membersBySpace[space] = nil }
+            }
+            for space in spaces.subtracting(old) { membersBySpace[space, default: []].insert(user) }
+            spacesByUser[user] = (spaces, version)
+        }
+
+        /// Forgets `user`'s spaces once its last listener here is gone.
+        mutating func forgetIfIdle(_ user: String) {
+            guard !isListening(user), spacesByUser[user] != nil else { return }
+            index(user, spaces: [], version: 0)
+            spacesByUser[user] = nil
+        }
     }
 
     private let state = Mutex(State())
@@ -172,6 +208,7 @@ final class RealtimeHub: Sendable {
             guard state.connections[connection.userID]?.removeValue(forKey: connection.id) != nil else { return }
             state.connectionCount -= 1
             if state.connections[connection.userID]?.isEmpty == true { state.connections[connection.userID] = nil }
+            state.forgetIfIdle(connection.userID)
         }
         connection.close(why)
         updateGauges()
@@ -223,26 +260,63 @@ final class RealtimeHub: Sendable {
             guard state.subscriptions[subscription.userID]?.removeValue(forKey: subscription.id) != nil else { return }
             state.subscriptionCount -= 1
             if state.subscriptions[subscription.userID]?.isEmpty == true { state.subscriptions[subscription.userID] = nil }
+            state.forgetIfIdle(subscription.userID)
         }
         updateGauges()
     }
 
+    // MARK: Spaces
+
+    /// The users with a listener here.
+    var listeningUsers: [String] {
+        state.withLock { state in Array(Set(state.connections.keys).union(state.subscriptions.keys)) }
+    }
+
+    /// A ticket for resolving `user`'s spaces: an answer is kept only if no answer resolved
+    /// later (a higher ticket) was kept first.
+    func spaceTicket() -> UInt64 {
+        state.withLock { state in
+            state.sequence += 1
+            return state.sequence
+        }
+    }
+
+    /// Sets the spaces `user` reads, as resolved with `ticket`; ignored for a user with no
+    /// listener here, or when a later resolution already answered.
+    func setSpaces(_ spaces: Set<String>, of user: String, ticket: UInt64) {
+        state.withLock { state in
+            guard state.isListening(user), ticket > state.spacesByUser[user]?.version ?? 0 else { return }
+            state.index(user, spaces: spaces.filter { !$0.hasPrefix(Memberships.personalPrefix) }, version: ticket)
+        }
+    }
+
+    /// The spaces this hub knows `user` reads (for tests and the fan-out's bookkeeping).
+    func spaces(of user: String) -> Set<String> { state.withLock { $0.spacesByUser[user]?.spaces ?? [] } }
+
     // MARK: Delivery
 
-    /// Delivers a push notice to this replica's listeners of that user: unified connections,
-    /// legacy connections of that app, SSE streams of that app, never the pushing client.
+    /// Delivers a push notice to this replica's listeners it concerns: the author's unified
+    /// connections, legacy connections of that app and SSE streams of that app, never the
+    /// pushing client; and the same listeners of every other user here who reads a space the
+    /// push wrote into.
     func publish(_ notice: PushNotice) {
-        let (connections, subscriptions) = state.withLock { state in
-            (
-                (state.connections[notice.userID] ?? [:]).values.filter {
-                    ($0.appID == nil || $0.appID == notice.appID)
-                        && ($0.clientID == nil || $0.clientID != notice.clientID)
-                },
-                (state.subscriptions[notice.userID] ?? [:]).values.filter {
-                    $0.appID == notice.appID && ($0.clientID == nil || $0.clientID != notice.clientID)
-                }
-            )
+        let (connections, subscriptions, members) = state.withLock { state in
+            var members: Set<String> = []
+            for space in notice.spaces { members.formUnion(state.membersBySpace[space] ?? []) }
+            members.remove(notice.userID)
+            var connections = (state.connections[notice.userID] ?? [:]).values.filter {
+                ($0.appID == nil || $0.appID == notice.appID) && ($0.clientID == nil || $0.clientID != notice.clientID)
+            }
+            var subscriptions = (state.subscriptions[notice.userID] ?? [:]).values.filter {
+                $0.appID == notice.appID && ($0.clientID == nil || $0.clientID != notice.clientID)
+            }
+            for member in members {
+                connections += (state.connections[member] ?? [:]).values.filter { $0.appID == nil || $0.appID == notice.appID }
+                subscriptions += (state.subscriptions[member] ?? [:]).values.filter { $0.appID == notice.appID }
+            }
+            return (connections, subscriptions, members.count)
         }
+        if !notice.spaces.isEmpty { metrics.observe("sync_space_fanout_users", value: Double(members), buckets: Self.fanOutBuckets) }
         let message = Self.syncAvailable(appID: notice.appID, tables: notice.tables)
         for connection in connections { deliver(message, to: connection) }
         let now = ContinuousClock.now
@@ -308,6 +382,9 @@ final class RealtimeHub: Sendable {
         metrics.set("mana_sync_connections_total", to: Double(connections))
         metrics.set("mana_sync_users_connected", to: Double(users))
     }
+
+    /// Members told of one push into spaces, on one replica.
+    static let fanOutBuckets: [Double] = [0, 1, 2, 5, 10, 25, 50, 100, 250, 1_000]
 
     static func syncAvailable(appID: String, tables: [String]) -> String {
         let body: JSONValue = ["type": "sync-available", "appId": .string(appID), "tables": .array(tables.map(JSONValue.string))]

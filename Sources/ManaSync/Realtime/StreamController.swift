@@ -12,6 +12,7 @@ struct StreamController: Sendable {
     let changeLog: ChangeLogRepository
     let gate: BillingGate
     let memberships: MembershipDirectory
+    let fanOut: MemberFanOut
     let hub: RealtimeHub
     let settings: RealtimeSettings
     let metrics: ServiceMetrics
@@ -44,6 +45,8 @@ struct StreamController: Sendable {
         let tables = Array(Set(names)).sorted()
         // Subscribe before the catch-up, so a push during it is not missed.
         let subscription = hub.subscribe(userID: user.id, appID: appID, clientID: clientID, tables: Set(tables))
+        // And hear of pushes into the user's spaces from here on.
+        await fanOut.refresh([user.id])
         let live = LiveStream(
             changeLog: changeLog, gate: gate, memberships: memberships, shared: shared, metrics: metrics, settings: settings, userID: user.id, appID: appID,
             clientID: clientID, validUntil: user.validUntil)

@@ -16,6 +16,7 @@ import Synchronization
 /// `pong` and ignores everything else. Frames over 64 KB close the connection.
 struct WebSocketController: Sendable {
     let hub: RealtimeHub
+    let fanOut: MemberFanOut
     let verifier: TokenVerifier
     let settings: RealtimeSettings
     let metrics: ServiceMetrics
@@ -114,6 +115,8 @@ struct WebSocketController: Sendable {
             try? await outbound.close(.goingAway, reason: "server shutting down")
             return nil
         }
+        // Pushes into the user's spaces reach this connection from before it says auth-ok.
+        await fanOut.refresh([user.id])
         do {
             try await outbound.write(.text(#"{"type":"auth-ok"}"#))
         } catch {
