@@ -114,15 +114,18 @@ def percentiles(values):
 
 
 def memberships_stand_in():
-    """mana-auth's internal memberships endpoint (MEMBERSHIPS_URL) on loopback: nobody belongs
-    to a shared space. Without an answer mana-sync's reads would be degraded (cursor held)."""
+    """mana-auth's internal memberships endpoint (MEMBERSHIPS_URL) on loopback: the users
+    `member-<n>` belong to the space `org_bench` (the fan-out section), nobody else to a shared
+    space. Without an answer mana-sync's reads would be degraded (cursor held)."""
     import http.server
     import threading
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             parts = self.path.split("/")
-            body = json.dumps({"userId": urllib.request.unquote(parts[-2]) if len(parts) > 2 else "", "memberships": []}).encode()
+            user = urllib.request.unquote(parts[-2]) if len(parts) > 2 else ""
+            memberships = [{"organizationId": FANOUT_SPACE, "role": "member"}] if user.startswith("member-") else []
+            body = json.dumps({"userId": user, "memberships": memberships}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -138,10 +141,11 @@ def memberships_stand_in():
 
 
 class Service:
-    def __init__(self, binary, port, environment):
+    def __init__(self, binary, port, environment, log_name=None):
         self.port = port
         self.name = Path(binary).name
-        self.log = open(WORK / f"{Path(binary).name}.log", "w")
+        self.environment = environment
+        self.log = open(WORK / f"{log_name or Path(binary).name}.log", "w")
         env = dict(os.environ, **{"PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "error", "MANA_SERVICE_KEY": SERVICE_KEY, **environment})
         self.process = subprocess.Popen([binary, "serve"], env=env, stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(300):
@@ -419,6 +423,59 @@ async def hold_sockets(count, tokens):
                 raise RuntimeError(f"not authenticated: {reply}")
             return socket
     return await asyncio.gather(*(open_one(i) for i in range(count)))
+
+
+FANOUT_SPACE = "org_bench"
+
+
+def bench_fanout(cluster, sync, replica, tokens, members, pushes=50):
+    """One member pushes into a space on one replica; `members` other members, one WebSocket
+    each, listen on another replica. Per notice: from sending the push (so including the push
+    itself) to the notice's arrival."""
+    import websockets
+    log(f"space fan-out: {members} members listening on a second replica, {pushes} pushes into their space")
+
+    async def run():
+        semaphore = asyncio.Semaphore(64)
+
+        async def open_one(index):
+            async with semaphore:
+                socket = await websockets.connect(f"ws://127.0.0.1:{replica.port}/ws", max_size=1 << 20, ping_interval=None)
+                await socket.send(json.dumps({"type": "auth", "token": tokens.mint(f"member-{index}"), "clientId": f"m-{index}"}))
+                reply = json.loads(await asyncio.wait_for(socket.recv(), 30))
+                if reply.get("type") != "auth-ok":
+                    raise RuntimeError(f"not authenticated: {reply}")
+                return socket
+        sockets = await asyncio.gather(*(open_one(i) for i in range(1, members + 1)))
+        author = tokens.mint("member-0")
+        latencies, missing = [], 0
+        loop = asyncio.get_running_loop()
+        for n in range(pushes):
+            body = json.dumps({"clientId": "author", "changes": [
+                {"table": "events", "id": f"e{n}", "op": "insert", "spaceId": FANOUT_SPACE, "data": {"title": f"event {n}"}}]}).encode()
+            request = urllib.request.Request(f"http://127.0.0.1:{sync.port}/sync/cal", data=body, method="POST",
+                                             headers={"Authorization": f"Bearer {author}", "Content-Type": "application/json"})
+            arrivals = [asyncio.ensure_future(arrival(socket)) for socket in sockets]
+            sent = time.perf_counter()
+            await loop.run_in_executor(None, lambda: urllib.request.urlopen(request).read())
+            done, pending = await asyncio.wait(arrivals, timeout=5)
+            for task in pending:
+                task.cancel()
+            missing += len(pending)
+            latencies += [task.result() - sent for task in done]
+        for socket in sockets:
+            await socket.close()
+        return latencies, missing
+
+    async def arrival(socket):
+        await socket.recv()
+        return time.perf_counter()
+
+    latencies, missing = asyncio.new_event_loop().run_until_complete(run())
+    p = percentiles([value * 1000 for value in latencies])
+    record("fanout", members=members, pushes=pushes, notices=len(latencies), missing=missing, med=p["med"], p95=p["p95"], p99=p["p99"],
+           max=max(latencies, default=0) * 1000, within_100ms=sum(1 for value in latencies if value <= 0.1) / max(1, len(latencies)),
+           replica_rss_mb=replica.rss_mb())
 
 
 def bench_ws(cluster, sync, tokens, sockets):
@@ -719,6 +776,11 @@ def report(machine):
                   f"Pushes to the same (user, app), one at a time: p50 / p99 / max {ms(b['med'])} / {ms(b['p99'])} / {ms(b['max'])} ms before "
                   f"({b['count']}), {ms(d['med'])} / {ms(d['p99'])} / {ms(d['max'])} ms during the fold ({d['count']}); lock waits over 10 ms "
                   f"in PostgreSQL's log meanwhile: **{r['lock_waits']}**.", ""]
+    for r in (r for r in RESULTS if r["section"] == "fanout"):
+        lines += [f"space fan-out across replicas: {r['pushes']} pushes into a space by one member on replica 1, {r['members']} other members "
+                  f"listening on replica 2 (one WebSocket each): {r['notices']:,} notices, {r['missing']} missing; from sending the push to "
+                  f"each member's notice p50 / p95 / p99 / max **{ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} / {ms(r['max'])} ms**, "
+                  f"{r['within_100ms'] * 100:.1f} % within 100 ms; replica 2 RSS {r['replica_rss_mb']:.0f} MB", ""]
     if "ws-notify" in sections:
         lines += ["| push → sync-available on another connection | notices | p50 / p95 / p99 ms | RSS MB | k6 thresholds |", "|---|---|---|---|---|"]
         for r in (r for r in RESULTS if r["section"] == "ws-notify"):
@@ -730,11 +792,12 @@ def report(machine):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="push,pull,bulk,mixed,use,charge,ws,compaction", help="comma-separated sections")
+    parser.add_argument("--only", default="push,pull,bulk,mixed,use,charge,ws,fanout,compaction", help="comma-separated sections")
     parser.add_argument("--release", default=str(ROOT / ".build/release"), help="folder of the release binaries")
     parser.add_argument("--subscriptions", type=int, default=100_000, help="due subscriptions for charge-recurring")
     parser.add_argument("--charge-concurrency", default="1,4", help="SYNC_CHARGE_CONCURRENCY values to time")
     parser.add_argument("--sockets", type=int, default=5_000, help="idle WebSockets to hold")
+    parser.add_argument("--members", type=int, default=200, help="listening members of the fan-out section")
     parser.add_argument("--compact-records", type=int, default=10_000, help="records of the compaction history")
     parser.add_argument("--compact-updates", type=int, default=100, help="updates per record of the compaction history")
     parser.add_argument("--fsync", choices=["on", "off"], default="on", help="PostgreSQL fsync/synchronous_commit")
@@ -769,7 +832,8 @@ def main():
             SELECT name, true, true, 'bench', now() FROM (
                 SELECT 'bench-' || g AS name FROM generate_series(0, 255) g UNION ALL SELECT 'notify-' || g FROM generate_series(0, 7) g
                 UNION ALL SELECT 'idle-' || g FROM generate_series(0, 4999) g UNION ALL SELECT 'puller' UNION ALL SELECT 'mixed'
-                UNION ALL SELECT 'bulk-' || g FROM generate_series(0, 9) g UNION ALL SELECT 'compact') users""")
+                UNION ALL SELECT 'bulk-' || g FROM generate_series(0, 9) g UNION ALL SELECT 'compact'
+                UNION ALL SELECT 'member-' || g FROM generate_series(0, 999) g) users""")
         record("idle", sync_rss_mb=sync.rss_mb(), credits_rss_mb=credits.rss_mb(), sync_anon_mb=sync.anon_mb(),
                credits_anon_mb=credits.anon_mb())
         if "push" in sections:
@@ -791,6 +855,10 @@ def main():
                 bench_charge(cluster, credits, arguments.subscriptions, int(concurrency))
         if "ws" in sections:
             bench_ws(cluster, sync, tokens, arguments.sockets)
+        if "fanout" in sections:
+            replica = Service(f"{arguments.release}/mana-sync", SYNC_PORT + 1, dict(sync.environment, PORT=str(SYNC_PORT + 1)), log_name="mana-sync-2")
+            services.append(replica)
+            bench_fanout(cluster, sync, replica, tokens, arguments.members)
         if "compaction" in sections:
             bench_compaction(cluster, sync, tokens, arguments.release, arguments.compact_records, arguments.compact_updates)
     finally:

@@ -87,6 +87,7 @@ func buildApplication(
         .addRoutes(to: webSockets)
     // Series the dashboards and alert rules read exist from the start (deploy/observability).
     for (name, labels) in SyncMetrics.declared + Compactor.declared + MembershipDirectory.declared { metrics.count(name, labels, by: 0) }
+    metrics.declare("sync_space_fanout_users", buckets: RealtimeHub.fanOutBuckets)
     chassis.serveOpenAPI(openAPIURL)
     registeredRoutes?(chassis.router.registeredRoutes)
     let webSocketResponder = webSockets.buildResponder()

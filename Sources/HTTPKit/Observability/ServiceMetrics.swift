@@ -49,6 +49,11 @@ package struct ServiceMetrics: Sendable {
         registry.makeDurationHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels, buckets: Self.latencyBuckets).record(duration)
     }
 
+    /// Declares a value histogram (all buckets at zero) before its first value.
+    package func declare(_ name: String, buckets: [Double]) {
+        _ = registry.makeValueHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: [], buckets: buckets)
+    }
+
     /// Records a value in a histogram with `buckets`.
     package func observe(_ name: String, _ labels: [(String, String)] = [], value: Double, buckets: [Double]) {
         registry.makeValueHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels, buckets: buckets)

@@ -188,6 +188,16 @@ def sync():
             mappings=[{"type": "value", "options": {"0": {"text": "DOWN"}, "1": {"text": "listening"}}}],
             description="0: this replica hears no pushes from the others and no invalidations. Alert: ManaSyncListenerDown.")
     d.panel("Listener reconnects", [(f"sum by (instance) (increase({d.sel('sync_listener_reconnects_total')}[{RATE}]))", "{{instance}}")])
+    d.row("Shared spaces")
+    d.panel("Membership lookups", [
+        (f"sum by (result) (rate({d.sel('sync_membership_lookups_total')}[{RATE}]))", "{{result}}"),
+        (f"sum(rate({d.sel('sync_membership_invalidations_total')}[{RATE}]))", "invalidations")],
+        unit="ops", description="hit: cached answer; miss: asked mana-auth; stale: mana-auth failed, an answer up to 15 min old served; "
+                                "failed: no usable answer (reads own rows only, space writes 503). docs/sync.md, Shared spaces.")
+    d.panel("Members told per push into a space", [
+        (f"histogram_quantile(0.5, sum by (le) (rate({d.sel('sync_space_fanout_users_bucket')}[{RATE}])))", "p50"),
+        (f"histogram_quantile(0.99, sum by (le) (rate({d.sel('sync_space_fanout_users_bucket')}[{RATE}])))", "p99")],
+        description="Per replica and push: listening members (other than the author) sent sync-available or woken.")
     d.row("History compaction")
     d.panel("Rows folded and removed", [
         (f"sum(increase({d.sel('sync_compaction_rows_removed_total')}[1h]))", "removed"),
