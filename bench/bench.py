@@ -324,6 +324,12 @@ PULL_SQL = """\\set since random(FIRST, LAST)
 SELECT * FROM sync.page_json('puller', 'bench', 'items', :since::bigint, NULL, 1000);
 """
 
+# A member's page in one statement: own rows and the space's, merged by cursor (what the
+# service adds: the RLS setup, the heads' share locks, the reader's backfill state).
+PULL_MEMBER_SQL = """\\set since random(FIRST, LAST)
+SELECT * FROM sync.page_json_spaces('member-puller', 'bench', 'items', :since::bigint, NULL, 1000, '{org_bench}');
+"""
+
 
 def bench_pull(cluster, sync, tokens):
     log("sync pull")
@@ -348,6 +354,35 @@ def bench_pull(cluster, sync, tokens):
         rate = metrics["http_reqs"]["rate"] * 1000
         d = metrics["http_req_duration"]
         record("pull", clients=clients, changes_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"], ceiling=tps * 1000,
+               ceiling_med=pg_latency["med"], ratio=rate / (tps * 1000), rss_mb=memory, thresholds=passed,
+               cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
+
+    # A member of a space: every other row is another member's, in the space. The reader's
+    # state says it knows the space (no backfill), as after its first read.
+    cluster.sql("mana_sync", f"""
+        INSERT INTO sync.heads (user_id, app_id, last_cursor) VALUES ('member-puller', 'bench', {first + count - 2}), ('member-writer', 'bench', {first + count - 1})
+            ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = EXCLUDED.last_cursor;
+        INSERT INTO sync.space_heads (space_id, app_id, last_cursor) VALUES ('{FANOUT_SPACE}', 'bench', {first + count - 1})
+            ON CONFLICT (space_id, app_id) DO UPDATE SET last_cursor = EXCLUDED.last_cursor;
+        INSERT INTO sync.space_backfills (user_id, app_id, table_name, client_id, known) VALUES ('member-puller', 'bench', 'items', '', '{{{FANOUT_SPACE}}}')
+            ON CONFLICT DO NOTHING;
+        INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, fields, client_id, space_id)
+        SELECT CASE WHEN g % 2 = 0 THEN 'member-puller' ELSE 'member-writer' END, 'bench', {first} + g - 1, 'items', 'm' || (g % 5000), 'update',
+            jsonb_build_object('title', jsonb_build_object('value', 'title ' || g, 'updatedAt', '2026-01-01T00:00:00.000000Z'),
+                               'done', jsonb_build_object('value', g % 2 = 0, 'updatedAt', '2026-01-01T00:00:00.000000Z')),
+            'loader', CASE WHEN g % 2 = 0 THEN NULL ELSE '{FANOUT_SPACE}' END
+        FROM generate_series(1, {count}) g;
+        ANALYZE sync.changes;""")
+    script = PULL_MEMBER_SQL.replace("FIRST", str(first)).replace("LAST", str(first + count - 2001))
+    for clients in [1, 32]:
+        cpu = sync.cpu_seconds()
+        metrics, passed = k6("sync-pull.js", f"pull-member-{clients}", BASE=f"http://127.0.0.1:{SYNC_PORT}", TOKEN=tokens.mint("member-puller"),
+                             FIRST=first, COUNT=count - 1000, VUS=clients, DURATION=DURATION)
+        memory, cpu = sync.rss_mb(), sync.cpu_seconds() - cpu
+        tps, pg_latency = cluster.pgbench("mana_sync", script, clients, int(DURATION.rstrip("s")))
+        rate = metrics["http_reqs"]["rate"] * 1000
+        d = metrics["http_req_duration"]
+        record("pull-member", clients=clients, changes_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"], ceiling=tps * 1000,
                ceiling_med=pg_latency["med"], ratio=rate / (tps * 1000), rss_mb=memory, thresholds=passed,
                cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
 
@@ -734,6 +769,8 @@ def report(machine):
     http_tables = [
         ("push", "sync push", "mana-sync changes/s", "changes/s", "changes_per_s", lambda r: f"batch {r['batch']}"),
         ("pull", "sync pull, pages of 1,000", "changes/s", "changes/s", "changes_per_s", lambda r: "200,000 changes"),
+        ("pull-member", "sync pull of a space member, pages of 1,000", "changes/s", "changes/s", "changes_per_s",
+         lambda r: "100,000 own + 100,000 of the space"),
         ("use", "credits use", "debits/s", "debits/s", "debits_per_s", lambda r: r["users"]),
     ]
     for section, title, unit, ceiling_unit, rate, label in http_tables:
@@ -833,7 +870,7 @@ def main():
                 SELECT 'bench-' || g AS name FROM generate_series(0, 255) g UNION ALL SELECT 'notify-' || g FROM generate_series(0, 7) g
                 UNION ALL SELECT 'idle-' || g FROM generate_series(0, 4999) g UNION ALL SELECT 'puller' UNION ALL SELECT 'mixed'
                 UNION ALL SELECT 'bulk-' || g FROM generate_series(0, 9) g UNION ALL SELECT 'compact'
-                UNION ALL SELECT 'member-' || g FROM generate_series(0, 999) g) users""")
+                UNION ALL SELECT 'member-' || g FROM generate_series(0, 999) g UNION ALL SELECT 'member-puller') users""")
         record("idle", sync_rss_mb=sync.rss_mb(), credits_rss_mb=credits.rss_mb(), sync_anon_mb=sync.anon_mb(),
                credits_anon_mb=credits.anon_mb())
         if "push" in sections:

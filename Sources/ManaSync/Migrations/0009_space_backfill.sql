@@ -127,8 +127,10 @@ BEGIN
     PERFORM 1 FROM sync.heads WHERE user_id = p_user AND app_id = p_app FOR SHARE;
     PERFORM sync.lock_space_heads(p_app, '{}', p_spaces);
     IF cardinality(v_spaces) > 0 THEN
+        -- Not locked: reads of one reader at the same time compute the same next state from the
+        -- same since, and a reader's pulls follow each other anyway.
         SELECT * INTO v_state FROM sync.space_backfills
-        WHERE user_id = p_user AND app_id = p_app AND table_name = p_table AND client_id = v_client FOR UPDATE;
+        WHERE user_id = p_user AND app_id = p_app AND table_name = p_table AND client_id = v_client;
         IF p_since > 0 THEN
             v_joined := EXISTS (SELECT 1 FROM unnest(v_spaces) AS s WHERE NOT s = ANY(coalesce(v_state.known, '{}')));
             v_pending := array(SELECT s FROM unnest(v_spaces) AS s
