@@ -44,8 +44,10 @@ func buildApplication(
         settings: configuration.billing, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
     let memberships = MembershipDirectory(
         settings: configuration.memberships, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
+    let notifier = PushNotifier(client: chassis.database, metrics: metrics, logger: chassis.logger)
+    chassis.addService(notifier)
     SyncController(
-        changeLog: changeLog, gate: gate, memberships: memberships, metrics: metrics,
+        changeLog: changeLog, gate: gate, memberships: memberships, notifier: notifier, metrics: metrics,
         maximumChanges: configuration.push.maximumChanges, pages: configuration.pages)
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()).add(middleware: chassis.largeRequests))
     let fanOut = MemberFanOut(hub: hub, directory: memberships)
@@ -129,5 +131,7 @@ enum SyncMetrics {
         ("sync_sse_evicted_total", []),
         ("sync_sse_closed_total", [("reason", "token_expired")]),
         ("sync_notifications_sent_total", []),
+        ("sync_notices_sent_total", []),
+        ("sync_notices_dropped_total", []),
     ]
 }

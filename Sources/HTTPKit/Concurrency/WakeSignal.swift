@@ -4,7 +4,9 @@ import Synchronization
 /// came while nobody waited), or on cancellation. The outbox sender and the SSE streams
 /// sleep on it.
 package final class WakeSignal: Sendable {
-    private let state = Mutex<(pending: Bool, waiter: CheckedContinuation<Void, Never>?)>((false, nil))
+    /// A wake-up for the next wait; the waiter; whether the current wait's time is up (or it
+    /// was cancelled) before it began waiting.
+    private let state = Mutex<(pending: Bool, waiter: CheckedContinuation<Void, Never>?, ended: Bool)>((false, nil, false))
 
     package init() {}
 
@@ -21,25 +23,45 @@ package final class WakeSignal: Sendable {
     }
 
     /// Returns after `limit`, on a wake-up, or on cancellation, whichever comes first.
+    ///
+    /// The timer only ends the wait it belongs to: it never leaves a wake-up behind for the
+    /// next wait (it used to, when a wake-up ended the wait first and the cancelled timer then
+    /// called ``wake()``: every later wait returned at once, and a loop around it spun).
     package func wait(upTo limit: Duration) async {
+        state.withLock { $0.ended = false }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                try? await Task.sleep(for: limit)
-                self.wake()
+                // Cancelled when the wait ended otherwise: then nothing is left to end.
+                if (try? await Task.sleep(for: limit)) != nil { self.endWait() }
             }
-            await withCheckedContinuation { continuation in
-                let now = state.withLock { state -> Bool in
-                    if state.pending {
-                        state.pending = false
-                        return true
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { continuation in
+                    let now = state.withLock { state -> Bool in
+                        if state.pending || state.ended || Task.isCancelled {
+                            state.pending = false
+                            state.ended = false
+                            return true
+                        }
+                        state.waiter = continuation
+                        return false
                     }
-                    state.waiter = continuation
-                    return false
+                    if now { continuation.resume() }
                 }
-                if now { continuation.resume() }
+            } onCancel: {
+                endWait()
             }
             group.cancelAll()
         }
     }
-}
 
+    /// Ends the current wait (resumes its waiter, or marks it ended if it has not begun
+    /// waiting yet) without leaving a wake-up for a later wait.
+    private func endWait() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            defer { state.waiter = nil }
+            if state.waiter == nil { state.ended = true }
+            return state.waiter
+        }
+        waiter?.resume()
+    }
+}

@@ -9,6 +9,8 @@ struct SyncController: Sendable {
     let changeLog: ChangeLogRepository
     let gate: BillingGate
     let memberships: MembershipDirectory
+    /// Tells every replica of a committed push.
+    let notifier: PushNotifier
     let metrics: ServiceMetrics
 
     /// Most changes one push may carry (`SYNC_MAX_CHANGES`).
@@ -72,6 +74,8 @@ struct SyncController: Sendable {
         }
         if stored > 0 {
             metrics.count("sync_changes_stored_total", by: stored)
+            notifier.announce(
+                userID: user.id, appID: appID, clientID: clientID, tables: Array(Set(changes.map(\.table))).sorted(), spaces: writeSpaces)
         }
         metrics.count("sync_changes_returned_total", by: page.count)
         return Self.response(page, scope: scope, since: since)

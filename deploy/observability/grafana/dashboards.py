@@ -163,8 +163,12 @@ def sync():
         (f"sum(rate({d.sel('sync_sse_evicted_total')}[{RATE}]))", "evicted: per-user cap"),
         (f"sum by (reason) (rate({d.sel('sync_sse_closed_total')}[{RATE}]))", "closed: {{reason}}"),
         (f"sum by (shared) (rate({d.sel('sync_sse_reads_total')}[{RATE}]))", "reads, shared={{shared}}")], unit="ops")
-    d.panel("Notifications sent", [(f"sum(rate({d.sel('sync_notifications_sent_total')}[{RATE}]))", "sync-available / changes sent")],
-            unit="ops", width=24, height=6)
+    d.panel("Notifications sent", [
+        (f"sum(rate({d.sel('sync_notifications_sent_total')}[{RATE}]))", "sync-available / changes sent"),
+        (f"sum(rate({d.sel('sync_notices_sent_total')}[{RATE}]))", "push notices to the replicas (NOTIFY)"),
+        (f"sum(rate({d.sel('sync_notices_dropped_total')}[{RATE}]))", "push notices lost (database error, queue full)")],
+            unit="ops", width=24, height=6,
+            description="A push is announced to every replica after its commit, many per NOTIFY; a lost notice delays clients to their next pull.")
     d.row("Billing gate (mana-credits)")
     d.panel("Gate decisions", [(f"sum by (decision) (rate({d.sel('sync_billing_decisions_total')}[{RATE}]))", "{{decision}}")],
             unit="ops", description="allowed, denied (402), failed_open (mana-credits unreachable or the breaker open). Alert: ManaSyncFailOpenRising.")

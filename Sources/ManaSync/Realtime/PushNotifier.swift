@@ -1,0 +1,98 @@
+import Foundation
+import HTTPKit
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// Announces committed pushes to every replica (the `ChangeFeed` channel), after their commit
+/// and off the request path.
+///
+/// A NOTIFY inside the push's transaction made PostgreSQL serialise the commits of all pushes
+/// (one database-wide lock held through each commit's WAL flush), halving the ceiling of small
+/// pushes. Here a push hands its notice over once its transaction committed, and one
+/// statement sends every notice queued meanwhile: under load, many pushes per NOTIFY.
+///
+/// Only committed pushes are announced, as before. What changes: a replica that dies between
+/// a push's commit and the NOTIFY (milliseconds) loses that notice; the other replicas'
+/// clients then see the push on their next pull, not at once (docs/sync.md, "Real time").
+final class PushNotifier: Service, Sendable {
+    private let client: PostgresClient
+    private let metrics: ServiceMetrics
+    private let logger: Logger
+    private let signal = WakeSignal()
+    private let queue = Mutex<(notices: [String], stopping: Bool)>(([], false))
+    /// Most notices waiting; beyond, new ones are dropped (counted): clients still pull.
+    static let capacity = 100_000
+    /// Most notices per statement.
+    static let batch = 1_000
+
+    init(client: PostgresClient, metrics: ServiceMetrics, logger: Logger) {
+        self.client = client
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Queues the notice of a committed push.
+    func announce(userID: String, appID: String, clientID: String, tables: [String], spaces: [String]) {
+        let payload = Self.payload(userID: userID, appID: appID, clientID: clientID, tables: tables, spaces: spaces)
+        let queued = queue.withLock { queue in
+            guard queue.notices.count < Self.capacity else { return false }
+            queue.notices.append(payload)
+            return true
+        }
+        if queued {
+            signal.wake()
+        } else {
+            metrics.count("sync_notices_dropped_total")
+        }
+    }
+
+    /// A push's notice: user, app, client, tables (null when the notice would be too long for
+    /// NOTIFY's 8,000 bytes: listeners then tell of every table) and the spaces written.
+    static func payload(userID: String, appID: String, clientID: String, tables: [String], spaces: [String]) -> String {
+        func encode(_ tables: JSONValue) -> String {
+            let body: JSONValue = [
+                "a": .string(appID), "c": .string(clientID), "k": "push", "s": .array(spaces.map(JSONValue.string)), "t": tables,
+                "u": .string(userID),
+            ]
+            return String(decoding: (try? JSONEncoder.sortedKeys.encode(body)) ?? Data(), as: UTF8.self)
+        }
+        let full = encode(.array(tables.map(JSONValue.string)))
+        return full.utf8.count <= 7_000 ? full : encode(.null)
+    }
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            while true {
+                let (notices, stopping) = queue.withLock { queue in
+                    defer { queue.notices = [] }
+                    return (queue.notices, queue.stopping)
+                }
+                var start = 0
+                while start < notices.count {
+                    let end = min(start + Self.batch, notices.count)
+                    await send(Array(notices[start..<end]))
+                    start = end
+                }
+                if stopping { return }
+                if notices.isEmpty { await signal.wait(upTo: .seconds(60)) }
+            }
+        } onGracefulShutdown: {
+            // Send what is queued, then stop.
+            self.queue.withLock { $0.stopping = true }
+            self.signal.wake()
+        }
+    }
+
+    private func send(_ notices: [String]) async {
+        do {
+            try await client.guardedExecute(
+                "SELECT pg_notify(\(ChangeFeed.channel), n) FROM unnest(\(notices)::text[]) AS n", logger: logger)
+            metrics.count("sync_notices_sent_total", by: notices.count)
+        } catch {
+            metrics.count("sync_notices_dropped_total", by: notices.count)
+            logger.warning("could not announce pushes to the replicas", metadata: ["error": "\(error)", "notices": "\(notices.count)"])
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import HTTPKit
+import Synchronization
+import Testing
+
+/// One wake-up ends one wait: a waiter that loops does not spin afterwards (the sleeping
+/// timer of a wait that ended early must not count as a wake-up for the next one).
+@Suite struct WakeSignalTests {
+    @Test func oneWakeEndsOneWaitAndNoMore() async {
+        let signal = WakeSignal()
+        let returns = Mutex(0)
+        let waiter = Task {
+            for _ in 0..<1_000 {
+                await signal.wait(upTo: .seconds(30))
+                returns.withLock { $0 += 1 }
+                if Task.isCancelled { return }
+            }
+        }
+        try? await Task.sleep(for: .milliseconds(50))
+        signal.wake()
+        try? await Task.sleep(for: .milliseconds(300))
+        // One wake-up: one return (at most one more, a wake racing the timer's end).
+        #expect(returns.withLock { $0 } <= 2)
+        #expect(returns.withLock { $0 } >= 1)
+        waiter.cancel()
+        _ = await waiter.value
+    }
+
+    @Test func aWaitEndsAtItsLimitAndOnCancellation() async {
+        let signal = WakeSignal()
+        let clock = ContinuousClock()
+        let start = clock.now
+        await signal.wait(upTo: .milliseconds(100))
+        #expect(clock.now - start >= .milliseconds(100))
+        let waiter = Task { await signal.wait(upTo: .seconds(60)) }
+        try? await Task.sleep(for: .milliseconds(50))
+        waiter.cancel()
+        let ended = Task {
+            await waiter.value
+            return true
+        }
+        try? await Task.sleep(for: .seconds(2))
+        #expect(await ended.value)
+        // A limit that ends before the wait begins still ends it.
+        for _ in 0..<200 { await signal.wait(upTo: .zero) }
+        // A wake before the wait is kept for it.
+        signal.wake()
+        let early = clock.now
+        await signal.wait(upTo: .seconds(30))
+        #expect(clock.now - early < .seconds(5))
+    }
+}
