@@ -6,8 +6,8 @@ import ServiceLifecycle
 
 /// Fan-out across replicas over PostgreSQL `LISTEN/NOTIFY`.
 ///
-/// A push notifies the channel inside its own transaction (so only committed pushes are
-/// announced); billing invalidations are announced too. Every replica keeps one connection
+/// A push is announced on the channel once its transaction committed (`PushNotifier`);
+/// billing and membership invalidations are announced too. Every replica keeps one connection
 /// listening and hands what it hears to its hub and billing gate. When that connection
 /// drops, notifications sent meanwhile are lost: after listening again (and after the first
 /// LISTEN, which may come after the first clients), the replica tells every client to pull.
@@ -25,8 +25,9 @@ struct ChangeFeed: Service {
 
     // MARK: Payloads (well under PostgreSQL's 8,000-byte limit)
 
-    // A push's notice (user, app, client, tables or null when too many, cursor range) is
-    // built by `sync.push` inside the push's transaction (migration 0004).
+    // A push's notice (user, app, client, tables or null when too many, spaces written) is
+    // built by `PushNotifier.payload`; replicas still on migration 0008's push function send
+    // a cursor range instead of a long table list.
 
     static func invalidationPayload(userID: String) -> String {
         encode(["k": "billing", "u": .string(userID)])
