@@ -344,18 +344,8 @@ def bench_pull(cluster, sync, tokens):
             'loader'
         FROM generate_series(1, {count}) g;
         ANALYZE sync.changes;""")
-    script = PULL_SQL.replace("FIRST", str(first)).replace("LAST", str(first + count - 1001))
-    for clients in [1, 32]:
-        cpu = sync.cpu_seconds()
-        metrics, passed = k6("sync-pull.js", f"pull-{clients}", BASE=f"http://127.0.0.1:{SYNC_PORT}", TOKEN=tokens.mint("puller"),
-                             FIRST=first, COUNT=count, VUS=clients, DURATION=DURATION)
-        memory, cpu = sync.rss_mb(), sync.cpu_seconds() - cpu
-        tps, pg_latency = cluster.pgbench("mana_sync", script, clients, int(DURATION.rstrip("s")))
-        rate = metrics["http_reqs"]["rate"] * 1000
-        d = metrics["http_req_duration"]
-        record("pull", clients=clients, changes_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"], ceiling=tps * 1000,
-               ceiling_med=pg_latency["med"], ratio=rate / (tps * 1000), rss_mb=memory, thresholds=passed,
-               cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
+    pull_runs(cluster, sync, tokens, "pull", "puller", PULL_SQL.replace("FIRST", str(first)).replace("LAST", str(first + count - 1001)),
+              first, count)
 
     # A member of a space: every other row is another member's, in the space. The reader's
     # state says it knows the space (no backfill), as after its first read.
@@ -373,16 +363,22 @@ def bench_pull(cluster, sync, tokens):
             'loader', CASE WHEN g % 2 = 0 THEN NULL ELSE '{FANOUT_SPACE}' END
         FROM generate_series(1, {count}) g;
         ANALYZE sync.changes;""")
-    script = PULL_MEMBER_SQL.replace("FIRST", str(first)).replace("LAST", str(first + count - 2001))
+    pull_runs(cluster, sync, tokens, "pull-member", "member-puller",
+              PULL_MEMBER_SQL.replace("FIRST", str(first)).replace("LAST", str(first + count - 2001)), first, count - 1000)
+
+
+def pull_runs(cluster, sync, tokens, section, user, script, first, count):
+    """k6 pulling full pages of `user` from random cursors in [first, first + count - 1000),
+    then pgbench running `script`, at 1 and 32 clients."""
     for clients in [1, 32]:
         cpu = sync.cpu_seconds()
-        metrics, passed = k6("sync-pull.js", f"pull-member-{clients}", BASE=f"http://127.0.0.1:{SYNC_PORT}", TOKEN=tokens.mint("member-puller"),
-                             FIRST=first, COUNT=count - 1000, VUS=clients, DURATION=DURATION)
+        metrics, passed = k6("sync-pull.js", f"{section}-{clients}", BASE=f"http://127.0.0.1:{SYNC_PORT}", TOKEN=tokens.mint(user),
+                             FIRST=first, COUNT=count, VUS=clients, DURATION=DURATION)
         memory, cpu = sync.rss_mb(), sync.cpu_seconds() - cpu
         tps, pg_latency = cluster.pgbench("mana_sync", script, clients, int(DURATION.rstrip("s")))
         rate = metrics["http_reqs"]["rate"] * 1000
         d = metrics["http_req_duration"]
-        record("pull-member", clients=clients, changes_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"], ceiling=tps * 1000,
+        record(section, clients=clients, changes_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"], ceiling=tps * 1000,
                ceiling_med=pg_latency["med"], ratio=rate / (tps * 1000), rss_mb=memory, thresholds=passed,
                cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
 

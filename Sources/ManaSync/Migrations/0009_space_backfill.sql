@@ -31,81 +31,10 @@ ALTER TABLE sync.space_backfills FORCE ROW LEVEL SECURITY;
 CREATE POLICY user_rows ON sync.space_backfills
     USING (user_id = current_setting('mana.user_id', true)) WITH CHECK (user_id = current_setting('mana.user_id', true));
 
--- One page of a member's changes (see the seven-argument form, migration 0008), during a
--- backfill: the rows of p_backfill after p_since, everything else after greatest(p_since,
--- p_high). p_spaces and p_backfill do not overlap.
-CREATE FUNCTION sync.page_json_spaces(
-    p_user text, p_app text, p_table text, p_since bigint, p_exclude text, p_limit int, p_spaces text[],
-    p_backfill text[], p_high bigint
-) RETURNS TABLE (changes text, returned int, synced_until bigint, has_more boolean)
-LANGUAGE sql STABLE AS $$
-    WITH heads AS (
-        SELECT last_cursor FROM sync.heads WHERE user_id = p_user AND app_id = p_app
-        UNION ALL SELECT last_cursor FROM sync.space_heads WHERE app_id = p_app AND space_id = ANY(p_spaces || p_backfill)
-    ), head AS (
-        SELECT CASE WHEN coalesce(max(last_cursor), 0) = 0 THEN 0
-            ELSE min(greatest(last_cursor, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint)) END AS cursor
-        FROM heads
-    ), candidates AS (
-        SELECT * FROM (
-            (SELECT cursor, table_name, record_id, op, data, fields, deleted_at, event_id, sync.extra_out(space_id, extra) AS extra
-             FROM sync.changes
-             WHERE user_id = p_user AND app_id = p_app AND cursor > greatest(p_since, p_high)
-                 AND (p_table IS NULL OR table_name = p_table) AND (p_exclude IS NULL OR client_id <> p_exclude)
-             ORDER BY cursor LIMIT p_limit + 1)
-            UNION ALL
-            (SELECT cursor, table_name, record_id, op, data, fields, deleted_at, event_id, sync.extra_out(space_id, extra)
-             FROM sync.changes
-             WHERE space_id = ANY(p_spaces) AND app_id = p_app AND user_id <> p_user AND cursor > greatest(p_since, p_high)
-                 AND (p_table IS NULL OR table_name = p_table)
-             ORDER BY cursor LIMIT p_limit + 1)
-            UNION ALL
-            (SELECT cursor, table_name, record_id, op, data, fields, deleted_at, event_id, sync.extra_out(space_id, extra)
-             FROM sync.changes
-             WHERE space_id = ANY(p_backfill) AND app_id = p_app AND user_id <> p_user AND cursor > p_since
-                 AND (p_table IS NULL OR table_name = p_table)
-             ORDER BY cursor LIMIT p_limit + 1)
-        ) all_kinds ORDER BY cursor LIMIT p_limit + 1
-    ), boundary AS (
-        -- The cursor of the first row left out, when there is one.
-        SELECT (SELECT cursor FROM candidates ORDER BY cursor OFFSET p_limit LIMIT 1) AS at
-    ), page AS (
-        SELECT c.* FROM candidates c, boundary b WHERE b.at IS NULL OR c.cursor < b.at
-        UNION ALL
-        -- Every candidate shares the boundary's cursor: all rows of that cursor.
-        SELECT * FROM (
-            SELECT s.cursor, s.table_name, s.record_id, s.op, s.data, s.fields, s.deleted_at, s.event_id, sync.extra_out(s.space_id, s.extra)
-            FROM sync.changes s, boundary b
-            WHERE b.at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM candidates c WHERE c.cursor < b.at)
-                AND s.cursor = b.at AND s.app_id = p_app
-                AND (p_table IS NULL OR s.table_name = p_table)
-                AND ((s.user_id = p_user AND (p_exclude IS NULL OR s.client_id <> p_exclude) AND s.cursor > p_high)
-                     OR (s.space_id = ANY(p_spaces) AND s.user_id <> p_user AND s.cursor > p_high)
-                     OR (s.space_id = ANY(p_backfill) AND s.user_id <> p_user))
-        ) same_cursor
-    )
-    SELECT
-        '[' || coalesce((
-            SELECT string_agg(sync.change_json(table_name, record_id, op, data, fields, deleted_at, extra, event_id),
-                ',' ORDER BY cursor, event_id)
-            FROM page), '') || ']',
-        (SELECT count(*)::int FROM page),
-        CASE WHEN (SELECT at FROM boundary) IS NULL THEN (SELECT cursor FROM head)
-            WHEN EXISTS (SELECT 1 FROM candidates c, boundary b WHERE c.cursor < b.at) THEN (SELECT at - 1 FROM boundary)
-            ELSE (SELECT at FROM boundary) END,
-        (SELECT at FROM boundary) IS NOT NULL
-$$;
-
--- Without a backfill (push answers): the same page.
-CREATE OR REPLACE FUNCTION sync.page_json_spaces(
-    p_user text, p_app text, p_table text, p_since bigint, p_exclude text, p_limit int, p_spaces text[]
-) RETURNS TABLE (changes text, returned int, synced_until bigint, has_more boolean)
-LANGUAGE sql STABLE AS $$
-    SELECT * FROM sync.page_json_spaces(p_user, p_app, p_table, p_since, p_exclude, p_limit, p_spaces, '{}'::text[], 0::bigint)
-$$;
-
 -- A member's pull: confined to the user and its spaces, heads locked, the reader's backfill
--- state brought up to date (see the top of this file), then the page.
+-- state brought up to date (see the top of this file), then the page (the nine-argument
+-- sync.page_json_spaces of migration 0010: the pending spaces' rows after the page's start,
+-- everything else after greatest(start, high)).
 CREATE OR REPLACE FUNCTION sync.pull_spaces(
     p_user text, p_app text, p_table text, p_since bigint, p_exclude text, p_limit int, p_spaces text[]
 ) RETURNS TABLE (changes text, returned int, synced_until bigint, has_more boolean)
@@ -190,7 +119,6 @@ DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_sync_rls') THEN
         GRANT SELECT, INSERT, UPDATE ON sync.space_backfills TO mana_sync_rls;
-        GRANT EXECUTE ON FUNCTION sync.page_json_spaces(text, text, text, bigint, text, int, text[], text[], bigint) TO mana_sync_rls;
     END IF;
 END
 $$;

@@ -1,8 +1,9 @@
--- A member's page reads each space's rows through an index, in cursor order (benchmark
--- "sync pull of a space member", docs/benchmarks.md): `space_id = ANY(p_spaces)` neither
--- matched the partial index's predicate nor gave rows in cursor order, so every page
--- scanned the table (237 ms for 1,000 rows of a 200,000-row space). Now each space is one
--- ordered index scan (by table for a pull, across tables for a push answer), merged.
+-- Shared spaces, fifth part: a member's page with a backfill, and each space's rows read
+-- through an index in cursor order (benchmark "sync pull of a space member",
+-- docs/benchmarks.md): migration 0008's `space_id = ANY(p_spaces)` neither matched the
+-- partial index's predicate nor gave rows in cursor order, so every page scanned the table
+-- (237 ms for 1,000 rows of a 200,000-row space). Now each space is one ordered index scan
+-- (by table for a pull, across tables for a push answer), merged.
 CREATE INDEX changes_by_space_cursor ON sync.changes (space_id, app_id, cursor)
     WHERE space_id IS NOT NULL AND space_id NOT LIKE '\_personal:%';
 
@@ -27,10 +28,13 @@ CREATE FUNCTION sync.space_rows(
     WHERE p_table IS NULL
 $$;
 
--- The page of migration 0009, reading the spaces' rows through sync.space_rows. The caller's
--- own rows in its spaces come from both reads (neither filters the other's out, which would
--- make it step over them one by one); a row is taken once, by (cursor, user).
-CREATE OR REPLACE FUNCTION sync.page_json_spaces(
+-- One page of a member's changes (the seven-argument form of migration 0008), with a
+-- backfill (migration 0009): the rows of p_backfill after p_since, everything else after
+-- greatest(p_since, p_high); p_spaces and p_backfill do not overlap. The spaces' rows come
+-- through sync.space_rows. The caller's own rows in its spaces come from both reads (neither
+-- filters the other's out, which would make it step over them one by one); a row is taken
+-- once, by (cursor, user).
+CREATE FUNCTION sync.page_json_spaces(
     p_user text, p_app text, p_table text, p_since bigint, p_exclude text, p_limit int, p_spaces text[],
     p_backfill text[], p_high bigint
 ) RETURNS TABLE (changes text, returned int, synced_until bigint, has_more boolean)
@@ -93,10 +97,19 @@ LANGUAGE sql STABLE AS $$
         (SELECT at FROM boundary) IS NOT NULL
 $$;
 
+-- Without a backfill (push answers): the same page.
+CREATE OR REPLACE FUNCTION sync.page_json_spaces(
+    p_user text, p_app text, p_table text, p_since bigint, p_exclude text, p_limit int, p_spaces text[]
+) RETURNS TABLE (changes text, returned int, synced_until bigint, has_more boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT * FROM sync.page_json_spaces(p_user, p_app, p_table, p_since, p_exclude, p_limit, p_spaces, '{}'::text[], 0::bigint)
+$$;
+
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_sync_rls') THEN
-        GRANT EXECUTE ON FUNCTION sync.space_rows(text[], text, text, text, text, bigint, bigint, int) TO mana_sync_rls;
+        GRANT EXECUTE ON FUNCTION sync.space_rows(text[], text, text, text, text, bigint, bigint, int),
+            sync.page_json_spaces(text, text, text, bigint, text, int, text[], text[], bigint) TO mana_sync_rls;
     END IF;
 END
 $$;
