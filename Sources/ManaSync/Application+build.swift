@@ -64,7 +64,7 @@ func buildApplication(
         .addRoutes(to: chassis.router.group("internal/billing").add(middleware: auth.serviceKeyMiddleware()))
     chassis.addService(
         ChangeFeed(
-            client: chassis.database, hub: hub, gate: gate, memberships: memberships, changeLog: changeLog, retry: configuration.realtime.listenerRetry,
+            client: chassis.database, hub: hub, gate: gate, memberships: memberships, fanOut: fanOut, changeLog: changeLog, retry: configuration.realtime.listenerRetry,
             metrics: metrics, logger: chassis.logger))
 
     let folding = Compactor(client: chassis.database, logger: chassis.logger, metrics: metrics, status: compaction)

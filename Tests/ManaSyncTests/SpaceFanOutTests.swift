@@ -74,6 +74,22 @@ import Testing
         }
     }
 
+    @Test func aMemberWhoseLookupFailedAtConnectIsResolvedAfterTheFailurePause() async throws {
+        try await SyncHarness.run(memberships: { $0.failureTTL = .milliseconds(300) }) { h in
+            h.auth.set("u_a", ["org_fam": "owner"])
+            h.auth.set("u_b", ["org_fam": "member"])
+            h.auth.fail(true)
+            let member = try await WSProbe.authenticated(h.ws("/ws"), token: try await h.token("u_b"), clientID: "b1")
+            h.auth.fail(false)
+            // The periodic refresh is a minute away: only the retry can let the member hear it.
+            try await eventually(within: .seconds(10)) {
+                _ = try await h.push("cal", as: "u_a", client: "a1", changes: [SpaceReadTests.insert(UUID().uuidString, space: "org_fam")])
+                return await member.waitFor(within: .milliseconds(200)) { $0["type"] == "sync-available" } != nil
+            }
+            await member.close()
+        }
+    }
+
     @Test func theHubIndexesSpacesOfListeningUsersOnly() async {
         let hub = RealtimeHub(metrics: ServiceMetrics())
         // Nobody listening: an answer is not kept.

@@ -199,7 +199,7 @@ final class CreditsStandIn: Sendable {
 /// (service key; an unknown user gets an empty list), which can also hang.
 final class MembershipStandIn: Sendable {
     private final class State: Sendable {
-        let value = Mutex<(roles: [String: [String: String]], hang: Bool)>(([:], false))
+        let value = Mutex<(roles: [String: [String: String]], hang: Bool, failing: Bool)>(([:], false, false))
     }
 
     let server: StandInServer
@@ -213,8 +213,9 @@ final class MembershipStandIn: Sendable {
                     return .json(#"{"statusCode":401,"message":"Invalid or missing service key"}"#, status: .unauthorized)
                 }
                 let user = context.parameters.get("userId")?.removingPercentEncoding ?? ""
-                let (roles, hang) = state.value.withLock { ($0.roles[user] ?? [:], $0.hang) }
+                let (roles, hang, failing) = state.value.withLock { ($0.roles[user] ?? [:], $0.hang, $0.failing) }
                 if hang { try await Task.sleep(for: .seconds(3600)) }
+                if failing { return .json(#"{"statusCode":503,"message":"down"}"#, status: .serviceUnavailable) }
                 let list = roles.sorted { $0.key < $1.key }.map { #"{"organizationId":"\#($0.key)","role":"\#($0.value)"}"# }
                 return .json(#"{"userId":"\#(user)","memberships":[\#(list.joined(separator: ","))]}"#)
             }
@@ -223,4 +224,6 @@ final class MembershipStandIn: Sendable {
 
     func set(_ user: String, _ roles: [String: String]) { state.value.withLock { $0.roles[user] = roles } }
     func hang(_ hang: Bool) { state.value.withLock { $0.hang = hang } }
+    /// Answers 503 to every lookup while `failing`.
+    func fail(_ failing: Bool) { state.value.withLock { $0.failing = failing } }
 }

@@ -18,6 +18,7 @@ struct ChangeFeed: Service {
     let hub: RealtimeHub
     let gate: BillingGate
     let memberships: MembershipDirectory
+    let fanOut: MemberFanOut
     let changeLog: ChangeLogRepository
     let retry: Duration
     let metrics: ServiceMetrics
@@ -111,7 +112,7 @@ struct ChangeFeed: Service {
         case "memberships":
             memberships.invalidate(userIDs: [user])
             // The user's listeners here re-resolve its spaces, without holding up the channel.
-            let fanOut = MemberFanOut(hub: hub, directory: memberships)
+            let fanOut = self.fanOut
             Task { await fanOut.refresh([user]) }
         case "push":
             guard let app = body["a"]?.stringValue else { return }

@@ -267,6 +267,9 @@ final class RealtimeHub: Sendable {
 
     // MARK: Spaces
 
+    /// Whether `user` has a WebSocket or SSE stream here.
+    func isListening(_ user: String) -> Bool { state.withLock { $0.isListening(user) } }
+
     /// The users with a listener here.
     var listeningUsers: [String] {
         state.withLock { state in Array(Set(state.connections.keys).union(state.subscriptions.keys)) }
