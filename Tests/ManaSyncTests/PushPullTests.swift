@@ -128,10 +128,10 @@ import TestSupport
             // taken: a wall-clock syncedUntil loses changes in that window.
             let writers = 4, pushesPerWriter = 30, batch = 40
             let expected = Set((0..<writers).flatMap { w in (0..<pushesPerWriter).flatMap { p in (0..<batch).map { "w\(w)-p\(p)-\($0)" } } })
-            let done = Flag()
-            try await withThrowingTaskGroup(of: Set<String>?.self) { group in
-                for writer in 0..<writers {
-                    group.addTask {
+            try await Flag.race(
+                expected: expected,
+                writers: (0..<writers).map { writer in
+                    {
                         var since = Self.epoch
                         for push in 0..<pushesPerWriter {
                             let changes = (0..<batch).map { Changes.insert("rows", "w\(writer)-p\(push)-\($0)", ["w": .number(Double(writer))]) }
@@ -139,24 +139,13 @@ import TestSupport
                             #expect(result.status == .ok)
                             since = result.body["syncedUntil"]?.stringValue ?? since
                         }
-                        return nil
                     }
-                }
-                for reader in 0..<3 {
-                    group.addTask {
+                },
+                readers: (0..<3).map { reader in
+                    { done in
                         try await Flag.readAll(h, app: "race", as: "racer", collection: "rows", client: "reader-\(reader)", limit: 1000, until: done)
                     }
-                }
-                var writersLeft = writers
-                while let result = try await group.next() {
-                    if let seen = result {
-                        #expect(seen == expected, "a reader missed \(expected.subtracting(seen).count) changes")
-                    } else {
-                        writersLeft -= 1
-                        if writersLeft == 0 { await done.set() }
-                    }
-                }
-            }
+                })
         }
     }
 
@@ -261,6 +250,32 @@ import TestSupport
 actor Flag {
     private(set) var isSet = false
     func set() { isSet = true }
+
+    /// Runs `writers` and `readers` at once; once every writer is done the readers catch up
+    /// and each must have seen exactly `expected`.
+    static func race(
+        expected: Set<String>, writers: [@Sendable () async throws -> Void], readers: [@Sendable (Flag) async throws -> Set<String>]
+    ) async throws {
+        let done = Flag()
+        try await withThrowingTaskGroup(of: Set<String>?.self) { group in
+            for writer in writers {
+                group.addTask {
+                    try await writer()
+                    return nil
+                }
+            }
+            for reader in readers { group.addTask { try await reader(done) } }
+            var writersLeft = writers.count
+            while let result = try await group.next() {
+                if let seen = result {
+                    #expect(seen == expected, "a reader missed \(expected.subtracting(seen).count) changes")
+                } else {
+                    writersLeft -= 1
+                    if writersLeft == 0 { await done.set() }
+                }
+            }
+        }
+    }
 
     /// A reader paging a table from the epoch, as a client does, until `done` is set and it
     /// has caught up: the ids of every change it saw.

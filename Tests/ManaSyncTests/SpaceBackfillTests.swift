@@ -38,27 +38,30 @@ import Testing
         return (ids, since)
     }
 
-    static func invalidate(_ h: SyncHarness, _ users: [String]) async throws {
-        let body = String(decoding: try JSONEncoder().encode(["userIds": users]), as: UTF8.self)
-        let answer = try await h.caller.sendText(
-            .post, "/internal/memberships/invalidate", headers: [.serviceKey: SyncHarness.serviceKey, .contentType: "application/json"],
-            body: body)
-        #expect(answer.status == .noContent)
+
+    /// u_a writes `history` into org_fam; u_b, in no space yet, pushes `own` from device b0 and
+    /// its device b1 reads up to there (its cursor passes the space's rows); after `meanwhile`,
+    /// u_b joins org_fam. Returns b1's page from before the join.
+    static func joinAfterPassing(
+        _ h: SyncHarness, history: [String], own: String, meanwhile: () async throws -> Void = {}
+    ) async throws -> Page {
+        h.auth.set("u_a", ["org_fam": "owner"])
+        #expect(try await h.push("cal", as: "u_a", client: "a1", changes: history.map { SpaceReadTests.insert($0, space: "org_fam") }).status == .ok)
+        #expect(try await h.push("cal", as: "u_b", client: "b0", changes: [SpaceReadTests.insert(own, space: nil)]).status == .ok)
+        let before = try await page(h, "u_b", client: "b1", since: epoch)
+        #expect(before.ids == [own])
+        try await meanwhile()
+        h.auth.set("u_b", ["org_fam": "member"])
+        try await h.invalidateMemberships(["u_b"])
+        return before
     }
 
     @Test func aNewMemberBackfillsTheSpaceInPagesAndOnlyOnce() async throws {
         try await SyncHarness.run { h in
-            h.auth.set("u_a", ["org_fam": "owner"])
             let history = (0..<25).map { "s-\($0)" }
-            #expect(try await h.push("cal", as: "u_a", client: "a1", changes: history.map { SpaceReadTests.insert($0, space: "org_fam") }).status == .ok)
-            // u_b syncs its own rows before it joins: its cursor passes the space's rows.
-            #expect(try await h.push("cal", as: "u_b", client: "b0", changes: [SpaceReadTests.insert("own-0", space: nil)]).status == .ok)
-            let before = try await Self.page(h, "u_b", client: "b1", since: Self.epoch)
-            #expect(before.ids == ["own-0"])
-            #expect(try await h.push("cal", as: "u_a", client: "a1", changes: [SpaceReadTests.insert("late", space: "org_fam")]).status == .ok)
-
-            h.auth.set("u_b", ["org_fam": "member"])
-            try await Self.invalidate(h, ["u_b"])
+            let before = try await Self.joinAfterPassing(h, history: history, own: "own-0") { () async throws in
+                #expect(try await h.push("cal", as: "u_a", client: "a1", changes: [SpaceReadTests.insert("late", space: "org_fam")]).status == .ok)
+            }
             #expect(try await h.push("cal", as: "u_b", client: "b0", changes: [SpaceReadTests.insert("own-1", space: nil)]).status == .ok)
 
             // The first page after the join starts at the space's beginning; the cursor the
@@ -91,12 +94,7 @@ import Testing
 
     @Test func aBackfillRestartsWhenTheClientJumpsAheadWithoutIt() async throws {
         try await SyncHarness.run { h in
-            h.auth.set("u_a", ["org_fam": "owner"])
-            #expect(try await h.push("cal", as: "u_a", client: "a1", changes: [SpaceReadTests.insert("old", space: "org_fam")]).status == .ok)
-            #expect(try await h.push("cal", as: "u_b", client: "b0", changes: [SpaceReadTests.insert("own", space: nil)]).status == .ok)
-            let before = try await Self.page(h, "u_b", client: "b1", since: Self.epoch)
-            h.auth.set("u_b", ["org_fam": "member"])
-            try await Self.invalidate(h, ["u_b"])
+            let before = try await Self.joinAfterPassing(h, history: ["old"], own: "own")
             let first = try await Self.page(h, "u_b", client: "b1", since: before.syncedUntil)
             #expect(first.ids == ["old"] && first.hasMore)
             // The answer is lost, and a push answer moves the client's cursor past the backfill:
@@ -111,13 +109,8 @@ import Testing
 
     @Test func aMembersStreamBackfillsTheSpaceItJoined() async throws {
         try await SyncHarness.run { h in
-            h.auth.set("u_a", ["org_fam": "owner"])
             let history = (0..<12).map { "s-\($0)" }
-            #expect(try await h.push("cal", as: "u_a", client: "a1", changes: history.map { SpaceReadTests.insert($0, space: "org_fam") }).status == .ok)
-            #expect(try await h.push("cal", as: "u_b", client: "b0", changes: [SpaceReadTests.insert("own", space: nil)]).status == .ok)
-            let before = try await Self.page(h, "u_b", client: "b1", since: Self.epoch)
-            h.auth.set("u_b", ["org_fam": "member"])
-            try await Self.invalidate(h, ["u_b"])
+            let before = try await Self.joinAfterPassing(h, history: history, own: "own")
             let stream = SSEProbe(
                 url: h.caller.baseURL + "/sync/cal/stream?collections=events&since=\(before.syncedUntil)",
                 headers: [("Authorization", "Bearer \(try await h.token("u_b"))"), ("X-Client-Id", "b1")])

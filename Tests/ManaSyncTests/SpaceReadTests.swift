@@ -54,10 +54,7 @@ import Testing
             #expect(try await h.push("cal", as: "u_a", client: "a1", changes: [Self.insert("before", space: "org_fam")]).status == .ok)
             #expect(try await Self.ids(h, "u_b") == ["before"])
             h.auth.set("u_b", [:])
-            let invalidated = try await h.caller.sendText(
-                .post, "/internal/memberships/invalidate", headers: [.serviceKey: SyncHarness.serviceKey, .contentType: "application/json"],
-                body: #"{"userIds":["u_b"]}"#)
-            #expect(invalidated.status == .noContent)
+            try await h.invalidateMemberships(["u_b"])
             #expect(try await h.push("cal", as: "u_a", client: "a1", changes: [Self.insert("after", space: "org_fam")]).status == .ok)
             #expect(try await Self.ids(h, "u_b") == [])
             // An SSE stream opened now reads no row of the space either.
@@ -117,33 +114,22 @@ import Testing
             for user in Set(writers + readers) { h.auth.set(user, ["org_team": "member"]) }
             let pushes = 25, batch = 20
             let expected = Set(writers.flatMap { w in (0..<pushes).flatMap { p in (0..<batch).map { "\(w)-\(p)-\($0)" } } })
-            let done = Flag()
-            try await withThrowingTaskGroup(of: Set<String>?.self) { group in
-                for writer in writers {
-                    group.addTask {
+            try await Flag.race(
+                expected: expected,
+                writers: writers.map { writer in
+                    {
                         for push in 0..<pushes {
                             let changes = (0..<batch).map { Self.insert("\(writer)-\(push)-\($0)", space: "org_team") }
                             let result = try await h.push("cal", as: writer, client: "\(writer)-device", changes: changes)
                             #expect(result.status == .ok)
                         }
-                        return nil
                     }
-                }
-                for reader in readers {
-                    group.addTask {
+                },
+                readers: readers.map { reader in
+                    { done in
                         try await Flag.readAll(h, app: "cal", as: reader, collection: "events", client: "\(reader)-reader", limit: 13, until: done)
                     }
-                }
-                var writersLeft = writers.count
-                while let result = try await group.next() {
-                    if let seen = result {
-                        #expect(seen == expected, "a reader missed \(expected.subtracting(seen).count) changes")
-                    } else {
-                        writersLeft -= 1
-                        if writersLeft == 0 { await done.set() }
-                    }
-                }
-            }
+                })
         }
     }
 

@@ -6,6 +6,7 @@ import PostgresNIO
 import Synchronization
 import SharedAuth
 import TestSupport
+import Testing
 
 @testable import ManaSync
 
@@ -63,6 +64,14 @@ struct SyncHarness: DatabaseHarness {
                         caller: caller, database: fixture.database, key: fixture.key, credits: credits, auth: auth,
                         configuration: configuration)) }
         }
+    }
+
+    /// `POST /internal/memberships/invalidate` for `users`, as mana-auth sends it (204).
+    func invalidateMemberships(_ users: [String]) async throws {
+        let body = String(decoding: try JSONEncoder().encode(["userIds": users]), as: UTF8.self)
+        let answer = try await caller.sendText(
+            .post, "/internal/memberships/invalidate", headers: [.serviceKey: Self.serviceKey, .contentType: "application/json"], body: body)
+        #expect(answer.status == .noContent)
     }
 
     /// Runs `body` with a second replica of this service: its own process state, the same

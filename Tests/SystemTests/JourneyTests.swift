@@ -41,12 +41,7 @@ import TestSupport
                 router.post("api/v1/notifications/send") { _, _ -> Response in .json(#"{"success":true}"#) }
             }
             try await notify.start()
-            // mana-auth's memberships (MEMBERSHIPS_URL): nobody belongs to a shared space here.
-            memberships = try StandInServer { router in
-                router.get("api/v1/internal/users/:userId/memberships") { _, context -> Response in
-                    .json(#"{"userId":"\#(context.parameters.get("userId") ?? "")","memberships":[]}"#)
-                }
-            }
+            memberships = try StandInServer { $0.addNoMemberships() }
             try await memberships.start()
             stripe = try StripeStandIn()
             try await stripe.server.start()

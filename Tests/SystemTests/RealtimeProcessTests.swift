@@ -23,10 +23,7 @@ import TestSupport
             try key.jwksDocument().write(to: URL(fileURLWithPath: path))
             let credits = try StandInServer { router in
                 router.get("api/v1/internal/sync/status/:userId") { _, _ -> Response in .json(#"{"active":true}"#) }
-                // mana-auth's memberships (MEMBERSHIPS_URL): nobody belongs to a shared space here.
-                router.get("api/v1/internal/users/:userId/memberships") { _, context -> Response in
-                    .json(#"{"userId":"\#(context.parameters.get("userId") ?? "")","memberships":[]}"#)
-                }
+                router.addNoMemberships()
             }
             try await credits.start()
             let database = try await PostgresCluster.shared.createDatabase(prefix: "realtime")

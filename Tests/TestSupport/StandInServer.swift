@@ -93,3 +93,13 @@ extension Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 }
+
+extension Router<BasicRequestContext> {
+    /// mana-auth's `GET /api/v1/internal/users/{userId}/memberships` (MEMBERSHIPS_URL) for a
+    /// world where nobody belongs to a shared space: an empty list for everyone.
+    package func addNoMemberships() {
+        get("api/v1/internal/users/:userId/memberships") { _, context -> Response in
+            .json(#"{"userId":"\#(context.parameters.get("userId") ?? "")","memberships":[]}"#)
+        }
+    }
+}

@@ -51,13 +51,16 @@ package struct ServiceMetrics: Sendable {
 
     /// Declares a value histogram (all buckets at zero) before its first value.
     package func declare(_ name: String, buckets: [Double]) {
-        _ = registry.makeValueHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: [], buckets: buckets)
+        _ = valueHistogram(name, [], buckets: buckets)
     }
 
     /// Records a value in a histogram with `buckets`.
     package func observe(_ name: String, _ labels: [(String, String)] = [], value: Double, buckets: [Double]) {
+        valueHistogram(name, labels, buckets: buckets).record(value)
+    }
+
+    private func valueHistogram(_ name: String, _ labels: [(String, String)], buckets: [Double]) -> ValueHistogram {
         registry.makeValueHistogram(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels, buckets: buckets)
-            .record(value)
     }
 
     /// The Prometheus text exposition of every metric.

@@ -28,21 +28,21 @@ struct ChangeLogRepository: Sendable {
         let hasMore: Bool
     }
 
-    /// Stores a push's changes and returns what other clients stored after `since` (all
-    /// tables), in one round trip: `sync.push` runs the receipt, the head lock and advance,
-    /// the insert, the notice and the answer page as one transaction (migration 0004). A push
-    /// whose idempotency key was seen stores nothing.
     /// Messages above this size (bytes) retire their connection after use
     /// (``PostgresClient/withGuardedConnection(retire:_:)``): at most this much send buffer
     /// stays behind per pooled connection.
     static let largeMessage = 256 * 1024
 
+    /// Stores a push's changes (of `tables`) and returns what other clients stored after
+    /// `since` (all tables), in one round trip: `sync.push_spaces` runs the receipt, the head
+    /// locks and advance, the insert and the answer page as one transaction (migrations 0008,
+    /// 0011; the caller announces the push after it). A push whose idempotency key was seen
+    /// stores nothing.
     func push(
-        userID: String, appID: String, clientID: String, changes: [Change], since: Int64, idempotencyKey: String?,
+        userID: String, appID: String, clientID: String, changes: [Change], tables: [String], since: Int64, idempotencyKey: String?,
         limit: Int, writeSpaces: [String] = [], readSpaces: [String] = []
     ) async throws -> (page: PageText, stored: Int) {
         let batch = JSONTextParameter(Change.storageJSON(changes, capacity: 256 * changes.count))
-        let tables = Array(Set(changes.map(\.table))).sorted()
         let logger = self.logger
         // A large batch grows the connection's send buffer for good: close it after use.
         let large = batch.bytes.count > Self.largeMessage

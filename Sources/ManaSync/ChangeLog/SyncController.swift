@@ -53,6 +53,7 @@ struct SyncController: Sendable {
         let indexed = try rawChanges.enumerated().map { (index: $0, change: try Change(validating: $1, index: $0)) }
             .filter { !$0.change.changesNothing }
         let changes = indexed.map(\.change)
+        let tables = Array(Set(changes.map(\.table))).sorted()
         let spaces = try SpaceAuthorization.spacesToCheck(indexed, userID: user.id)
         let lookup = await memberships.lookup(userID: user.id)
         try SpaceAuthorization.check(spaces, lookup: lookup, writeRoles: memberships.settings.writeRoles)
@@ -66,7 +67,7 @@ struct SyncController: Sendable {
         let (page, stored): (ChangeLogRepository.PageText, Int)
         do {
             (page, stored) = try await changeLog.push(
-                userID: user.id, appID: appID, clientID: clientID, changes: changes, since: since, idempotencyKey: key,
+                userID: user.id, appID: appID, clientID: clientID, changes: changes, tables: tables, since: since, idempotencyKey: key,
                 limit: pages.pushAnswer, writeSpaces: writeSpaces, readSpaces: scope.spaces)
         } catch let moved as SpaceAuthorization.RecordMoved where indexed.indices.contains(moved.index) {
             let (index, change) = indexed[moved.index]
@@ -74,8 +75,7 @@ struct SyncController: Sendable {
         }
         if stored > 0 {
             metrics.count("sync_changes_stored_total", by: stored)
-            notifier.announce(
-                userID: user.id, appID: appID, clientID: clientID, tables: Array(Set(changes.map(\.table))).sorted(), spaces: writeSpaces)
+            notifier.announce(userID: user.id, appID: appID, clientID: clientID, tables: tables, spaces: writeSpaces)
         }
         metrics.count("sync_changes_returned_total", by: page.count)
         return Self.response(page, scope: scope, since: since)

@@ -26,9 +26,20 @@ struct ChangeFeed: Service {
 
     // MARK: Payloads (well under PostgreSQL's 8,000-byte limit)
 
-    // A push's notice (user, app, client, tables or null when too many, spaces written) is
-    // built by `PushNotifier.payload`; replicas still on migration 0008's push function send
-    // a cursor range instead of a long table list.
+    /// A push's notice: user, app, client, tables (null when the notice would be too long for
+    /// NOTIFY's 8,000 bytes: listeners then tell of every table) and the spaces written.
+    /// Replicas still on migration 0008's push function send a cursor range instead of a long
+    /// table list.
+    static func pushPayload(userID: String, appID: String, clientID: String, tables: [String], spaces: [String]) -> String {
+        func payload(_ tables: JSONValue) -> String {
+            encode([
+                "a": .string(appID), "c": .string(clientID), "k": "push", "s": .array(spaces.map(JSONValue.string)), "t": tables,
+                "u": .string(userID),
+            ])
+        }
+        let full = payload(.array(tables.map(JSONValue.string)))
+        return full.utf8.count <= 7_000 ? full : payload(.null)
+    }
 
     static func invalidationPayload(userID: String) -> String {
         encode(["k": "billing", "u": .string(userID)])

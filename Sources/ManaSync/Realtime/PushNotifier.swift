@@ -35,7 +35,7 @@ final class PushNotifier: Service, Sendable {
 
     /// Queues the notice of a committed push.
     func announce(userID: String, appID: String, clientID: String, tables: [String], spaces: [String]) {
-        let payload = Self.payload(userID: userID, appID: appID, clientID: clientID, tables: tables, spaces: spaces)
+        let payload = ChangeFeed.pushPayload(userID: userID, appID: appID, clientID: clientID, tables: tables, spaces: spaces)
         let queued = queue.withLock { queue in
             guard queue.notices.count < Self.capacity else { return false }
             queue.notices.append(payload)
@@ -48,20 +48,6 @@ final class PushNotifier: Service, Sendable {
         }
     }
 
-    /// A push's notice: user, app, client, tables (null when the notice would be too long for
-    /// NOTIFY's 8,000 bytes: listeners then tell of every table) and the spaces written.
-    static func payload(userID: String, appID: String, clientID: String, tables: [String], spaces: [String]) -> String {
-        func encode(_ tables: JSONValue) -> String {
-            let body: JSONValue = [
-                "a": .string(appID), "c": .string(clientID), "k": "push", "s": .array(spaces.map(JSONValue.string)), "t": tables,
-                "u": .string(userID),
-            ]
-            return String(decoding: (try? JSONEncoder.sortedKeys.encode(body)) ?? Data(), as: UTF8.self)
-        }
-        let full = encode(.array(tables.map(JSONValue.string)))
-        return full.utf8.count <= 7_000 ? full : encode(.null)
-    }
-
     func run() async throws {
         await withGracefulShutdownHandler {
             while true {
@@ -69,11 +55,8 @@ final class PushNotifier: Service, Sendable {
                     defer { queue.notices = [] }
                     return (queue.notices, queue.stopping)
                 }
-                var start = 0
-                while start < notices.count {
-                    let end = min(start + Self.batch, notices.count)
-                    await send(Array(notices[start..<end]))
-                    start = end
+                for start in stride(from: 0, to: notices.count, by: Self.batch) {
+                    await send(Array(notices[start..<min(start + Self.batch, notices.count)]))
                 }
                 if stopping { return }
                 if notices.isEmpty { await signal.wait(upTo: .seconds(60)) }

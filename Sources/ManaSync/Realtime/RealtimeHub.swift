@@ -284,12 +284,12 @@ final class RealtimeHub: Sendable {
         }
     }
 
-    /// Sets the spaces `user` reads, as resolved with `ticket`; ignored for a user with no
-    /// listener here, or when a later resolution already answered.
+    /// Sets the spaces `user` reads (``ReadScope/spaces``), as resolved with `ticket`; ignored
+    /// for a user with no listener here, or when a later resolution already answered.
     func setSpaces(_ spaces: Set<String>, of user: String, ticket: UInt64) {
         state.withLock { state in
             guard state.isListening(user), ticket > state.spacesByUser[user]?.version ?? 0 else { return }
-            state.index(user, spaces: spaces.filter { !$0.hasPrefix(Memberships.personalPrefix) }, version: ticket)
+            state.index(user, spaces: spaces, version: ticket)
         }
     }
 

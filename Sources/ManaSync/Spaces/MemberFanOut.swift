@@ -31,7 +31,7 @@ final class MemberFanOut: Sendable {
                 group.addTask {
                     let ticket = self.hub.spaceTicket()
                     let lookup = await self.directory.lookup(userID: user)
-                    self.hub.setSpaces(Set(lookup.memberships?.spaces ?? []), of: user, ticket: ticket)
+                    self.hub.setSpaces(Set(ReadScope(lookup).spaces), of: user, ticket: ticket)
                     if lookup == .unavailable { self.retry(user) }
                 }
             }
