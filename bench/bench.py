@@ -343,6 +343,7 @@ def bench_pull(cluster, sync, tokens):
                                'done', jsonb_build_object('value', g % 2 = 0, 'updatedAt', '2026-01-01T00:00:00.000000Z')),
             'loader'
         FROM generate_series(1, {count}) g;
+        {SERVED_SQL}
         ANALYZE sync.changes;""")
     pull_runs(cluster, sync, tokens, "pull", "puller", PULL_SQL.replace("FIRST", str(first)).replace("LAST", str(first + count - 1001)),
               first, count)
@@ -362,9 +363,15 @@ def bench_pull(cluster, sync, tokens):
                                'done', jsonb_build_object('value', g % 2 = 0, 'updatedAt', '2026-01-01T00:00:00.000000Z')),
             'loader', CASE WHEN g % 2 = 0 THEN NULL ELSE '{FANOUT_SPACE}' END
         FROM generate_series(1, {count}) g;
+        {SERVED_SQL}
         ANALYZE sync.changes;""")
     pull_runs(cluster, sync, tokens, "pull-member", "member-puller",
               PULL_MEMBER_SQL.replace("FIRST", str(first)).replace("LAST", str(first + count - 2001)), first, count - 1000)
+
+
+# Rows seeded by SQL get the served text a push stores with each change (migration 0012).
+SERVED_SQL = """UPDATE sync.changes SET served = sync.change_json(table_name, record_id, op, data, fields, deleted_at,
+            sync.extra_out(space_id, extra), event_id) WHERE served IS NULL;"""
 
 
 def pull_runs(cluster, sync, tokens, section, user, script, first, count):
@@ -625,13 +632,15 @@ INSERT INTO sync.heads (user_id, app_id, last_cursor)
 
 # The least SQL that does the fold on this history (no deletes in it, so the inserts stay as
 # they are): the last update of each record takes every field's winning entry, then the
-# other updates go. One set-based transaction, offline: no online batches, no plan in Swift.
+# other updates go (the served text of the rewritten rows built again, as ours does). One
+# set-based transaction, offline: no online batches, no plan in Swift.
 COMPACT_LEAST_SQL = """
 BEGIN;
 CREATE TEMP TABLE last_rows AS
     SELECT DISTINCT ON (table_name, record_id) table_name, record_id, cursor FROM sync.changes
     WHERE user_id = 'USER' AND app_id = 'notes' AND op = 'update' ORDER BY table_name, record_id, cursor DESC;
-UPDATE sync.changes c SET fields = w.fields, client_id = ''
+UPDATE sync.changes c SET fields = w.fields, client_id = '',
+    served = sync.change_json(c.table_name, c.record_id, c.op, c.data, w.fields, c.deleted_at, sync.extra_out(c.space_id, c.extra), c.event_id)
 FROM (
     SELECT table_name, record_id, jsonb_object_agg(key, value) AS fields FROM (
         SELECT DISTINCT ON (c.table_name, c.record_id, e.key) c.table_name, c.record_id, e.key, e.value
