@@ -10,7 +10,9 @@ package func withTimeout<T: Sendable>(
     try await withThrowingTaskGroup(of: T.self) { group in
         group.addTask { try await operation() }
         group.addTask {
-            try await Task.sleep(for: limit)
+            // Not `Task.sleep`: nearly every deadline is cancelled, and a cancelled
+            // `Task.sleep` holds its memory until the deadline (``timerSleep(for:)``).
+            guard await timerSleep(for: limit) else { throw CancellationError() }
             throw TimeoutError()
         }
         defer { group.cancelAll() }
@@ -28,8 +30,7 @@ package func finishes<Success: Sendable>(_ task: Task<Success, any Error>, withi
         continuation.yield(true)
     }
     let timer = Task {
-        try? await Task.sleep(for: limit)
-        continuation.yield(false)
+        if await timerSleep(for: limit) { continuation.yield(false) }
     }
     var iterator = results.makeAsyncIterator()
     let finished = await iterator.next() ?? false

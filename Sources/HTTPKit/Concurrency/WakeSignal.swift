@@ -31,8 +31,9 @@ package final class WakeSignal: Sendable {
         state.withLock { $0.ended = false }
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                // Cancelled when the wait ended otherwise: then nothing is left to end.
-                if (try? await Task.sleep(for: limit)) != nil { self.endWait() }
+                // Cancelled when the wait ended otherwise: then nothing is left to end (and,
+                // unlike `Task.sleep`, nothing is kept until the limit: ``timerSleep(for:)``).
+                if await timerSleep(for: limit) { self.endWait() }
             }
             await withTaskCancellationHandler {
                 await withCheckedContinuation { continuation in

@@ -50,8 +50,7 @@ struct WebSocketController: Sendable {
             // Until the first message authenticates; cancelled then, so an idle socket keeps
             // no timer (token expiry is the hub's once-a-second sweep).
             let authTimeout = Task {
-                try? await Task.sleep(for: settings.authTimeout)
-                if !Task.isCancelled, session.current == nil {
+                if await timerSleep(for: settings.authTimeout), session.current == nil {
                     metrics.count("sync_ws_auth_failures_total", [("reason", "timeout")])
                     try? await outbound.close(.policyViolation, reason: "authentication timeout")
                 }
