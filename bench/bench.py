@@ -178,6 +178,16 @@ class Service:
                 return int(line.split()[1]) / 1024
         return 0
 
+    def wait_for_metric(self, name, timeout=40):
+        """Waits until the service's /metrics has `name` (a gauge set once, e.g. at a start step)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as answer:
+                if any(line.startswith(name) for line in answer.read().decode().splitlines()):
+                    return True
+            time.sleep(0.5)
+        return False
+
     def cpu_seconds(self):
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -876,6 +886,10 @@ def main():
                 UNION ALL SELECT 'idle-' || g FROM generate_series(0, 4999) g UNION ALL SELECT 'puller' UNION ALL SELECT 'mixed'
                 UNION ALL SELECT 'bulk-' || g FROM generate_series(0, 9) g UNION ALL SELECT 'compact'
                 UNION ALL SELECT 'member-' || g FROM generate_series(0, 999) g UNION ALL SELECT 'member-puller') users""")
+        # Idle as in production: after the services handed back their start's code pages
+        # (one memory-trim interval after the migrations, process_code_pages_released_bytes).
+        for service in (sync, credits):
+            service.wait_for_metric("process_code_pages_released_bytes")
         record("idle", sync_rss_mb=sync.rss_mb(), credits_rss_mb=credits.rss_mb(), sync_anon_mb=sync.anon_mb(),
                credits_anon_mb=credits.anon_mb())
         if "push" in sections:

@@ -71,7 +71,7 @@ package struct ChassisSettings: Sendable {
                 help: "seconds graceful shutdown may take after SIGTERM before open connections are cut and the process exits"),
             EnvironmentVariable(
                 "MEMORY_TRIM_INTERVAL", default: "10",
-                help: "seconds between returns of free heap memory to the kernel (glibc malloc_trim); 0 switches it off"),
+                help: "seconds between returns of free heap memory to the kernel (glibc malloc_trim); the second run also hands back the code pages of the start (MADV_PAGEOUT); 0 switches both off"),
             EnvironmentVariable(
                 "LARGE_REQUEST_CONCURRENCY", default: "2",
                 help: "authenticated requests with a body over 1 MiB (by Content-Length) served at once on the routes that take them; the others wait within the request timeout"),
