@@ -202,6 +202,27 @@ class Service:
             self.process.kill()
 
 
+def ab_setup(release, subscribers_sql):
+    """A private cluster and both services for an A/B script (bench/notify_ab.py,
+    bench/pages_ab.py): the users `subscribers_sql` selects have Cloud Sync. Returns
+    (cluster, credits, sync, tokens)."""
+    WORK.mkdir(exist_ok=True)
+    cluster = Cluster(True)
+    keys = WORK / "auth"
+    jwks = subprocess.check_output([f"{release}/mana-credits", "dev-keys", "--dir", str(keys)], text=True).strip()
+    tokens = Tokens(keys / "signing-key.json")
+    credits = Service(f"{release}/mana-credits", CREDITS_PORT,
+                      {"JWKS_URL": jwks, "MANA_AUTH_URL": ISSUER, "DATABASE_URL": cluster.url("mana_credits"), "SYNC_CHARGE_INTERVAL": "0",
+                       "GIFT_EXPIRY_INTERVAL": "0", "LEDGER_AUDIT_INTERVAL": "0", "MANA_SYNC_URL": "http://127.0.0.1:9",
+                       "MANA_NOTIFY_URL": "http://127.0.0.1:9"})
+    cluster.sql("mana_credits", "INSERT INTO credits.sync_subscriptions (user_id, active, is_gifted, gifted_by, gifted_at) "
+                                f"SELECT name, true, true, 'bench', now() FROM ({subscribers_sql}) AS users(name)")
+    sync = Service(f"{release}/mana-sync", SYNC_PORT,
+                   {"DATABASE_URL": cluster.url("mana_sync"), "JWKS_URL": jwks, "MANA_AUTH_URL": ISSUER,
+                    "MANA_CREDITS_URL": f"http://127.0.0.1:{CREDITS_PORT}", "MEMBERSHIPS_URL": memberships_stand_in()})
+    return cluster, credits, sync, tokens
+
+
 def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

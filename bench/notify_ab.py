@@ -8,7 +8,6 @@ clients, 6 s each); prints every run and the medians.
 """
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,16 +17,7 @@ os.chdir(ROOT)
 import bench  # noqa: E402
 
 RELEASE = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / ".build-release/release")
-bench.WORK.mkdir(exist_ok=True)
-cluster = bench.Cluster(True)
-keys = bench.WORK / "auth"
-jwks = subprocess.check_output([f"{RELEASE}/mana-credits", "dev-keys", "--dir", str(keys)], text=True).strip()
-tokens = bench.Tokens(keys / "signing-key.json")
-credits = bench.Service(f"{RELEASE}/mana-credits", bench.CREDITS_PORT,
-    {"JWKS_URL": jwks, "MANA_AUTH_URL": bench.ISSUER, "DATABASE_URL": cluster.url("mana_credits"), "SYNC_CHARGE_INTERVAL": "0", "GIFT_EXPIRY_INTERVAL": "0", "LEDGER_AUDIT_INTERVAL": "0", "MANA_SYNC_URL": "http://127.0.0.1:9", "MANA_NOTIFY_URL": "http://127.0.0.1:9"})
-cluster.sql("mana_credits", "INSERT INTO credits.sync_subscriptions (user_id, active, is_gifted, gifted_by, gifted_at) SELECT 'bench-' || g, true, true, 'bench', now() FROM generate_series(0, 255) g")
-sync = bench.Service(f"{RELEASE}/mana-sync", bench.SYNC_PORT,
-    {"DATABASE_URL": cluster.url("mana_sync"), "JWKS_URL": jwks, "MANA_AUTH_URL": bench.ISSUER, "MANA_CREDITS_URL": f"http://127.0.0.1:{bench.CREDITS_PORT}", "MEMBERSHIPS_URL": bench.memberships_stand_in()})
+cluster, credits, sync, tokens = bench.ab_setup(RELEASE, "SELECT 'bench-' || g FROM generate_series(0, 255) g")
 token_file = tokens.file("push-tokens", [f"bench-{i}" for i in range(256)])
 src = open(ROOT / "Sources/ManaSync/Migrations/0008_space_reads.sql").read()
 in_tx = src[src.index("CREATE FUNCTION sync.push_spaces("):src.index("-- The push of a user in no space")].replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")

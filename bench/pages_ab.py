@@ -9,7 +9,6 @@ every run and the medians.
 """
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,16 +19,7 @@ import bench  # noqa: E402
 
 RELEASE = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / ".build-release/release")
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 2
-bench.WORK.mkdir(exist_ok=True)
-cluster = bench.Cluster(True)
-keys = bench.WORK / "auth"
-jwks = subprocess.check_output([f"{RELEASE}/mana-credits", "dev-keys", "--dir", str(keys)], text=True).strip()
-tokens = bench.Tokens(keys / "signing-key.json")
-credits = bench.Service(f"{RELEASE}/mana-credits", bench.CREDITS_PORT,
-    {"JWKS_URL": jwks, "MANA_AUTH_URL": bench.ISSUER, "DATABASE_URL": cluster.url("mana_credits"), "SYNC_CHARGE_INTERVAL": "0", "GIFT_EXPIRY_INTERVAL": "0", "LEDGER_AUDIT_INTERVAL": "0", "MANA_SYNC_URL": "http://127.0.0.1:9", "MANA_NOTIFY_URL": "http://127.0.0.1:9"})
-cluster.sql("mana_credits", "INSERT INTO credits.sync_subscriptions (user_id, active, is_gifted, gifted_by, gifted_at) VALUES ('mixed', true, true, 'bench', now())")
-sync = bench.Service(f"{RELEASE}/mana-sync", bench.SYNC_PORT,
-    {"DATABASE_URL": cluster.url("mana_sync"), "JWKS_URL": jwks, "MANA_AUTH_URL": bench.ISSUER, "MANA_CREDITS_URL": f"http://127.0.0.1:{bench.CREDITS_PORT}", "MEMBERSHIPS_URL": bench.memberships_stand_in()})
+cluster, credits, sync, tokens = bench.ab_setup(RELEASE, "SELECT 'mixed'")
 src = open(ROOT / "Sources/ManaSync/Migrations/0006_space_column.sql").read()
 jsonb_pages = src[src.index("CREATE OR REPLACE FUNCTION sync.page_json("):src.index("DO $$")]
 src = open(ROOT / "Sources/ManaSync/Migrations/0012_served_text.sql").read()
