@@ -186,6 +186,7 @@ class Service:
                 if any(line.startswith(name) for line in answer.read().decode().splitlines()):
                     return True
             time.sleep(0.5)
+        log(f"  {self.name} never reported {name} within {timeout} s")
         return False
 
     def cpu_seconds(self):
@@ -362,6 +363,11 @@ SELECT * FROM sync.page_json_spaces('member-puller', 'bench', 'items', :since::b
 """
 
 
+# Rows seeded by SQL get the served text a push stores with each change (migration 0012).
+SERVED_SQL = """UPDATE sync.changes SET served = sync.change_json(table_name, record_id, op, data, fields, deleted_at,
+            sync.extra_out(space_id, extra), event_id) WHERE served IS NULL;"""
+
+
 def bench_pull(cluster, sync, tokens):
     log("sync pull")
     first, count = 1_700_000_000_000_000, 200_000
@@ -398,11 +404,6 @@ def bench_pull(cluster, sync, tokens):
         ANALYZE sync.changes;""")
     pull_runs(cluster, sync, tokens, "pull-member", "member-puller",
               PULL_MEMBER_SQL.replace("FIRST", str(first)).replace("LAST", str(first + count - 2001)), first, count - 1000)
-
-
-# Rows seeded by SQL get the served text a push stores with each change (migration 0012).
-SERVED_SQL = """UPDATE sync.changes SET served = sync.change_json(table_name, record_id, op, data, fields, deleted_at,
-            sync.extra_out(space_id, extra), event_id) WHERE served IS NULL;"""
 
 
 def pull_runs(cluster, sync, tokens, section, user, script, first, count):

@@ -1,3 +1,4 @@
+import Foundation
 import HTTPKit
 import Testing
 
@@ -16,6 +17,22 @@ import Glibc
         }
         blocks.reversed().forEach { free($0) }
         #expect(await MemoryTrim.now())
+    }
+
+    /// The code pages the process touched go back to the kernel: the advice is taken for the
+    /// read-only file mappings, and the file-backed part of RSS falls (what the process runs
+    /// next comes back in; the test goes on running).
+    @Test func codePagesAreHandedBack() throws {
+        func residentFileKB() throws -> Int {
+            let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+            let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("RssFile:") })
+            return try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
+        }
+        let before = try residentFileKB()
+        let advised = MemoryTrim.releaseCodePages()
+        let after = try residentFileKB()
+        #expect(advised > 0)
+        #expect(after < before, "RssFile \(before) → \(after) kB")
     }
 }
 #endif

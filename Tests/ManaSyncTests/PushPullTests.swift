@@ -1,5 +1,6 @@
 import Foundation
 import HTTPKit
+import HTTPTypes
 import PostgresNIO
 import Testing
 import TestSupport
@@ -63,6 +64,47 @@ import TestSupport
             #expect((try? JSONSerialization.jsonObject(with: Data(raw.text.utf8))) != nil, "not valid JSON: \(raw.text)")
             let pulled = try JSONDecoder().decode(JSONValue.self, from: Data(raw.text.utf8))
             #expect(pulled["serverChanges"]?.withoutEventIDs == .array(changes))
+        }
+    }
+
+    /// A push stores each change's served text (migration 0012), and rows without it (stored
+    /// before, or imported) are built on the fly: both give the same page, byte for byte.
+    @Test func storedServedTextAndTheTextBuiltOnTheFlyAreTheSame() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            let awkward = "q\"b\\n\nr\u{01}é😀/"
+            let withExtra: JSONValue = ["table": "todos", "id": "x1", "op": "insert", "data": ["title": "kept keys"], "actor": "device 7"]
+            let changes: [JSONValue] = [
+                Changes.insert("todos", awkward, [awkward: "x", "n": .number(1.5), "nested": ["a": [.null, true, "é"]]]),
+                Changes.update("todos", awkward, "title", ["deep": [1, 2, ["x": .null]]]),
+                Changes.delete("todos", "d1", at: "2024-01-01T10:07:00.5+02:00"),
+                Changes.delete("todos", "d2"),
+                withExtra,
+            ]
+            #expect(try await h.push("todo", as: "alice", client: "A", changes: changes).status == .ok)
+            let headers: HTTPFields = [.authorization: "Bearer \(try await h.token("alice"))"]
+            @Sendable func page() async throws -> String {
+                let answer = try await h.caller.sendText(.get, "/sync/todo/pull?collection=todos&since=\(Self.epoch)", headers: headers)
+                #expect(answer.status == .ok, "\(answer.text)")
+                return answer.text
+            }
+            let stored = try await page()
+            let decoded = try JSONDecoder().decode(JSONValue.self, from: Data(stored.utf8))
+            #expect(decoded["serverChanges"]?.withoutEventIDs == .array(changes))
+            let rebuilt = try await TestDatabase.withClient(h.database) { client in
+                let counts = try await client.query(
+                    "SELECT count(*) FILTER (WHERE served IS NOT NULL)::int, count(*)::int FROM sync.changes WHERE user_id = 'alice'",
+                    logger: TestDatabase.logger)
+                for try await (served, all) in counts.decode((Int, Int).self) {
+                    #expect(all == changes.count)
+                    #expect(served == all, "the push stores every change's served text")
+                }
+                let cleared = try await client.query(
+                    "WITH c AS (UPDATE sync.changes SET served = NULL WHERE user_id = 'alice' RETURNING 1) SELECT count(*)::int FROM c",
+                    logger: TestDatabase.logger)
+                for try await count in cleared.decode(Int.self) { #expect(count == changes.count) }
+                return try await page()
+            }
+            #expect(rebuilt == stored)
         }
     }
 

@@ -6,10 +6,10 @@ import Synchronization
 ///
 /// For waits that are usually cut short (a request's deadline, a write's timeout, a wake-up's
 /// limit). Swift's `Task.sleep` keeps a cancelled sleep's timer and task allocation until its
-/// deadline would have come (swiftlang/swift#60441): with a 30-second request deadline and
-/// pooled connections' keep-alive timers, mana-sync held about 440 bytes per request for 30 to
-/// 60 seconds, 40 to 80 MB under a push load of 1,400 requests a second
-/// (docs/benchmarks.md, session 33). This sleep is a NIO timer that a cancellation removes,
+/// deadline would have come (swiftlang/swift#60441), about 0.5 KB each: with a 30-second
+/// request deadline and the pool's keep-alive and idle timers (30 and 60 s, see
+/// `DatabaseURL.clientConfiguration`), mana-sync's heap grew 3.8 → 98 MB in 40 s of pushes at
+/// 1,100–1,400 requests a second (docs/benchmarks.md, session 33). This sleep is a NIO timer that a cancellation removes,
 /// freeing it at once.
 package func timerSleep(for limit: Duration) async -> Bool {
     let sleep = TimerSleep()

@@ -64,11 +64,10 @@ package struct DatabaseURL: Sendable, Equatable {
         configuration.options.maximumConnections = maximumConnections
         configuration.options.connectTimeout = .seconds(5)
         // Every time a pooled connection goes idle, the pool starts a keep-alive timer (30 s)
-        // and an idle timer (60 s) with `Task.sleep`; the next lease cancels them, but a
-        // cancelled `Task.sleep` keeps its memory until its deadline (swiftlang/swift#60441):
-        // about 1 KB per request for a minute, 40–70 MB under a push load of 1,200 requests a
-        // second (docs/benchmarks.md, session 33). No keep-alive queries, and idle connections
-        // close after 10 s: one short timer per release. Keep-alive is moot then (no connection
+        // and an idle timer (60 s) with `Task.sleep`; the next lease cancels them, and a
+        // cancelled `Task.sleep` keeps its memory until its deadline (``timerSleep(for:)``
+        // has the figures). No keep-alive queries, and idle connections close after 10 s: one
+        // short timer per release. Keep-alive is moot then (no connection
         // stays idle long enough for a NAT or firewall to drop it), and a connection the
         // server closed is noticed by the pool at once.
         configuration.options.keepAliveBehavior = nil

@@ -55,8 +55,8 @@ package enum MemoryTrim {
     /// never runs again (configuration, migrations, route building, the first TLS and ICU
     /// set-up): of mana-sync's 37 MB idle RSS, 34 MB were such file pages and 3.7 MB its heap.
     /// `MADV_PAGEOUT` reclaims those pages as memory pressure would; what runs later faults
-    /// back in from the page cache or the file. Idle RSS then settles at about 20 MB
-    /// (docs/benchmarks.md, session 33). Never changes what the process computes: clean file
+    /// back in from the page cache or the file. Idle RSS: 37 → 14.9 MB for mana-sync, 15.6 MB
+    /// for mana-credits (docs/benchmarks.md, session 33). Never changes what the process computes: clean file
     /// pages are re-read on access, and anonymous (copied-on-write) pages are not reclaimed
     /// without swap. Kernels before 5.4 refuse the advice; nothing happens then.
     @discardableResult

@@ -35,8 +35,8 @@ struct ChangeLogRepository: Sendable {
 
     /// Stores a push's changes (of `tables`) and returns what other clients stored after
     /// `since` (all tables), in one round trip: `sync.push_spaces` runs the receipt, the head
-    /// locks and advance, the insert and the answer page as one transaction (migrations 0008,
-    /// 0011; the caller announces the push after it). A push whose idempotency key was seen
+    /// locks and advance, the insert with each change's served text and the answer page as one
+    /// transaction (migration 0012; the caller announces the push after it). A push whose idempotency key was seen
     /// stores nothing.
     func push(
         userID: String, appID: String, clientID: String, changes: [Change], tables: [String], since: Int64, idempotencyKey: String?,
