@@ -133,6 +133,54 @@ import Testing
         }
     }
 
+    /// The interleaving behind a change missed under concurrent writers (CI, session 33): a
+    /// push waits for a space head that a member's read holds, and the read answers with its
+    /// clock as syncedUntil. The push must number its changes above that answer, so it reads
+    /// the clock only once it holds every head (it read it before the wait, until migration 0012).
+    @Test func aPushThatWaitedForAReaderNumbersItsChangesAboveTheReadersAnswer() async throws {
+        try await SyncHarness.run { h in
+            h.auth.set("u_w", ["org_q": "member"])
+            h.auth.set("u_r", ["org_q": "member"])
+            #expect(try await h.push("cal", as: "u_w", client: "w1", changes: [Self.insert("first", space: "org_q")]).status == .ok)
+            let (push, answered) = try await h.withDatabase { client in
+                try await client.withTransaction(logger: TestDatabase.logger) { connection in
+                    // A member's read, holding the space's head.
+                    try await connection.query(
+                        "SELECT 1 FROM sync.space_heads WHERE space_id = 'org_q' AND app_id = 'cal' FOR SHARE", logger: TestDatabase.logger)
+                    let push = Task {
+                        try await h.push("cal", as: "u_w", client: "w1", changes: [Self.insert("second", space: "org_q")])
+                    }
+                    var waited = false
+                    for _ in 0..<400 where !waited {
+                        waited = try await client.query(
+                            "SELECT count(*)::int FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+                            logger: TestDatabase.logger
+                        ).decode(Int.self).reduce(0, +) > 0
+                        if !waited { try await Task.sleep(for: .milliseconds(10)) }
+                    }
+                    #expect(waited, "the push never waited for the space's head")
+                    // The read's answer, while the push waits (the page holds only "first").
+                    let rows = try await connection.query(
+                        "SELECT returned, synced_until, has_more FROM sync.pull_spaces('u_r', 'cal', 'events', 0, NULL, 100, '{org_q}')",
+                        logger: TestDatabase.logger)
+                    var answer: (Int, Int64, Bool)?
+                    for try await row in rows.decode((Int, Int64, Bool).self) { answer = row }
+                    let (returned, syncedUntil, hasMore) = try #require(answer)
+                    #expect(returned == 1 && !hasMore)
+                    return (push, syncedUntil)
+                }
+            }
+            #expect(try await push.value.status == .ok)
+            let stored = try await h.withDatabase { client in
+                try await client.query("SELECT cursor FROM sync.changes WHERE record_id = 'second'", logger: TestDatabase.logger)
+                    .decode(Int64.self).reduce(into: [Int64]()) { $0.append($1) }
+            }
+            #expect(stored.count == 1 && stored.allSatisfy { $0 > answered }, "stored at \(stored), the read answered \(answered)")
+            // The reader, going on from its answer, gets the change.
+            #expect(try await Self.ids(h, "u_r", since: Timestamp.format(microseconds: answered)) == ["second"])
+        }
+    }
+
     /// Rows of different heads can share a cursor: a page never ends between two of them.
     @Test func rowsSharingACursorAreNeverSplitAcrossPages() async throws {
         try await SyncHarness.run { h in

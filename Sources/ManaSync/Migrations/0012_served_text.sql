@@ -120,6 +120,14 @@ $$;
 -- takes its cursors with one upsert of its head row, as the least SQL does: `last_cursor`
 -- becomes greatest(now + n - 1, last_cursor + n), the same numbers as the lock, read and update
 -- it replaces, under the same row lock until commit.
+--
+-- The clock is read once every head the push takes is locked (in the upsert, by its DO UPDATE,
+-- which runs after the row lock is granted). A member's read holds its heads (FOR SHARE) while
+-- it reads the clock for its syncedUntil; a push that waited for one of them must number its
+-- changes above that clock, so it must not read the clock before the wait. Migrations 0008 to
+-- 0011 read it before locking the space heads: a push that waited behind a read could store
+-- changes below the syncedUntil that read had answered, and the reader never saw them
+-- (SpaceReadTests.aPushThatWaitedForAReaderNumbersItsChangesAboveTheReadersAnswer).
 CREATE OR REPLACE FUNCTION sync.push_spaces(
     p_user text, p_app text, p_client text, p_key text, p_batch jsonb, p_count int, p_tables text[], p_since bigint, p_limit int,
     p_write text[], p_read text[]
@@ -166,13 +174,14 @@ BEGIN
             -- No space: the cursors in one upsert of the head row (held until commit).
             INSERT INTO sync.heads AS h (user_id, app_id, last_cursor)
             VALUES (p_user, p_app, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + p_count - 1)
-            ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = greatest(EXCLUDED.last_cursor, h.last_cursor + p_count)
+            ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = greatest(
+                (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + p_count - 1, h.last_cursor + p_count)
             RETURNING h.last_cursor - p_count + 1 INTO v_base;
         ELSE
             INSERT INTO sync.heads (user_id, app_id) VALUES (p_user, p_app) ON CONFLICT DO NOTHING;
-            SELECT greatest((extract(epoch FROM clock_timestamp()) * 1000000)::bigint, last_cursor + 1) INTO v_base
-            FROM sync.heads WHERE user_id = p_user AND app_id = p_app FOR UPDATE;
-            v_base := greatest(v_base, sync.lock_space_heads(p_app, p_write, p_read) + 1);
+            SELECT last_cursor INTO v_base FROM sync.heads WHERE user_id = p_user AND app_id = p_app FOR UPDATE;
+            v_base := greatest(v_base, sync.lock_space_heads(p_app, p_write, p_read)) + 1;
+            v_base := greatest(v_base, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint);
         END IF;
         INSERT INTO sync.changes (
             user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id, extra, space_id, event_id, served)
