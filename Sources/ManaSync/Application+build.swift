@@ -2,7 +2,6 @@ import Foundation
 import HTTPKit
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import SharedAuth
@@ -84,25 +83,19 @@ func buildApplication(
     chassis.addService(PeriodicService(every: .seconds(1)) { hub.closeExpired() })
     // Listeners re-resolve their spaces at least as often as an answer stays fresh.
     chassis.addService(PeriodicService(every: configuration.memberships.freshTTL) { await fanOut.refreshAll() })
-    let webSockets = Router(context: BasicWebSocketRequestContext.self)
-    WebSocketController(hub: hub, fanOut: fanOut, verifier: auth.verifier, settings: configuration.realtime, metrics: metrics)
-        .addRoutes(to: webSockets)
+    let webSockets = WebSocketController(hub: hub, fanOut: fanOut, verifier: auth.verifier, settings: configuration.realtime, metrics: metrics)
+    chassis.addService(WebSocketController.Drain(controller: webSockets))
     // Series the dashboards and alert rules read exist from the start (deploy/observability).
     for (name, labels) in SyncMetrics.declared + Compactor.declared + MembershipDirectory.declared { metrics.count(name, labels, by: 0) }
     metrics.declare("sync_space_fanout_users", buckets: RealtimeHub.fanOutBuckets)
     chassis.serveOpenAPI(openAPIURL)
     registeredRoutes?(chassis.router.registeredRoutes)
-    let webSocketResponder = webSockets.buildResponder()
     let idleTimeout = configuration.chassis.idleTimeout
     return chassis.makeApplication(
         migrations: try SyncMigrations.all(),
         server: HTTPServerBuilder { responder in
             HeadDeadlineChannel(
-                inner: HTTP1WebSocketUpgradeChannel(
-                    responder: responder, webSocketResponder: webSocketResponder,
-                    configuration: .init(
-                        http1: .init(idleTimeout: TimeAmount(idleTimeout)),
-                        ws: .init(maxFrameSize: WebSocketController.maximumMessage, closeTimeout: .seconds(5)))),
+                inner: NoticeSocketChannel(responder: responder, http1: .init(idleTimeout: TimeAmount(idleTimeout)), sockets: webSockets),
                 limit: idleTimeout)
         },
         onServerRunning: onServerRunning)

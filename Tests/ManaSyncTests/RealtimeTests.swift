@@ -54,6 +54,35 @@ import TestSupport
         }
     }
 
+    /// The server pings every socket; a peer that answers stays, one that stopped reading is
+    /// closed by the second ping it leaves unanswered.
+    @Test func aPeerThatAnswersPingsStaysAndOneThatStoppedReadingIsClosed() async throws {
+        try await SyncHarness.run(realtime: { $0.pingInterval = .milliseconds(200) }) { (h: SyncHarness) async throws in
+            let token = try await h.token("pinged")
+            let port = try #require(Int(h.caller.baseURL.split(separator: ":").last ?? ""))
+            let silent = try await StalledWebSocket.connect(port: port, path: "/ws", token: token)
+            defer { silent.close() }
+            let answering = try await WSProbe.authenticated(h.ws("/ws"), token: token)
+            try await eventually(within: .seconds(10)) { (try? await h.call(.get, "/health", as: nil).body["connections"]) == 1 }
+            try await Task.sleep(for: .seconds(1))  // five more pings
+            #expect(try await h.call(.get, "/health", as: nil).body["connections"] == 1)
+            #expect(answering.received == [["type": "auth-ok"]])
+            answering.send(["type": "ping"])
+            #expect(await answering.waitFor { $0["type"] == "pong" } != nil)
+        }
+    }
+
+    /// Messages sent right behind the auth message, before its answer, are kept for after it.
+    @Test func aPingRightBehindTheAuthMessageIsAnsweredAfterAuthOk() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            let probe = WSProbe(url: h.ws("/ws"))
+            probe.send(["type": "auth", "token": .string(try await h.token("eager"))])
+            probe.send(["type": "ping"])
+            #expect(await probe.waitFor { $0["type"] == "pong" } != nil)
+            #expect(probe.received == [["type": "auth-ok"], ["type": "pong"]])
+        }
+    }
+
     @Test func aPushReachesExactlyTheConnectionsItConcerns() async throws {
         try await SyncHarness.run { (h: SyncHarness) async throws in
             let alice = try await h.token("alice")

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPKit
 import TestSupport
+import Synchronization
 import Testing
 
 @testable import ManaSync
@@ -95,7 +96,8 @@ import Testing
         // Nobody listening: an answer is not kept.
         hub.setSpaces(["org_fam"], of: "u_b", ticket: hub.spaceTicket())
         #expect(hub.spaces(of: "u_b") == [])
-        let connection = hub.connect(userID: "u_b", appID: nil, clientID: "b1")!
+        let sink = CollectingSink()
+        let connection = hub.connect(userID: "u_b", appID: nil, clientID: "b1", sink: sink)!
         let older = hub.spaceTicket()
         let newer = hub.spaceTicket()
         // The spaces a user reads leave out its personal ones (ReadScope, which the fan-out uses).
@@ -109,8 +111,23 @@ import Testing
         hub.publish(PushNotice(userID: "u_a", appID: "cal", tables: ["events"], clientID: "a1", spaces: ["org_old"]))
         hub.disconnect(connection)
         #expect(hub.spaces(of: "u_b") == [])
-        var messages: [String] = []
-        for await message in connection.outbox { messages.append(message) }
-        #expect(messages == [RealtimeHub.syncAvailable(appID: "cal", tables: ["events"])])
+        #expect(sink.messages == [RealtimeHub.syncAvailable(appID: "cal", tables: ["events"])])
+        #expect(sink.closedFor == .shutdown)
+    }
+}
+
+/// A connection's messages, kept in order (what a socket would have been sent).
+final class CollectingSink: NoticeSink {
+    private let state = Mutex<(messages: [String], closedFor: RealtimeHub.CloseReason?)>(([], nil))
+    var messages: [String] { state.withLock { $0.messages } }
+    var closedFor: RealtimeHub.CloseReason? { state.withLock { $0.closedFor } }
+
+    func send(_ text: String) -> Bool {
+        state.withLock { $0.messages.append(text) }
+        return true
+    }
+
+    func close(_ why: RealtimeHub.CloseReason) {
+        state.withLock { $0.closedFor = why }
     }
 }

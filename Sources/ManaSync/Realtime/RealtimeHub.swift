@@ -21,6 +21,15 @@ struct PushNotice: Sendable, Equatable {
     }
 }
 
+/// Where a WebSocket connection's messages go: its socket (``NoticeSocketHandler``'s sink), or
+/// a collector in tests. Both calls may come from any thread.
+protocol NoticeSink: Sendable {
+    /// Queues a message; false when the connection's queue is full.
+    func send(_ text: String) -> Bool
+    /// Ends the connection for `why` (called once).
+    func close(_ why: RealtimeHub.CloseReason)
+}
+
 /// This replica's real-time listeners: WebSocket connections (each with a bounded send queue)
 /// and SSE streams. ``publish(_:)`` delivers one push notice to the listeners it concerns: the
 /// author's, and those of every user here who reads a space the push wrote into (the space
@@ -38,7 +47,8 @@ final class RealtimeHub: Sendable {
         case expired
     }
 
-    /// A WebSocket connection's end of its send queue.
+    /// A WebSocket connection as the hub sees it: who it is for, and the sink that carries
+    /// its messages (the socket's NIO handler, ``NoticeSocketHandler``).
     final class Connection: Sendable {
         let id = UUID()
         /// Order of registration, to find a user's oldest connection.
@@ -49,35 +59,40 @@ final class RealtimeHub: Sendable {
         let clientID: String?
         /// When the token the connection authenticated with stops being valid.
         let validUntil: Date?
-        let outbox: AsyncStream<String>
-        fileprivate let continuation: AsyncStream<String>.Continuation
+        private let sink: any NoticeSink
         private let reason = Mutex<CloseReason?>(nil)
 
-        init(userID: String, appID: String?, clientID: String?, validUntil: Date? = nil, queueLimit: Int, sequence: UInt64 = 0) {
+        init(userID: String, appID: String?, clientID: String?, validUntil: Date? = nil, sink: any NoticeSink, sequence: UInt64 = 0) {
             self.sequence = sequence
             self.userID = userID
             self.appID = appID
             self.clientID = clientID
             self.validUntil = validUntil
-            (outbox, continuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingOldest(queueLimit))
+            self.sink = sink
         }
 
         /// Why the connection was ended (the first reason given), nil while it is open.
         var closeReason: CloseReason? { reason.withLock { $0 } }
 
-        /// Queues a message; false (and the queue is closed) when it is full.
+        /// Queues a message; false (and the connection is closed as too slow) when its queue
+        /// is full. A closed connection takes nothing and answers true.
         func send(_ text: String) -> Bool {
-            if case .dropped = continuation.yield(text) {
+            guard closeReason == nil else { return true }
+            if !sink.send(text) {
                 close(.tooSlow)
                 return false
             }
             return true
         }
 
-        /// Ends the send queue; the connection's writer then closes it for `why`.
+        /// Ends the connection for `why`; only the first call reaches the sink.
         func close(_ why: CloseReason = .shutdown) {
-            reason.withLock { if $0 == nil { $0 = why } }
-            continuation.finish()
+            let first = reason.withLock { reason in
+                guard reason == nil else { return false }
+                reason = why
+                return true
+            }
+            if first { sink.close(why) }
         }
     }
 
@@ -183,12 +198,12 @@ final class RealtimeHub: Sendable {
     /// Registers an authenticated WebSocket connection; nil once the hub is shut down. A user
     /// at the limit loses the oldest connection (closed 1008), so a token holder cannot pile up
     /// sockets that every push of theirs wakes.
-    func connect(userID: String, appID: String?, clientID: String?, validUntil: Date? = nil) -> Connection? {
+    func connect(userID: String, appID: String?, clientID: String?, validUntil: Date? = nil, sink: any NoticeSink) -> Connection? {
         let (connection, evicted) = state.withLock { state -> (Connection?, Connection?) in
             guard !state.closed else { return (nil, nil) }
             state.sequence += 1
             let connection = Connection(
-                userID: userID, appID: appID, clientID: clientID, validUntil: validUntil, queueLimit: queueLimit, sequence: state.sequence)
+                userID: userID, appID: appID, clientID: clientID, validUntil: validUntil, sink: sink, sequence: state.sequence)
             let evicted = Self.removeOldest(from: &state.connections[userID, default: [:]], atLimit: connectionsPerUser, \.sequence)
             if evicted != nil { state.connectionCount -= 1 }
             state.connections[userID, default: [:]][connection.id] = connection
@@ -357,14 +372,37 @@ final class RealtimeHub: Sendable {
         }
     }
 
-    /// Closes every connection and stream (graceful shutdown); later ones are refused.
+    /// Closes every connection, stream and socket still authenticating (graceful shutdown);
+    /// later ones are refused.
     func shutdown() {
         let (connections, subscriptions) = state.withLock { state in
             state.closed = true
             return (state.connections.values.flatMap(\.values), state.subscriptions.values.flatMap(\.values))
         }
+        let unauthenticated = pending.withLock { pending in
+            defer { pending = nil }
+            return Array((pending ?? [:]).values)
+        }
         for connection in connections { connection.close() }
         for subscription in subscriptions { subscription.close() }
+        for close in unauthenticated { close() }
+    }
+
+    /// WebSockets not authenticated yet, each with how to close it at shutdown; nil once shut down.
+    private let pending = Mutex<[ObjectIdentifier: @Sendable () -> Void]?>([:])
+
+    /// Notes a socket that has yet to authenticate; false once the hub is shut down.
+    func admit(_ socket: ObjectIdentifier, close: @escaping @Sendable () -> Void) -> Bool {
+        pending.withLock { pending in
+            guard pending != nil else { return false }
+            pending?[socket] = close
+            return true
+        }
+    }
+
+    /// Forgets a socket ``admit(_:close:)`` noted (it authenticated or closed).
+    func release(_ socket: ObjectIdentifier) {
+        _ = pending.withLock { $0?.removeValue(forKey: socket) }
     }
 
     // MARK: Counts

@@ -10,6 +10,9 @@ struct RealtimeSettings: Sendable {
     var queueLimit = 256
     /// Longest a single WebSocket write may take before the connection is dropped.
     var writeTimeout: Duration = .seconds(10)
+    /// Time between the server's WebSocket pings; a peer that has not answered one by the next
+    /// is gone, and its connection is closed (1001 "ping timeout").
+    var pingInterval: Duration = .seconds(30)
     /// Pause before the LISTEN connection is re-established after it dropped.
     var listenerRetry: Duration = .seconds(1)
     /// Most WebSockets one user may hold on this replica; a new one closes the oldest (1008).

@@ -1,8 +1,7 @@
 import Foundation
 import HTTPKit
-import Hummingbird
-import HummingbirdWebSocket
 import Logging
+import NIOCore
 import NIOWebSocket
 import ServiceLifecycle
 import SharedAuth
@@ -14,143 +13,103 @@ import Synchronization
 /// timeout; a bad token gets `{"type":"error"}` and close 1008. Afterwards the server sends
 /// `sync-available` notices through the connection's bounded queue, answers `ping` with
 /// `pong` and ignores everything else. Frames over 64 KB close the connection.
+///
+/// Each socket is a NIO handler (``NoticeSocketHandler``) on its channel, with no Swift task
+/// of its own once authenticated: an idle socket costs its channel and a few small objects,
+/// not the suspended frames of a task per connection (docs/benchmarks.md, session 34).
 struct WebSocketController: Sendable {
     let hub: RealtimeHub
     let fanOut: MemberFanOut
     let verifier: TokenVerifier
     let settings: RealtimeSettings
     let metrics: ServiceMetrics
+    /// Sockets whose channel is open, upgraded and not yet closed: what a shutdown waits for.
+    let live = SocketCount()
 
     static let maximumMessage = 64 * 1024
+    /// Time the peer has to answer the server's close frame before the channel is closed.
+    static let closeTimeout: Duration = .seconds(5)
 
-    func addRoutes(to router: Router<BasicWebSocketRequestContext>) {
-        router.ws("ws") { inbound, outbound, context in
-            await serve(inbound, outbound, appID: nil, logger: context.logger)
+    final class SocketCount: Sendable {
+        private let count = Atomic(0)
+        func add(_ delta: Int) { count.add(delta, ordering: .relaxed) }
+        var value: Int { count.load(ordering: .relaxed) }
+    }
+
+    /// The app of a WebSocket path: `.some(nil)` for `/ws`, `.some(app)` for a valid
+    /// `/ws/{appId}`, nil for anything else (no upgrade).
+    static func route(_ uri: String) -> String?? {
+        let path = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        guard parts.first == "ws" else { return nil }
+        switch parts.count {
+        case 1: return .some(nil)
+        case 2:
+            let app = String(parts[1])
+            return (try? SyncRequest.validAppID(app)) == nil ? nil : .some(app)
+        default: return nil
         }
-        router.ws(
-            "ws/:appId",
-            shouldUpgrade: { _, context in
-                (try? SyncRequest.validAppID(context.parameters.get("appId") ?? "")) == nil ? .dontUpgrade : .upgrade([:])
-            },
-            onUpgrade: { inbound, outbound, context in
-                await serve(inbound, outbound, appID: context.requestContext.parameters.get("appId"), logger: context.logger)
-            })
     }
 
-    /// The connection, once authenticated.
-    private final class Session: Sendable {
-        let connection = Mutex<RealtimeHub.Connection?>(nil)
-        var current: RealtimeHub.Connection? { connection.withLock { $0 } }
+    /// What came of an auth message.
+    enum Admission: Sendable {
+        case accepted(RealtimeHub.Connection)
+        /// Answer `{"type":"error","message":...}` and close 1008.
+        case refused(message: String)
+        /// The hub is shut down: close 1001.
+        case shuttingDown
     }
 
-    private func serve(_ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter, appID: String?, logger: Logger) async {
-        let session = Session()
-        metrics.count("sync_ws_upgrades_total")
-        await withGracefulShutdownHandler {
-            // Until the first message authenticates; cancelled then, so an idle socket keeps
-            // no timer (token expiry is the hub's once-a-second sweep).
-            let authTimeout = Task {
-                if await timerSleep(for: settings.authTimeout), session.current == nil {
-                    metrics.count("sync_ws_auth_failures_total", [("reason", "timeout")])
-                    try? await outbound.close(.policyViolation, reason: "authentication timeout")
-                }
-            }
-            defer { authTimeout.cancel() }
-            await withTaskGroup(of: Void.self) { group in
-                do {
-                    for try await message in inbound.messages(maxSize: Self.maximumMessage) {
-                        guard case .text(let text) = message else { continue }
-                        let json = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
-                        let type = json?["type"]?.stringValue
-                        if let connection = session.current {
-                            if type == "ping", !connection.send(#"{"type":"pong"}"#) { hub.disconnect(connection, .tooSlow) }
-                            continue  // anything else is ignored
-                        }
-                        guard let connection = await authenticate(json, type: type, appID: appID, outbound: outbound, logger: logger) else {
-                            break
-                        }
-                        session.connection.withLock { $0 = connection }
-                        authTimeout.cancel()
-                        group.addTask { await write(connection, to: outbound, logger: logger) }
-                    }
-                } catch {
-                    logger.debug("websocket closed", metadata: ["error": "\(error)"])
-                }
-                group.cancelAll()
-            }
-        } onGracefulShutdown: {
-            if let connection = session.current {
-                connection.close()
-            } else {
-                Task { try? await outbound.close(.goingAway, reason: "server shutting down") }
-            }
-        }
-        if let connection = session.current { hub.disconnect(connection) }
-    }
-
-    /// Checks the auth message; on failure answers the error, closes 1008 and returns nil.
-    private func authenticate(
-        _ json: JSONValue?, type: String?, appID: String?, outbound: WebSocketOutboundWriter, logger: Logger
-    ) async -> RealtimeHub.Connection? {
-        func refuse(_ message: String, reason: String) async {
+    /// Checks an auth message and registers the connection, its messages going to `sink`.
+    func authenticate(_ json: JSONValue?, appID: String?, sink: any NoticeSink) async -> Admission {
+        func refuse(_ message: String, reason: String) -> Admission {
             metrics.count("sync_ws_auth_failures_total", [("reason", reason)])
-            let body: JSONValue = ["type": "error", "message": .string(message)]
-            try? await outbound.write(.text(String(decoding: try! JSONEncoder.sortedKeys.encode(body), as: UTF8.self)))
-            try? await outbound.close(.policyViolation, reason: message)
+            return .refused(message: message)
         }
-        guard type == "auth", let token = json?["token"]?.stringValue else {
-            await refuse("the first message must be {\"type\":\"auth\",\"token\":...}", reason: "no_auth")
-            return nil
+        guard json?["type"]?.stringValue == "auth", let token = json?["token"]?.stringValue else {
+            return refuse("the first message must be {\"type\":\"auth\",\"token\":...}", reason: "no_auth")
         }
         let user: AuthenticatedUser
         do {
             user = try await verifier.verify(token)
         } catch {
-            await refuse("invalid token", reason: "invalid_token")
-            return nil
+            return refuse("invalid token", reason: "invalid_token")
         }
         let clientID = json?["clientId"]?.stringValue.flatMap { $0.isEmpty || $0.count > 200 ? nil : $0 }
-        guard let connection = hub.connect(userID: user.id, appID: appID, clientID: clientID, validUntil: user.validUntil) else {
-            try? await outbound.close(.goingAway, reason: "server shutting down")
-            return nil
-        }
+        guard let connection = hub.connect(userID: user.id, appID: appID, clientID: clientID, validUntil: user.validUntil, sink: sink)
+        else { return .shuttingDown }
         // Pushes into the user's spaces reach this connection from before it says auth-ok.
         await fanOut.refresh([user.id])
-        do {
-            try await outbound.write(.text(#"{"type":"auth-ok"}"#))
-        } catch {
-            hub.disconnect(connection)
-            return nil
-        }
-        return connection
+        return .accepted(connection)
     }
 
-    /// Sends the connection's queue; a write that takes longer than the write timeout drops
-    /// the connection, as does a full queue (the hub ends the queue then). A dropped peer is
-    /// not waited for: the close is started in the background and the library's close
-    /// timeout ends the connection if the peer never answers.
-    private func write(_ connection: RealtimeHub.Connection, to outbound: WebSocketOutboundWriter, logger: Logger) async {
-        for await text in connection.outbox {
-            let write = Task { try await outbound.write(.text(text)) }
-            guard await finishes(write, within: settings.writeTimeout), (try? await write.value) != nil else {
-                metrics.count("sync_ws_dropped_slow_total")
-                hub.disconnect(connection, .tooSlow)
-                Task { try? await outbound.close(.policyViolation, reason: "too slow") }
-                return
-            }
-        }
-        guard !Task.isCancelled else { return }
-        switch connection.closeReason {
-        case .tooSlow?:
-            Task { try? await outbound.close(.policyViolation, reason: "too slow") }
-        case .replaced?:
+    /// The message a connection closed for `why` is sent with its close frame, counted.
+    func closing(_ why: RealtimeHub.CloseReason) -> (WebSocketErrorCode, String) {
+        switch why {
+        case .tooSlow:
+            return (.policyViolation, "too slow")
+        case .replaced:
             metrics.count("sync_ws_closed_total", [("reason", "too_many_connections")])
-            try? await outbound.close(.policyViolation, reason: "too many connections")
-        case .expired?:
+            return (.policyViolation, "too many connections")
+        case .expired:
             metrics.count("sync_ws_closed_total", [("reason", "token_expired")])
-            try? await outbound.close(.policyViolation, reason: "token expired")
-        case .shutdown?, nil:
-            try? await outbound.close(.goingAway, reason: "server shutting down")
+            return (.policyViolation, "token expired")
+        case .shutdown:
+            return (.goingAway, "server shutting down")
+        }
+    }
+
+    /// At graceful shutdown: closes every socket (1001) and waits, at most the close timeout,
+    /// for their channels to close, so the peers get their close frames before the process ends.
+    struct Drain: Service {
+        let controller: WebSocketController
+
+        func run() async throws {
+            try? await gracefulShutdown()
+            controller.hub.shutdown()
+            let deadline = ContinuousClock.now + WebSocketController.closeTimeout
+            // Cut short when the shutdown bound (SHUTDOWN_TIMEOUT) cancels the services.
+            while controller.live.value > 0, ContinuousClock.now < deadline, await timerSleep(for: .milliseconds(20)) {}
         }
     }
 }
