@@ -37,7 +37,7 @@ struct LedgerTransaction: Encodable, Sendable, Equatable {
         self.balanceAfter = after
         self.appId = appId
         self.description = description
-        self.metadata = try metadata.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        self.metadata = try metadata.map { try JSONParser.parse($0) }
         self.idempotencyKey = key
         self.createdAt = created
         self.completedAt = completed

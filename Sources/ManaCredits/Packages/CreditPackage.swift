@@ -36,7 +36,7 @@ struct CreditPackage: Encodable, Sendable, Equatable {
         self.stripePriceId = stripePrice
         self.active = active
         self.sortOrder = sort
-        self.metadata = try metadata.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        self.metadata = try metadata.map { try JSONParser.parse($0) }
         self.createdAt = created
         self.updatedAt = updated
     }

@@ -36,7 +36,7 @@ struct Purchase: Encodable, Sendable, Equatable {
         self.stripePaymentIntentId = intent
         self.stripeCustomerId = customer
         self.status = status
-        self.metadata = try metadata.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        self.metadata = try metadata.map { try JSONParser.parse($0) }
         self.createdAt = created
         self.completedAt = completed
     }

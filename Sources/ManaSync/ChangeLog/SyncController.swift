@@ -26,11 +26,21 @@ struct SyncController: Sendable {
     /// `POST :appId`: `{clientId, changes, since?, schemaVersion?}`. Members are read as JSON
     /// values and checked one by one (each change by ``Change/init(validating:index:)``), so
     /// every error names its field.
-    struct PushBody: Decodable {
+    struct PushBody {
         let clientId: JSONValue?
         let changes: JSONValue?
         let since: JSONValue?
         let schemaVersion: JSONValue?
+
+        /// The members of a parsed body; a member that is null counts as absent.
+        init(_ body: JSONValue) throws {
+            guard let members = body.objectValue else { throw APIError.badRequest("request body must be a JSON object") }
+            func member(_ name: String) -> JSONValue? { members[name].flatMap { $0 == .null ? nil : $0 } }
+            clientId = member("clientId")
+            changes = member("changes")
+            since = member("since")
+            schemaVersion = member("schemaVersion")
+        }
     }
 
     /// `POST :appId`: stores a batch of changes and answers with the page the client missed.
@@ -38,7 +48,7 @@ struct SyncController: Sendable {
         let user = try context.requireUser()
         let appID = try SyncRequest.appID(context)
         try await gate.check(userID: user.id)
-        let body = try await request.decode(as: PushBody.self, context: context)
+        let body = try PushBody(try await context.requestDecoder.json(from: request))
         let clientID = try SyncRequest.clientID(header: request.headers[.clientID], body: body.clientId)
         guard case .array(let rawChanges)? = body.changes else {
             throw APIError.badRequest("changes must be an array", field: "changes")

@@ -113,7 +113,7 @@ struct ChangeFeed: Service {
     }
 
     private func handle(_ payload: String) async {
-        guard let body = try? JSONDecoder().decode(JSONValue.self, from: Data(payload.utf8)), let user = body["u"]?.stringValue else {
+        guard let body = try? JSONParser.parse(payload), let user = body["u"]?.stringValue else {
             logger.warning("ignoring an unreadable sync notification")
             return
         }

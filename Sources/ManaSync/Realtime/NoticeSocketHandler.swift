@@ -117,13 +117,13 @@ final class NoticeSocketHandler: ChannelInboundHandler {
     private func received(_ text: String, _ context: ChannelHandlerContext) {
         switch state {
         case .open(let connection):
-            let json = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+            let json = try? JSONParser.parse(text)
             if json?["type"]?.stringValue == "ping", !connection.send(#"{"type":"pong"}"#) {
                 controller.hub.disconnect(connection, .tooSlow)
             }
         case .awaitingAuth:
             state = .authenticating(received: [])
-            let json = try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+            let json = try? JSONParser.parse(text)
             let sink = Sink(handler: self, context: context, limit: controller.hub.queueLimit)
             self.sink = sink
             let loop = context.eventLoop
