@@ -1,5 +1,5 @@
-"""A/B of two builds of the services on the hot paths: one-change pushes and one-credit
-debits at 32 clients (bench/sync-push.js, bench/credits-use.js), against one cluster. Each
+"""A/B of two builds of the services on the hot paths: pushes of 1 and 100 changes and
+one-credit debits at 32 clients (bench/sync-push.js, bench/credits-use.js), against one cluster. Each
 round runs both loads on build A, then on build B (the services restarted on each build);
 prints every run and the medians, with the services' CPU seconds per request.
 
@@ -36,6 +36,7 @@ for round_ in range(ROUNDS):
         sync = bench.Service(f"{release}/mana-sync", bench.SYNC_PORT, sync.environment)
         for load, script, env in [
             ("push 1×32", "sync-push.js", {"BASE": f"http://127.0.0.1:{bench.SYNC_PORT}", "TOKENS": push_tokens, "BATCH": 1}),
+            ("push 100×32", "sync-push.js", {"BASE": f"http://127.0.0.1:{bench.SYNC_PORT}", "TOKENS": push_tokens, "BATCH": 100}),
             ("debit ×32", "credits-use.js", {"BASE": f"http://127.0.0.1:{bench.CREDITS_PORT}", "TOKENS": use_tokens}),
         ]:
             service = sync if script.startswith("sync") else credits

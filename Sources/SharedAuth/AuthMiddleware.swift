@@ -19,7 +19,7 @@ package struct JWTAuthMiddleware<Context: AuthRequestContext>: RouterMiddleware 
     ) async throws -> Response {
         guard let header = request.headers[.authorization] else { throw wording.apiError(for: .missingHeader) }
         guard header.count > 7, header.prefix(7).lowercased() == "bearer " else { throw wording.apiError(for: .notBearer) }
-        let token = header.dropFirst(7).trimmingCharacters(in: .whitespaces)
+        let token = BearerHeader.trimmingSpaces(header.dropFirst(7))
         var context = context
         do {
             context.user = try await verifier.verify(token)
@@ -131,4 +131,20 @@ extension HTTPField.Name {
     package static var serviceKey: Self { .init("X-Service-Key")! }
     /// `X-App-Id`.
     package static var appID: Self { .init("X-App-Id")! }
+}
+
+enum BearerHeader {
+    /// `text` without leading and trailing spaces: what `trimmingCharacters(in: .whitespaces)`
+    /// removes (tab, the Unicode space separators, and on Linux U+200B), without its round trip through NSString
+    /// (3 % of mana-sync's CPU under pushes).
+    static func trimmingSpaces(_ text: Substring) -> String {
+        func isSpace(_ scalar: Unicode.Scalar) -> Bool {
+            scalar == "\t" || scalar == "\u{200B}" || scalar.properties.generalCategory == .spaceSeparator
+        }
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !isSpace($0) }), let last = scalars.lastIndex(where: { !isSpace($0) }) else {
+            return ""
+        }
+        return String(scalars[first...last])
+    }
 }

@@ -50,4 +50,23 @@ import Testing
             #expect(String(decoding: out, as: UTF8.self) == text)
         }
     }
+
+    /// `sorted` writes what `JSONEncoder.sortedKeys` writes, for the values it is used for
+    /// (strings, whole numbers below 2^53, booleans, null, arrays and objects of them).
+    @Test func sortedWritesWhatTheSortedKeysEncoderWrites() throws {
+        var random = Generator(seed: 2026_12_02)
+        func wholeNumbersOnly(_ value: JSONValue) -> JSONValue {
+            switch value {
+            case .number(let number): .number(number.rounded().truncatingRemainder(dividingBy: 1e12))
+            case .array(let items): .array(items.map(wholeNumbersOnly))
+            case .object(let members): .object(members.mapValues(wholeNumbersOnly))
+            default: value
+            }
+        }
+        for _ in 0..<2_000 {
+            let value = wholeNumbersOnly(Self.value(&random, depth: 0))
+            let expected = String(decoding: try JSONEncoder.sortedKeys.encode(value), as: UTF8.self)
+            #expect(JSONText.sorted(value) == expected)
+        }
+    }
 }

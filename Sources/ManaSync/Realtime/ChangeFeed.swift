@@ -46,7 +46,7 @@ struct ChangeFeed: Service {
     }
 
     private static func encode(_ body: [String: JSONValue]) -> String {
-        String(decoding: (try? JSONEncoder.sortedKeys.encode(body)) ?? Data(), as: UTF8.self)
+        JSONText.sorted(.object(body))
     }
 
     /// Announces membership invalidations to every replica, one notice per user.

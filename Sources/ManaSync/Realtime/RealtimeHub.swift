@@ -429,6 +429,6 @@ final class RealtimeHub: Sendable {
 
     static func syncAvailable(appID: String, tables: [String]) -> String {
         let body: JSONValue = ["type": "sync-available", "appId": .string(appID), "tables": .array(tables.map(JSONValue.string))]
-        return String(decoding: (try? JSONEncoder.sortedKeys.encode(body)) ?? Data(), as: UTF8.self)
+        return JSONText.sorted(body)
     }
 }
