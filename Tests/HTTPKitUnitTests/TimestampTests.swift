@@ -1,3 +1,4 @@
+import Foundation
 import HTTPKit
 import Testing
 
@@ -30,6 +31,27 @@ import Testing
     ])
     func rejectsWhatIsNotRFC3339(text: String) {
         #expect(Timestamp.parseMicroseconds(text) == nil)
+    }
+
+    /// The digits written by hand agree with Foundation's formatter (seconds) and with the
+    /// fraction's own digits, for random instants from 1900 to 2200 and every precision.
+    @Test func formatAgreesWithFoundation() {
+        let formatter = ISO8601DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<2_000 {
+            let micros = Int64.random(in: -2_208_988_800_000_000...7_258_118_400_000_000, using: &random)
+            let seconds = micros >= 0 ? micros / 1_000_000 : (micros - 999_999) / 1_000_000
+            let fractionValue = micros - seconds * 1_000_000
+            let fractionText = String(fractionValue)
+            let fraction = String(repeating: "0", count: 6 - fractionText.count) + fractionText
+            let whole = formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds))).dropLast()  // no "Z"
+            for digits in 0...6 {
+                let shown = digits > 0 ? "." + fraction.prefix(digits) : ""
+                let expected = String(whole) + shown + "Z"
+                #expect(Timestamp.format(microseconds: micros, fractionDigits: digits) == expected)
+            }
+        }
     }
 
     @Test func roundTripsAcrossCenturies() {

@@ -57,14 +57,15 @@ import TestSupport
     /// The server pings every socket; a peer that answers stays, one that stopped reading is
     /// closed by the second ping it leaves unanswered.
     @Test func aPeerThatAnswersPingsStaysAndOneThatStoppedReadingIsClosed() async throws {
-        try await SyncHarness.run(realtime: { $0.pingInterval = .milliseconds(200) }) { (h: SyncHarness) async throws in
+        // 2 s: a pong has one interval to arrive, and the whole suite runs beside this test.
+        try await SyncHarness.run(realtime: { $0.pingInterval = .seconds(2) }) { (h: SyncHarness) async throws in
             let token = try await h.token("pinged")
             let port = try #require(Int(h.caller.baseURL.split(separator: ":").last ?? ""))
             let silent = try await StalledWebSocket.connect(port: port, path: "/ws", token: token)
             defer { silent.close() }
             let answering = try await WSProbe.authenticated(h.ws("/ws"), token: token)
-            try await eventually(within: .seconds(10)) { (try? await h.call(.get, "/health", as: nil).body["connections"]) == 1 }
-            try await Task.sleep(for: .seconds(1))  // five more pings
+            try await eventually(within: .seconds(20)) { (try? await h.call(.get, "/health", as: nil).body["connections"]) == 1 }
+            try await Task.sleep(for: .seconds(5))  // two more pings
             #expect(try await h.call(.get, "/health", as: nil).body["connections"] == 1)
             #expect(answering.received == [["type": "auth-ok"]])
             answering.send(["type": "ping"])
