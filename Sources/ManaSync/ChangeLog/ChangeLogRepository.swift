@@ -21,8 +21,9 @@ struct ChangeLogRepository: Sendable {
     /// A page as PostgreSQL built it: the changes array as JSON text, written to the client
     /// without touching a row.
     struct PageText: Sendable {
-        /// `[{...},{...}]`, each change in the shape it came in, with its `eventId`.
-        let changes: String
+        /// `[{...},{...}]`, each change in the shape it came in, with its `eventId`: the bytes
+        /// PostgreSQL sent (UTF-8, as the database's encoding), not copied into a String.
+        let changes: ByteBuffer
         let count: Int
         let syncedUntil: Int64
         let hasMore: Bool
@@ -55,7 +56,7 @@ struct ChangeLogRepository: Sendable {
                         \(userID)::text, \(appID)::text, \(clientID)::text, \(idempotencyKey)::text, \(batch)::jsonb, \(changes.count)::int,
                         \(tables)::text[], \(since)::bigint, \(limit)::int, \(writeSpaces)::text[], \(readSpaces)::text[])
                     """, logger: logger)
-                for try await (stored, text, count, syncedUntil, hasMore) in rows.decode((Int, String, Int, Int64, Bool).self) {
+                for try await (stored, text, count, syncedUntil, hasMore) in rows.decode((Int, ByteBuffer, Int, Int64, Bool).self) {
                     return (PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored)
                 }
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "MS409" {
@@ -88,7 +89,7 @@ struct ChangeLogRepository: Sendable {
                     FROM sync.pull_spaces(\(userID)::text, \(appID)::text, \(table)::text, \(since)::bigint, \(excludingClient)::text,
                         \(limit)::int, \(spaces)::text[])
                     """, logger: logger)
-            for try await (text, count, syncedUntil, hasMore) in rows.decode((String, Int, Int64, Bool).self) {
+            for try await (text, count, syncedUntil, hasMore) in rows.decode((ByteBuffer, Int, Int64, Bool).self) {
                 return PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore)
             }
             throw DatabaseConnectionLost()

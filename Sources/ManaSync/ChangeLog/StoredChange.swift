@@ -1,3 +1,4 @@
+import NIOCore
 import HTTPKit
 
 /// A change as read back from `sync.changes`, with `data` and `fields` kept as the JSON text
@@ -59,8 +60,8 @@ struct StoredChange: Sendable, Equatable {
 
     /// The same event around a page PostgreSQL built as JSON text.
     static func eventJSON(_ page: ChangeLogRepository.PageText, table: String) -> [UInt8] {
-        pageJSON(opening: eventOpening(table), syncedUntil: page.syncedUntil, hasMore: page.hasMore, capacity: page.changes.utf8.count) {
-            $0.append(contentsOf: page.changes.utf8)
+        pageJSON(opening: eventOpening(table), syncedUntil: page.syncedUntil, hasMore: page.hasMore, capacity: page.changes.readableBytes) {
+            $0.append(contentsOf: page.changes.readableBytesView)
         }
     }
 
@@ -69,6 +70,20 @@ struct StoredChange: Sendable, Equatable {
         JSONText.appendString(table, to: &opening)
         opening.append(contentsOf: #","changes":"#.utf8)
         return opening
+    }
+
+    /// ``pageJSON(opening:syncedUntil:hasMore:capacity:changes:)``'s envelope around a page
+    /// PostgreSQL built, written into one buffer: the page's bytes are copied once, from the
+    /// database's message to the response (a page of 1,000 changes is ~200 KB).
+    static func pageBuffer(opening: StaticString, changes: ByteBuffer, syncedUntil: Int64, hasMore: Bool) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(opening.utf8CodeUnitCount + changes.readableBytes + 64)
+        out.writeStaticString(opening)
+        out.writeImmutableBuffer(changes)
+        out.writeStaticString(#","syncedUntil":""#)
+        out.writeString(Timestamp.format(microseconds: syncedUntil))
+        out.writeStaticString(hasMore ? #"","hasMore":true}"# : #"","hasMore":false}"#)
+        return out
     }
 
     /// `{<opening><changes array>,"syncedUntil":"…","hasMore":…}`: the one envelope of push and

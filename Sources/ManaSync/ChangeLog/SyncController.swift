@@ -120,10 +120,9 @@ struct SyncController: Sendable {
     static func response(_ page: ChangeLogRepository.PageText, scope: ReadScope = .own, since: Int64 = 0) -> JSONResponse {
         let degraded = scope == .degraded
         return JSONResponse(
-            rawJSON: StoredChange.pageJSON(
-                opening: Array(#"{"conflicts":[],"serverChanges":"#.utf8), syncedUntil: degraded ? since : page.syncedUntil,
-                hasMore: degraded ? false : page.hasMore, capacity: page.changes.utf8.count
-            ) { $0.append(contentsOf: page.changes.utf8) },
+            rawJSON: StoredChange.pageBuffer(
+                opening: #"{"conflicts":[],"serverChanges":"#, changes: page.changes, syncedUntil: degraded ? since : page.syncedUntil,
+                hasMore: degraded ? false : page.hasMore),
             headers: degraded ? ReadScope.degradedHeader : [:])
     }
 }
