@@ -205,10 +205,7 @@ import TestSupport
             h.credits.setActive("frank", true)
             // A notification reaches replicas that listen when it is sent: wait until this one
             // does (on a loaded machine its listener connects after the first requests).
-            try await eventually(within: .seconds(60)) {
-                let metrics = (try? await h.caller.sendText(.get, "/metrics").text) ?? ""
-                return metrics.contains("sync_listener_connected 1.0") || metrics.contains("sync_listener_connected 1\n")
-            }
+            try await h.listening()
             // As another replica would hear it: straight on the channel, not through this one's route.
             try await h.withDatabase { client in
                 try await client.query(

@@ -88,6 +88,9 @@ import TestSupport
     @Test func streamsOfOneUserShareOneReadPerNotice() async throws {
         try await SyncHarness.run { (h: SyncHarness) async throws in
             let token = try await h.token("tabs")
+            // The listener's first LISTEN tells every stream open then to read: on a loaded
+            // machine that can come after the streams below opened, doubling their reads.
+            try await h.listening()
             let streams = (0..<5).map { index in
                 SSEProbe(
                     url: h.caller.baseURL + "/sync/app/stream?collections=t",

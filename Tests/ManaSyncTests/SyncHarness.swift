@@ -98,6 +98,15 @@ struct SyncHarness: DatabaseHarness {
 
     func token(_ user: String) async throws -> String { try await key.mint(userID: user) }
 
+    /// Waits until this replica listens for notifications and has told the clients here to
+    /// catch up (on a loaded machine the listener connects after the first requests).
+    func listening() async throws {
+        try await eventually(within: .seconds(60)) {
+            let metrics = (try? await self.caller.sendText(.get, "/metrics").text) ?? ""
+            return metrics.contains("sync_listener_connected 1.0") || metrics.contains("sync_listener_connected 1\n")
+        }
+    }
+
     /// Sends a request as `user` and decodes the JSON answer.
     @discardableResult
     func call(

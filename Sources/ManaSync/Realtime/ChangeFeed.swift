@@ -86,7 +86,6 @@ struct ChangeFeed: Service {
             do {
                 try await client.withConnection { connection in
                     try await connection.listen(on: Self.channel) { notifications in
-                        metrics.set("sync_listener_connected", to: 1)
                         if connectedBefore {
                             metrics.count("sync_listener_reconnects_total")
                             logger.notice("listening for sync notifications again; telling every client to pull")
@@ -96,6 +95,8 @@ struct ChangeFeed: Service {
                         // beside it, later when the database is slow) may have missed a push
                         // another replica announced meanwhile. Without clients this is a no-op.
                         await hub.catchUp(apps: apps(of:))
+                        // Connected from here: listening, and the clients here caught up.
+                        metrics.set("sync_listener_connected", to: 1)
                         connectedBefore = true
                         for try await notification in notifications {
                             await handle(notification.payload)
