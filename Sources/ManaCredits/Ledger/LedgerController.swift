@@ -25,7 +25,7 @@ struct LedgerController: Sendable {
     @Sendable func use(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
         let input = try await request.decode(as: UseCreditsBody.self, context: context)
         let debit = try await ledger.debit(try input.request(userID: try context.requireUser().id))
-        return try JSONResponse(UseCreditsResponse(debit))
+        return JSONResponse(rawJSON: UseCreditsResponse(debit).json)
     }
 
     /// `GET transactions?limit&offset`: newest first.
@@ -91,7 +91,7 @@ struct InternalLedgerController: Sendable {
         let userID = try LedgerInput.text(input.userId, field: "userId", limit: 200)
         var debit = try input.request(userID: userID)
         debit.caller = context.callerName
-        return try JSONResponse(UseCreditsResponse(try await ledger.debit(debit)))
+        return JSONResponse(rawJSON: UseCreditsResponse(try await ledger.debit(debit)).json)
     }
 
     /// `POST refund`: credits a user, once per idempotency key (body `idempotencyKey` or the

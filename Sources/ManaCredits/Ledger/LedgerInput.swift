@@ -76,4 +76,25 @@ struct UseCreditsResponse: Encodable {
         newBalance = NewBalance(balance: debit.balance.balance, totalSpent: debit.balance.totalSpent)
         message = debit.repeated ? "Transaction already processed" : nil
     }
+
+    /// What `JSONEncoder.sortedKeys` writes for this answer (`message` left out when absent),
+    /// built directly (``LedgerTransaction/appendJSON(to:)``).
+    var json: [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(512)
+        out.append(UInt8(ascii: "{"))
+        if let message {
+            out.append(contentsOf: #""message":"#.utf8)
+            JSONText.appendString(message, to: &out)
+            out.append(UInt8(ascii: ","))
+        }
+        out.append(contentsOf: #""newBalance":{"balance":"#.utf8)
+        out.append(contentsOf: String(newBalance.balance).utf8)
+        out.append(contentsOf: #","totalSpent":"#.utf8)
+        out.append(contentsOf: String(newBalance.totalSpent).utf8)
+        out.append(contentsOf: #"},"success":true,"transaction":"#.utf8)
+        transaction.appendJSON(to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
 }
