@@ -67,7 +67,12 @@ import TestSupport
         let live = await stream.waitFor("changes", count: 2)
         #expect(live.last?.data["changes"]?.withoutEventIDs == [change])
 
-        // Both stop promptly on SIGTERM although a socket and a stream are still open.
+        // Both stop promptly on SIGTERM although a socket and a stream are still open; every
+        // socket, authenticated or still silent, is told why (1001) before the process ends.
+        let silent = WSProbe(url: "ws://127.0.0.1:\(secondPort)/ws")
+        let metrics = HTTPCaller(port: secondPort)
+        try await eventually { (try? await metrics.sendText(.get, "/metrics").text.contains("sync_ws_upgrades_total 2")) == true }
+        await metrics.shutdown()
         let start = ContinuousClock.now
         for process in [first, second] { process.signal(SIGTERM) }
         for process in [first, second] {
@@ -75,6 +80,8 @@ import TestSupport
             #expect(status == 0, "exit \(String(describing: status)): \(process.output)")
         }
         #expect(ContinuousClock.now - start < .seconds(15))
+        #expect(await socket.closeFrame(within: .seconds(5))??.closeCode == .goingAway)
+        #expect(await silent.closeFrame(within: .seconds(5))??.closeCode == .goingAway)
         await socket.close()
         await stream.close()
         await neighbours.credits.stop()
