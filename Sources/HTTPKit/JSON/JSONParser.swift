@@ -112,21 +112,7 @@ package enum JSONParser {
                 skipSpace()
                 let member = try value(depth: depth)
                 if members[key] == nil { members[key] = member }
-                skipSpace()
-                guard index < bytes.count else { throw failure("unexpected end of the JSON text") }
-                switch bytes[index] {
-                case UInt8(ascii: ","):
-                    index += 1
-                    skipSpace()
-                    if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
-                        index += 1
-                        return .object(members)
-                    }
-                case UInt8(ascii: "}"):
-                    index += 1
-                    return .object(members)
-                default: throw failure("expected ',' or '}'")
-                }
+                if try ends(UInt8(ascii: "}")) { return .object(members) }
             }
         }
 
@@ -142,21 +128,27 @@ package enum JSONParser {
             while true {
                 skipSpace()
                 elements.append(try value(depth: depth))
+                if try ends(UInt8(ascii: "]")) { return .array(elements) }
+            }
+        }
+
+        /// After a member or element: true (and past it) at `closing`, also after a trailing
+        /// comma (which JSONDecoder allows); false past a comma with more to come.
+        mutating func ends(_ closing: UInt8) throws -> Bool {
+            skipSpace()
+            guard index < bytes.count else { throw failure("unexpected end of the JSON text") }
+            switch bytes[index] {
+            case UInt8(ascii: ","):
+                index += 1
                 skipSpace()
-                guard index < bytes.count else { throw failure("unexpected end of the JSON text") }
-                switch bytes[index] {
-                case UInt8(ascii: ","):
-                    index += 1
-                    skipSpace()
-                    if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
-                        index += 1
-                        return .array(elements)
-                    }
-                case UInt8(ascii: "]"):
-                    index += 1
-                    return .array(elements)
-                default: throw failure("expected ',' or ']'")
-                }
+                guard index < bytes.count, bytes[index] == closing else { return false }
+                index += 1
+                return true
+            case closing:
+                index += 1
+                return true
+            default:
+                throw failure("expected ',' or '\(Character(Unicode.Scalar(closing)))'")
             }
         }
 

@@ -36,8 +36,8 @@ package enum JSONText {
         }
     }
 
-    /// Appends `value` as compact JSON text.
-    package static func append(_ value: JSONValue, to out: inout [UInt8]) {
+    /// Appends `value` as compact JSON text (objects' keys in order with `sortingKeys`).
+    package static func append(_ value: JSONValue, to out: inout [UInt8], sortingKeys: Bool = false) {
         switch value {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let flag): out.append(contentsOf: (flag ? "true" : "false").utf8)
@@ -47,9 +47,18 @@ package enum JSONText {
             out.append(UInt8(ascii: "["))
             for (index, item) in items.enumerated() {
                 if index > 0 { out.append(UInt8(ascii: ",")) }
-                append(item, to: &out)
+                append(item, to: &out, sortingKeys: sortingKeys)
             }
             out.append(UInt8(ascii: "]"))
+        case .object(let members) where sortingKeys:
+            out.append(UInt8(ascii: "{"))
+            for (index, name) in members.keys.sorted().enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                appendString(name, to: &out)
+                out.append(UInt8(ascii: ":"))
+                append(members[name]!, to: &out, sortingKeys: true)
+            }
+            out.append(UInt8(ascii: "}"))
         case .object(let members):
             out.append(UInt8(ascii: "{"))
             appendMembers(members, to: &out)
@@ -63,31 +72,8 @@ package enum JSONText {
     package static func sorted(_ value: JSONValue) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(128)
-        appendSorted(value, to: &out)
+        append(value, to: &out, sortingKeys: true)
         return String(decoding: out, as: UTF8.self)
-    }
-
-    private static func appendSorted(_ value: JSONValue, to out: inout [UInt8]) {
-        switch value {
-        case .array(let items):
-            out.append(UInt8(ascii: "["))
-            for (index, item) in items.enumerated() {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                appendSorted(item, to: &out)
-            }
-            out.append(UInt8(ascii: "]"))
-        case .object(let members):
-            out.append(UInt8(ascii: "{"))
-            for (index, name) in members.keys.sorted().enumerated() {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                appendString(name, to: &out)
-                out.append(UInt8(ascii: ":"))
-                appendSorted(members[name]!, to: &out)
-            }
-            out.append(UInt8(ascii: "}"))
-        default:
-            append(value, to: &out)
-        }
     }
 
     /// Appends `"name":value` pairs separated by commas (no braces), for splicing into an object.
