@@ -83,13 +83,35 @@ struct LedgerRepository: Sendable {
     /// this), in one call of `credits.debit` (migration 0008): lock, key lookup, guard,
     /// balance, ledger row and usage count. Throws the 402 or 409 having written nothing, so
     /// the caller's transaction stays usable.
+    /// The debit, prepared once per connection: a debit sends only its values (Bind, Execute),
+    /// and PostgreSQL neither parses nor plans the statement again.
+    struct DebitStatement: PostgresPreparedStatement {
+        static let sql = "SELECT * FROM credits.debit($1::text, $2::bigint, $3::text, $4::text, $5::text, $6::jsonb, $7::text, $8::text, $9::text)"
+        typealias Row = PostgresRow
+
+        let request: DebitRequest
+        let metadataText: String?
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 9)
+            bindings.append(request.userID)
+            bindings.append(request.amount)
+            bindings.append(request.type)
+            bindings.append(request.appID)
+            bindings.append(request.description)
+            bindings.append(metadataText)
+            bindings.append(request.idempotencyKey)
+            bindings.append(request.systemKey)
+            bindings.append(request.caller)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { row }
+    }
+
     static func debit(_ request: DebitRequest, on connection: PostgresConnection, logger: Logger) async throws -> Debit {
         let metadataText = try request.metadata.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
-        let rows = try await connection.query(
-            """
-            SELECT * FROM credits.debit(\(request.userID), \(request.amount), \(request.type), \(request.appID),
-                \(request.description), \(metadataText)::jsonb, \(request.idempotencyKey), \(request.systemKey), \(request.caller))
-            """, logger: logger)
+        let rows = try await connection.execute(DebitStatement(request: request, metadataText: metadataText), logger: logger)
         for try await row in rows {
             let columns = row.makeRandomAccess()
             let outcome = try columns["outcome"].decode(String.self)

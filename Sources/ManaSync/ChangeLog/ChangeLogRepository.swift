@@ -50,13 +50,10 @@ struct ChangeLogRepository: Sendable {
         return try await client.withGuardedConnection(retire: { _ in large }) { connection in
             do {
                 // The heads of the spaces written and read are locked and read too (migration 0008).
-                let rows = try await connection.query(
-                    """
-                    SELECT stored, changes, returned, synced_until, has_more FROM sync.push_spaces(
-                        \(userID)::text, \(appID)::text, \(clientID)::text, \(idempotencyKey)::text, \(batch)::jsonb, \(changes.count)::int,
-                        \(tables)::text[], \(since)::bigint, \(limit)::int, \(writeSpaces)::text[], \(readSpaces)::text[])
-                    """, logger: logger)
-                for try await (stored, text, count, syncedUntil, hasMore) in rows.decode((Int, ByteBuffer, Int, Int64, Bool).self) {
+                let statement = PushStatement(
+                    userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey, batch: batch, count: changes.count,
+                    tables: tables, since: since, limit: limit, writeSpaces: writeSpaces, readSpaces: readSpaces)
+                for try await (stored, text, count, syncedUntil, hasMore) in try await connection.execute(statement, logger: logger) {
                     return (PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored)
                 }
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "MS409" {
@@ -68,6 +65,74 @@ struct ChangeLogRepository: Sendable {
         }
     }
 
+    /// The push, prepared once per connection: a push sends only its values (Bind, Execute),
+    /// and PostgreSQL neither parses nor plans the statement again.
+    struct PushStatement: PostgresPreparedStatement {
+        static let sql = """
+            SELECT stored, changes, returned, synced_until, has_more FROM sync.push_spaces(
+                $1::text, $2::text, $3::text, $4::text, $5::jsonb, $6::int, $7::text[], $8::bigint, $9::int, $10::text[], $11::text[])
+            """
+        typealias Row = (Int, ByteBuffer, Int, Int64, Bool)
+
+        let userID: String
+        let appID: String
+        let clientID: String
+        let idempotencyKey: String?
+        let batch: JSONTextParameter
+        let count: Int
+        let tables: [String]
+        let since: Int64
+        let limit: Int
+        let writeSpaces: [String]
+        let readSpaces: [String]
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 11)
+            bindings.append(userID)
+            bindings.append(appID)
+            bindings.append(clientID)
+            bindings.append(idempotencyKey)
+            bindings.append(batch)
+            bindings.append(count)
+            bindings.append(tables)
+            bindings.append(since)
+            bindings.append(limit)
+            bindings.append(writeSpaces)
+            bindings.append(readSpaces)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
+    /// A pull of own rows, prepared once per connection (as ``PushStatement``).
+    struct PullStatement: PostgresPreparedStatement {
+        static let sql = """
+            SELECT changes, returned, synced_until, has_more FROM sync.pull($1::text, $2::text, $3::text, $4::bigint, $5::text, $6::int)
+            """
+        typealias Row = (ByteBuffer, Int, Int64, Bool)
+
+        let userID: String
+        let appID: String
+        let table: String
+        let since: Int64
+        let excludingClient: String?
+        let limit: Int
+
+        func makeBindings() throws -> PostgresBindings {
+            var bindings = PostgresBindings(capacity: 6)
+            bindings.append(userID)
+            bindings.append(appID)
+            bindings.append(table)
+            bindings.append(since)
+            bindings.append(excludingClient)
+            bindings.append(limit)
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    }
+
     /// One page of a table's changes after `since` as PostgreSQL's JSON text, in one round
     /// trip: own rows, and for a member also the rows of `spaces` (`sync.pull_spaces` locks the
     /// heads it reads first, migration 0008).
@@ -76,19 +141,19 @@ struct ChangeLogRepository: Sendable {
     ) async throws -> PageText {
         let logger = self.logger
         return try await client.withGuardedConnection { connection in
-            let rows =
-                spaces.isEmpty
-                ? try await connection.query(
-                    """
-                    SELECT changes, returned, synced_until, has_more
-                    FROM sync.pull(\(userID)::text, \(appID)::text, \(table)::text, \(since)::bigint, \(excludingClient)::text, \(limit)::int)
-                    """, logger: logger)
-                : try await connection.query(
-                    """
-                    SELECT changes, returned, synced_until, has_more
-                    FROM sync.pull_spaces(\(userID)::text, \(appID)::text, \(table)::text, \(since)::bigint, \(excludingClient)::text,
-                        \(limit)::int, \(spaces)::text[])
-                    """, logger: logger)
+            if spaces.isEmpty {
+                let statement = PullStatement(userID: userID, appID: appID, table: table, since: since, excludingClient: excludingClient, limit: limit)
+                for try await (text, count, syncedUntil, hasMore) in try await connection.execute(statement, logger: logger) {
+                    return PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore)
+                }
+                throw DatabaseConnectionLost()
+            }
+            let rows = try await connection.query(
+                """
+                SELECT changes, returned, synced_until, has_more
+                FROM sync.pull_spaces(\(userID)::text, \(appID)::text, \(table)::text, \(since)::bigint, \(excludingClient)::text,
+                    \(limit)::int, \(spaces)::text[])
+                """, logger: logger)
             for try await (text, count, syncedUntil, hasMore) in rows.decode((ByteBuffer, Int, Int64, Bool).self) {
                 return PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore)
             }
