@@ -205,7 +205,7 @@ class Service:
 
 def ab_setup(release, subscribers_sql):
     """A private cluster and both services for an A/B script (bench/notify_ab.py,
-    bench/pages_ab.py): the users `subscribers_sql` selects have Cloud Sync. Returns
+    bench/pages_ab.py, bench/binary_ab.py): the users `subscribers_sql` selects have Cloud Sync. Returns
     (cluster, credits, sync, tokens)."""
     WORK.mkdir(exist_ok=True)
     cluster = Cluster(True)
@@ -222,6 +222,13 @@ def ab_setup(release, subscribers_sql):
                    {"DATABASE_URL": cluster.url("mana_sync"), "JWKS_URL": jwks, "MANA_AUTH_URL": ISSUER,
                     "MANA_CREDITS_URL": f"http://127.0.0.1:{CREDITS_PORT}", "MEMBERSHIPS_URL": memberships_stand_in()})
     return cluster, credits, sync, tokens
+
+
+def ab_medians(results, digits=None):
+    """Prints an A/B script's runs per key (`{key: [value per round]}`) and their median."""
+    for key in sorted(results):
+        values = results[key]
+        print(key, [round(v, digits) for v in values], "median", round(statistics.median(values), digits))
 
 
 def b64url(data):

@@ -9,7 +9,6 @@ prints every run and the medians, with the services' CPU seconds per request.
 `.build-ab/release`.) DURATION (default 8s) is each load's length.
 """
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -49,6 +48,5 @@ for round_ in range(ROUNDS):
             for key, value in row.items():
                 results.setdefault((load, name, key), []).append(value)
             print(round_, load, name, {k: round(v, 1) for k, v in row.items()}, "thresholds", passed, flush=True)
-for key in sorted(results):
-    print(key, [round(v, 1) for v in results[key]], "median", round(statistics.median(results[key]), 1))
+bench.ab_medians(results, 1)
 sync.stop(); credits.stop(); cluster.stop()

@@ -7,7 +7,6 @@ clients, 6 s each); prints every run and the medians.
     PATH="$PWD/.bench/venv/bin:$(pg_config --bindir):$PATH" .bench/venv/bin/python bench/notify_ab.py [release folder]
 """
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -32,6 +31,5 @@ for round_ in range(3):
                 rate = metrics["http_reqs"]["rate"] * batch
                 results.setdefault((batch, clients, name), []).append(rate)
                 print(round_, name, batch, clients, round(rate), "p50", round(metrics["http_req_duration"]["med"], 1), flush=True)
-for key in sorted(results):
-    print(key, [round(v) for v in results[key]], "median", round(statistics.median(results[key])))
+bench.ab_medians(results)
 sync.stop(); credits.stop(); cluster.stop()

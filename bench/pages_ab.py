@@ -8,7 +8,6 @@ every run and the medians.
     PATH="$PWD/.bench/venv/bin:$(pg_config --bindir):$PATH" .bench/venv/bin/python bench/pages_ab.py [release folder] [rounds]
 """
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -38,6 +37,5 @@ for round_ in range(ROUNDS):
         for key, value in row.items():
             results.setdefault((name, key), []).append(value)
         print(round_, name, {k: round(v, 1) for k, v in row.items()}, "thresholds", passed, flush=True)
-for key in sorted(results):
-    print(key, [round(v, 1) for v in results[key]], "median", round(statistics.median(results[key]), 1))
+bench.ab_medians(results, 1)
 sync.stop(); credits.stop(); cluster.stop()

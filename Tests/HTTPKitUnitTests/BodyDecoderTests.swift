@@ -1,5 +1,6 @@
 import Foundation
 import HTTPKit
+import NIOCore
 import Testing
 
 /// The body rules' 400s, without a server: each names the problem and, where there is one,
@@ -50,5 +51,22 @@ import Testing
 
     @Test func anEmptyBodyIsA400() throws {
         #expect(Self.failure([])?.message == "request body is empty; a JSON object is expected")
+    }
+
+    /// A body read as a JSON value (the push's) has the same rules as a typed one.
+    @Test func aBodyReadAsAJSONValueHasTheSame400s() throws {
+        func failure(_ bytes: [UInt8]) -> String? {
+            do {
+                _ = try BodyDecoder.json(from: ByteBuffer(bytes: bytes))
+                return nil
+            } catch {
+                return (error as? APIError)?.message ?? "\(error)"
+            }
+        }
+        #expect(failure([]) == "request body is empty; a JSON object is expected")
+        #expect(failure(Array(#"{"a": ""#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)) == "request body is not valid JSON: it is not UTF-8")
+        #expect(failure(Array(#"{"changes": [}"#.utf8)) == "request body is not valid JSON")
+        #expect(failure(Array(#"{"a": "ümlaut ✓", "b": [1, null]}"#.utf8)) == nil)
+        #expect(try BodyDecoder.json(from: ByteBuffer(string: #"{"a": [1, true]}"#)) == ["a": [1, true]])
     }
 }

@@ -82,7 +82,7 @@ import TestSupport
         #expect(try await system.credits(.post, "/api/v1/credits/use", as: "pauper", json: #"{"amount": 5, "appId": "notes", "description": "none"}"#).status == .paymentRequired)
         try await system.fund("friend", 100)
         let gift = try await system.credits(.post, "/api/v1/gifts", as: "friend", json: #"{"credits": 10}"#)
-        #expect(gift.status == .created)
+        #expect(gift.status == .created, "\(gift.body); mana-credits: \(system.credits.withLock { $0?.output.suffix(3000) ?? "" })")
         let code = try #require(gift.body["code"]?.stringValue)
         #expect(try await system.credits(.get, "/api/v1/gifts/\(code)").status == .ok)
         #expect(try await system.credits(.get, "/api/v1/gifts/\(code)").status == .tooManyRequests)

@@ -52,29 +52,23 @@ package struct BodyDecoder: RequestDecoder, Sendable {
     /// The body as a JSON value, parsed by ``JSONParser`` (for bodies read member by member;
     /// much cheaper than decoding a `JSONValue` with `JSONDecoder`). Errors as ``decode(_:from:)``'s.
     package func json(from request: Request) async throws -> JSONValue {
-        let buffer = try await collect(request)
-        guard buffer.readableBytes > 0 else { throw APIError.badRequest("request body is empty; a JSON object is expected") }
-        return try buffer.readableBytesView.withContiguousStorageIfAvailable { bytes in
-            // JSON is UTF-8 (RFC 8259): bad bytes anywhere are a 400.
-            guard String(validating: bytes, as: UTF8.self) != nil else {
-                throw APIError.badRequest("request body is not valid JSON: it is not UTF-8")
-            }
-            do {
-                return try JSONParser.parse(bytes)
-            } catch {
-                throw APIError.badRequest("request body is not valid JSON")
-            }
-        } ?? Self.decode(JSONValue.self, from: Data(buffer: buffer))
+        try Self.json(from: try await collect(request))
+    }
+
+    /// JSON bytes as a JSON value, with ``decode(_:from:)``'s 400s.
+    package static func json(from buffer: ByteBuffer) throws -> JSONValue {
+        let bytes = buffer.readableBytesView
+        try checkJSONText(bytes)
+        do {
+            return try JSONParser.parse(bytes)
+        } catch {
+            throw APIError.badRequest("request body is not valid JSON")
+        }
     }
 
     /// Decodes JSON bytes into `T`, mapping decoding failures to 400 errors naming the field.
     package static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
-        guard !data.isEmpty else { throw APIError.badRequest("request body is empty; a JSON object is expected") }
-        // JSON is UTF-8 (RFC 8259). The decoder skips members the type does not read without
-        // looking inside them, so a body is checked whole first: bad bytes anywhere are a 400.
-        guard Self.isUTF8(data) else {
-            throw APIError.badRequest("request body is not valid JSON: it is not UTF-8")
-        }
+        try checkJSONText(data)
         do {
             return try JSONDecoder().decode(T.self, from: data)
         } catch let error as DecodingError {
@@ -82,12 +76,20 @@ package struct BodyDecoder: RequestDecoder, Sendable {
         }
     }
 
-    /// Whether `data` is well-formed UTF-8, checked in place (no copy of a 10 MB body).
-    static func isUTF8(_ data: Data) -> Bool {
-        var bytes = data.makeIterator()
+    /// A body to read as JSON is not empty, and it is UTF-8 (RFC 8259). The decoder skips
+    /// members the type does not read without looking inside them, so a body is checked whole
+    /// first: bad bytes anywhere are a 400.
+    private static func checkJSONText(_ bytes: some Collection<UInt8>) throws {
+        guard !bytes.isEmpty else { throw APIError.badRequest("request body is empty; a JSON object is expected") }
+        guard isUTF8(bytes) else { throw APIError.badRequest("request body is not valid JSON: it is not UTF-8") }
+    }
+
+    /// Whether `bytes` are well-formed UTF-8, checked in place (no copy of a 10 MB body).
+    static func isUTF8(_ bytes: some Sequence<UInt8>) -> Bool {
+        var iterator = bytes.makeIterator()
         var parser = Unicode.UTF8.ForwardParser()
         while true {
-            switch parser.parseScalar(from: &bytes) {
+            switch parser.parseScalar(from: &iterator) {
             case .valid: continue
             case .emptyInput: return true
             case .error: return false

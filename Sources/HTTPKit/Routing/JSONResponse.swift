@@ -15,9 +15,7 @@ package struct JSONResponse: ResponseGenerator {
 
     /// Bytes that already are JSON (built by hand on a hot path), sent as they are.
     package init(rawJSON: [UInt8], status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) {
-        self.status = status
-        self.body = ByteBuffer(bytes: rawJSON)
-        self.headers = headers
+        self.init(rawJSON: ByteBuffer(bytes: rawJSON), status: status, headers: headers)
     }
 
     /// A buffer that already is JSON, sent without a copy (pages of 1,000 changes).

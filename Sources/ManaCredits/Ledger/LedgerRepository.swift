@@ -79,10 +79,6 @@ struct LedgerRepository: Sendable {
         }
     }
 
-    /// Debits, alone or inside a caller's transaction (the sync subscription and gifts reuse
-    /// this), in one call of `credits.debit` (migration 0008): lock, key lookup, guard,
-    /// balance, ledger row and usage count. Throws the 402 or 409 having written nothing, so
-    /// the caller's transaction stays usable.
     /// The debit, prepared once per connection: a debit sends only its values (Bind, Execute),
     /// and PostgreSQL neither parses nor plans the statement again.
     struct DebitStatement: PostgresPreparedStatement {
@@ -109,8 +105,12 @@ struct LedgerRepository: Sendable {
         func decodeRow(_ row: PostgresRow) throws -> Row { row }
     }
 
+    /// Debits, alone or inside a caller's transaction (the sync subscription and gifts reuse
+    /// this), in one call of `credits.debit` (migration 0008): lock, key lookup, guard,
+    /// balance, ledger row and usage count. Throws the 402 or 409 having written nothing, so
+    /// the caller's transaction stays usable.
     static func debit(_ request: DebitRequest, on connection: PostgresConnection, logger: Logger) async throws -> Debit {
-        let metadataText = try request.metadata.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        let metadataText = request.metadata.map(JSONText.sorted)
         let rows = try await connection.execute(DebitStatement(request: request, metadataText: metadataText), logger: logger)
         for try await row in rows {
             let columns = row.makeRandomAccess()

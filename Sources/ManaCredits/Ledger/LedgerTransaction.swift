@@ -47,19 +47,10 @@ struct LedgerTransaction: Encodable, Sendable, Equatable {
     init(row: PostgresRow) throws {
         let (id, userId, type, status, amount, before, after, appId, description, metadata, key, created, completed) =
             try row.decode((UUID, String, String, String, Int64, Int64, Int64, String, String, String?, String?, Date, Date?).self)
-        self.id = id.uuidString.lowercased()
-        self.userId = userId
-        self.type = type
-        self.status = status
-        self.amount = amount
-        self.balanceBefore = before
-        self.balanceAfter = after
-        self.appId = appId
-        self.description = description
-        self.metadata = try metadata.map { try JSONParser.parse($0) }
-        self.idempotencyKey = key
-        self.createdAt = created
-        self.completedAt = completed
+        self.init(
+            id: id.uuidString.lowercased(), userId: userId, type: type, status: status, amount: amount, balanceBefore: before,
+            balanceAfter: after, appId: appId, description: description, metadata: try metadata.map { try JSONParser.parse($0) },
+            idempotencyKey: key, createdAt: created, completedAt: completed)
     }
 }
 
@@ -74,8 +65,8 @@ extension LedgerTransaction {
             out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
             out.append(contentsOf: "\":".utf8)
         }
-        func date(_ value: Date?) {
-            if let value { JSONText.appendString(Timestamp.iso8601(value), to: &out) } else { out.append(contentsOf: "null".utf8) }
+        func text(_ value: String?) {
+            if let value { JSONText.appendString(value, to: &out) } else { out.append(contentsOf: "null".utf8) }
         }
         out.append(UInt8(ascii: "{"))
         key("amount", first: true)
@@ -87,17 +78,17 @@ extension LedgerTransaction {
         key("balanceBefore")
         out.append(contentsOf: String(balanceBefore).utf8)
         key("completedAt")
-        date(completedAt)
+        text(completedAt.map(Timestamp.iso8601))
         key("createdAt")
-        date(createdAt)
+        text(Timestamp.iso8601(createdAt))
         key("description")
         JSONText.appendString(description, to: &out)
         key("id")
         JSONText.appendString(id, to: &out)
         key("idempotencyKey")
-        if let idempotencyKey { JSONText.appendString(idempotencyKey, to: &out) } else { out.append(contentsOf: "null".utf8) }
+        text(idempotencyKey)
         key("metadata")
-        if let metadata { out.append(contentsOf: JSONText.sorted(metadata).utf8) } else { out.append(contentsOf: "null".utf8) }
+        JSONText.append(metadata ?? .null, to: &out, sortingKeys: true)
         key("status")
         JSONText.appendString(status, to: &out)
         key("type")

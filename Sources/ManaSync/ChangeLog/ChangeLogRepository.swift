@@ -143,10 +143,7 @@ struct ChangeLogRepository: Sendable {
         return try await client.withGuardedConnection { connection in
             if spaces.isEmpty {
                 let statement = PullStatement(userID: userID, appID: appID, table: table, since: since, excludingClient: excludingClient, limit: limit)
-                for try await (text, count, syncedUntil, hasMore) in try await connection.execute(statement, logger: logger) {
-                    return PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore)
-                }
-                throw DatabaseConnectionLost()
+                return try await Self.firstPage(try await connection.execute(statement, logger: logger))
             }
             let rows = try await connection.query(
                 """
@@ -154,11 +151,16 @@ struct ChangeLogRepository: Sendable {
                 FROM sync.pull_spaces(\(userID)::text, \(appID)::text, \(table)::text, \(since)::bigint, \(excludingClient)::text,
                     \(limit)::int, \(spaces)::text[])
                 """, logger: logger)
-            for try await (text, count, syncedUntil, hasMore) in rows.decode((ByteBuffer, Int, Int64, Bool).self) {
-                return PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore)
-            }
-            throw DatabaseConnectionLost()
+            return try await Self.firstPage(rows.decode(PullStatement.Row.self))
         }
+    }
+
+    /// The one row of a page function (`changes, returned, synced_until, has_more`).
+    private static func firstPage(_ rows: some AsyncSequence<PullStatement.Row, any Error>) async throws -> PageText {
+        for try await (text, count, syncedUntil, hasMore) in rows {
+            return PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore)
+        }
+        throw DatabaseConnectionLost()
     }
 
     /// One page of a table's changes after `since`, optionally without one client's own.

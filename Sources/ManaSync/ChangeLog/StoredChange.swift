@@ -1,5 +1,5 @@
-import NIOCore
 import HTTPKit
+import NIOCore
 
 /// A change as read back from `sync.changes`, with `data` and `fields` kept as the JSON text
 /// PostgreSQL returns for them: pages of changes are written to clients without decoding and
@@ -80,9 +80,7 @@ struct StoredChange: Sendable, Equatable {
         out.reserveCapacity(opening.utf8CodeUnitCount + changes.readableBytes + 64)
         out.writeStaticString(opening)
         out.writeImmutableBuffer(changes)
-        out.writeStaticString(#","syncedUntil":""#)
-        out.writeString(Timestamp.format(microseconds: syncedUntil))
-        out.writeStaticString(hasMore ? #"","hasMore":true}"# : #"","hasMore":false}"#)
+        out.writeString(closing(syncedUntil: syncedUntil, hasMore: hasMore))
         return out
     }
 
@@ -95,9 +93,12 @@ struct StoredChange: Sendable, Equatable {
         out.reserveCapacity(capacity + opening.count + 64)
         out.append(contentsOf: opening)
         changes(&out)
-        out.append(contentsOf: #","syncedUntil":""#.utf8)
-        out.append(contentsOf: Timestamp.format(microseconds: syncedUntil).utf8)
-        out.append(contentsOf: (hasMore ? #"","hasMore":true}"# : #"","hasMore":false}"#).utf8)
+        out.append(contentsOf: closing(syncedUntil: syncedUntil, hasMore: hasMore).utf8)
         return out
+    }
+
+    /// The envelope's end after the changes: `,"syncedUntil":"…","hasMore":…}`.
+    private static func closing(syncedUntil: Int64, hasMore: Bool) -> String {
+        #","syncedUntil":""# + Timestamp.format(microseconds: syncedUntil) + (hasMore ? #"","hasMore":true}"# : #"","hasMore":false}"#)
     }
 }

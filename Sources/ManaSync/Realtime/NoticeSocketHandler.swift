@@ -38,7 +38,6 @@ final class NoticeSocketHandler: ChannelInboundHandler {
     private var closeTimer: Scheduled<Void>?
     /// A ping of ours the peer has not answered yet.
     private var pongOwed = false
-    private var counted = false
 
     init(controller: WebSocketController, appID: String?, logger: Logger) {
         self.controller = controller
@@ -51,8 +50,7 @@ final class NoticeSocketHandler: ChannelInboundHandler {
     // MARK: Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
-        counted = true
-        controller.live.add(1)
+        controller.live.add(1)  // until finish()
         controller.metrics.count("sync_ws_upgrades_total")
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
@@ -149,8 +147,7 @@ final class NoticeSocketHandler: ChannelInboundHandler {
         }
         switch admission {
         case .refused(let message):
-            let body: JSONValue = ["type": "error", "message": .string(message)]
-            write(String(decoding: (try? JSONEncoder.sortedKeys.encode(body)) ?? Data(), as: UTF8.self), context)
+            write(JSONText.sorted(["type": "error", "message": .string(message)]), context)
             startClose(context, .policyViolation, message)
         case .shuttingDown:
             startClose(context, .goingAway, "server shutting down")
@@ -222,14 +219,7 @@ final class NoticeSocketHandler: ChannelInboundHandler {
     /// Sends our close frame; the channel closes when the peer answers, or after the close
     /// timeout (a peer that stopped reading is not waited for longer).
     private func startClose(_ context: ChannelHandlerContext, _ code: WebSocketErrorCode, _ reason: String) {
-        switch state {
-        case .closing, .closed: return
-        case .open(let connection): controller.hub.disconnect(connection)
-        case .awaitingAuth, .authenticating: break
-        }
-        controller.hub.release(id)
-        state = .closing
-        cancelTimers()
+        guard leave(for: .closing) else { return }
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.write(webSocketErrorCode: code)
         data.writeString(reason)
@@ -240,17 +230,8 @@ final class NoticeSocketHandler: ChannelInboundHandler {
     }
 
     private func receivedClose(_ frame: WebSocketFrame, _ context: ChannelHandlerContext) {
-        switch state {
-        case .closed: return
-        case .closing:
-            context.close(promise: nil)  // the peer answered ours
-            return
-        case .open(let connection): controller.hub.disconnect(connection)
-        case .awaitingAuth, .authenticating: break
-        }
-        controller.hub.release(id)
-        state = .closing
-        cancelTimers()
+        if case .closing = state { return context.close(promise: nil) }  // the peer answered ours
+        guard leave(for: .closing) else { return }
         // Echo the peer's status code (none: none), then close.
         var data = frame.unmaskedData
         let echo = data.readSlice(length: min(2, data.readableBytes)) ?? context.channel.allocator.buffer(capacity: 0)
@@ -258,28 +239,34 @@ final class NoticeSocketHandler: ChannelInboundHandler {
             .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
     }
 
-    private func cancelTimers() {
+    /// Moves to `next` (`.closing` or `.closed`) from a state before it: the hub forgets the
+    /// connection (or the socket still authenticating), and the auth and ping timers stop.
+    /// False when the socket already got there.
+    private func leave(for next: State) -> Bool {
+        switch (state, next) {
+        case (.closed, _), (.closing, .closing): return false
+        case (.open(let connection), _): controller.hub.disconnect(connection)
+        default: break
+        }
+        controller.hub.release(id)
+        state = next
         authTimer?.cancel()
         pingTimer?.cancel()
         authTimer = nil
         pingTimer = nil
+        return true
     }
 
-    /// The channel is gone: the hub forgets the connection, and the sink lets go of us.
+    /// The channel is gone (once: `channelInactive`, then `handlerRemoved`): the sink lets go
+    /// of us, and a shutdown stops waiting for this socket.
     private func finish() {
-        if case .open(let connection) = state { controller.hub.disconnect(connection) }
-        controller.hub.release(id)
-        state = .closed
-        cancelTimers()
+        guard leave(for: .closed) else { return }
         closeTimer?.cancel()
         closeTimer = nil
         early = []
         sink?.detach()
         sink = nil
-        if counted {
-            counted = false
-            controller.live.add(-1)
-        }
+        controller.live.add(-1)
     }
 
     // MARK: The hub's end
