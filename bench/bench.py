@@ -375,20 +375,24 @@ SERVED_SQL = """UPDATE sync.changes SET served = sync.change_json(table_name, re
             sync.extra_out(space_id, extra), event_id) WHERE served IS NULL;"""
 
 
+# `count` changes of the user 'puller' (cursors from `first`), as a push would have stored them.
+PULL_ROWS_SQL = """
+    INSERT INTO sync.heads (user_id, app_id, last_cursor) VALUES ('puller', 'bench', {first} + {count} - 1)
+        ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = EXCLUDED.last_cursor;
+    INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, fields, client_id)
+    SELECT 'puller', 'bench', {first} + g - 1, 'items', 'r' || (g % 5000), 'update',
+        jsonb_build_object('title', jsonb_build_object('value', 'title ' || g, 'updatedAt', '2026-01-01T00:00:00.000000Z'),
+                           'done', jsonb_build_object('value', g % 2 = 0, 'updatedAt', '2026-01-01T00:00:00.000000Z')),
+        'loader'
+    FROM generate_series(1, {count}) g;
+    """ + SERVED_SQL + """
+    ANALYZE sync.changes;"""
+
+
 def bench_pull(cluster, sync, tokens):
     log("sync pull")
     first, count = 1_700_000_000_000_000, 200_000
-    cluster.sql("mana_sync", f"""
-        INSERT INTO sync.heads (user_id, app_id, last_cursor) VALUES ('puller', 'bench', {first + count - 1})
-            ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = EXCLUDED.last_cursor;
-        INSERT INTO sync.changes (user_id, app_id, cursor, table_name, record_id, op, fields, client_id)
-        SELECT 'puller', 'bench', {first} + g - 1, 'items', 'r' || (g % 5000), 'update',
-            jsonb_build_object('title', jsonb_build_object('value', 'title ' || g, 'updatedAt', '2026-01-01T00:00:00.000000Z'),
-                               'done', jsonb_build_object('value', g % 2 = 0, 'updatedAt', '2026-01-01T00:00:00.000000Z')),
-            'loader'
-        FROM generate_series(1, {count}) g;
-        {SERVED_SQL}
-        ANALYZE sync.changes;""")
+    cluster.sql("mana_sync", PULL_ROWS_SQL.format(first=first, count=count))
     pull_runs(cluster, sync, tokens, "pull", "puller", PULL_SQL.replace("FIRST", str(first)).replace("LAST", str(first + count - 1001)),
               first, count)
 

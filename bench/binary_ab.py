@@ -6,7 +6,10 @@ prints every run and the medians, with the services' CPU seconds per request.
     PATH="$PWD/.bench/venv/bin:$(pg_config --bindir):$PATH" .bench/venv/bin/python bench/binary_ab.py A_RELEASE B_RELEASE [rounds]
 
 (A release folder holds `mana-sync` and `mana-credits`, e.g. one built from a stash into
-`.build-ab/release`.) DURATION (default 8s) is each load's length.
+`.build-ab/release`.) A build may carry settings for both services after a colon, e.g.
+`.build-release/release:MANA_NIO_EXECUTOR=1,NIO_SINGLETON_GROUP_LOOP_COUNT=1`, to compare
+settings of one binary. DURATION (default 8s) is each load's length; LOADS (default
+`push1,push100,debit`; also `pull`, 1,000-change pages at 32 clients) picks the loads.
 """
 import os
 import sys
@@ -17,27 +20,44 @@ sys.path.insert(0, str(ROOT / "bench"))
 os.chdir(ROOT)
 import bench  # noqa: E402
 
-BUILDS = {"A": sys.argv[1], "B": sys.argv[2]}
+
+
+def build(argument):
+    """`folder[:KEY=VALUE,...]` → (folder, settings)."""
+    folder, _, settings = argument.partition(":")
+    return folder, dict(item.split("=", 1) for item in settings.split(",") if item)
+
+
+BUILDS = {"A": build(sys.argv[1]), "B": build(sys.argv[2])}
 ROUNDS = int(sys.argv[3]) if len(sys.argv) > 3 else 3
 DURATION = os.environ.get("DURATION", "8s")
-cluster, credits, sync, tokens = bench.ab_setup(BUILDS["A"], "SELECT 'bench-' || i FROM generate_series(0, 255) AS i")
+LOADS = os.environ.get("LOADS", "push1,push100,debit").split(",")
+cluster, credits, sync, tokens = bench.ab_setup(BUILDS["A"][0], "SELECT 'bench-' || i FROM generate_series(0, 255) AS i "
+                                                                "UNION ALL SELECT 'puller'")
+base_environment = {"sync": sync.environment, "credits": credits.environment}
 push_tokens = tokens.file("push-tokens", [f"bench-{i}" for i in range(256)])
 use_users = [f"use-{i}" for i in range(1000)]
 cluster.sql("mana_credits", "INSERT INTO credits.balances (user_id, balance, total_earned) "
                            "SELECT 'use-' || i, 1000000000, 1000000000 FROM generate_series(0, 999) AS i")
 use_tokens = tokens.file("use-tokens", use_users)
+FIRST, COUNT = 1_700_000_000_000_000, 200_000
+if "pull" in LOADS:
+    cluster.sql("mana_sync", bench.PULL_ROWS_SQL.format(first=FIRST, count=COUNT))
+SYNC = f"http://127.0.0.1:{bench.SYNC_PORT}"
+ALL_LOADS = {
+    "push1": ("push 1×32", "sync-push.js", {"BASE": SYNC, "TOKENS": push_tokens, "BATCH": 1}),
+    "push100": ("push 100×32", "sync-push.js", {"BASE": SYNC, "TOKENS": push_tokens, "BATCH": 100}),
+    "pull": ("pull 1,000×32", "sync-pull.js", {"BASE": SYNC, "TOKEN": tokens.mint("puller"), "FIRST": FIRST, "COUNT": COUNT}),
+    "debit": ("debit ×32", "credits-use.js", {"BASE": f"http://127.0.0.1:{bench.CREDITS_PORT}", "TOKENS": use_tokens}),
+}
 results = {}
 for round_ in range(ROUNDS):
-    for name, release in BUILDS.items():
+    for name, (release, settings) in BUILDS.items():
         sync.stop()
         credits.stop()
-        credits = bench.Service(f"{release}/mana-credits", bench.CREDITS_PORT, credits.environment)
-        sync = bench.Service(f"{release}/mana-sync", bench.SYNC_PORT, sync.environment)
-        for load, script, env in [
-            ("push 1×32", "sync-push.js", {"BASE": f"http://127.0.0.1:{bench.SYNC_PORT}", "TOKENS": push_tokens, "BATCH": 1}),
-            ("push 100×32", "sync-push.js", {"BASE": f"http://127.0.0.1:{bench.SYNC_PORT}", "TOKENS": push_tokens, "BATCH": 100}),
-            ("debit ×32", "credits-use.js", {"BASE": f"http://127.0.0.1:{bench.CREDITS_PORT}", "TOKENS": use_tokens}),
-        ]:
+        credits = bench.Service(f"{release}/mana-credits", bench.CREDITS_PORT, {**base_environment["credits"], **settings})
+        sync = bench.Service(f"{release}/mana-sync", bench.SYNC_PORT, {**base_environment["sync"], **settings})
+        for load, script, env in (ALL_LOADS[key] for key in LOADS):
             service = sync if script.startswith("sync") else credits
             cpu = service.cpu_seconds()
             metrics, passed = bench.k6(script, f"ab-{name}", VUS=32, DURATION=DURATION, **env)

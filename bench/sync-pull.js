@@ -21,5 +21,11 @@ export default function () {
   const res = http.get(`${__ENV.BASE}/sync/bench/pull?collection=items&limit=1000&since=${encodeURIComponent(since)}`, {
     headers: { Authorization: `Bearer ${__ENV.TOKEN}` },
   });
-  check(res, { 'a full page': (r) => r.status === 200 && r.json('serverChanges').length === 1000 });
+  // Parsing a 200 KB page costs k6 more CPU than the service spends serving it, on the same
+  // two cores: every 20th page is parsed and counted, the others checked by status and size.
+  if (__ITER % 20 === 0) {
+    check(res, { 'a full page': (r) => r.status === 200 && r.json('serverChanges').length === 1000 });
+  } else {
+    check(res, { 'a full page': (r) => r.status === 200 && r.body.length > 100000 });
+  }
 }
