@@ -16,10 +16,13 @@ LANGUAGE sql STABLE AS $$
         SELECT '[' || coalesce(string_agg(p.json, ',' ORDER BY p.cursor), '') || ']' AS changes,
             count(*)::int AS returned,
             max(p.cursor) AS last,
-            CASE WHEN count(*) < p_limit THEN false ELSE EXISTS (
-                SELECT 1 FROM sync.changes c
+            -- The next row in cursor order, as an ordered probe: an EXISTS would let a generic
+            -- plan (the push's) scan the table from its start, since it expects an early match.
+            CASE WHEN count(*) < p_limit THEN false ELSE (
+                SELECT c.cursor FROM sync.changes c
                 WHERE c.user_id = p_user AND c.app_id = p_app AND c.cursor > max(p.cursor)
-                    AND (p_table IS NULL OR c.table_name = p_table) AND (p_exclude IS NULL OR c.client_id <> p_exclude)) END AS has_more
+                    AND (p_table IS NULL OR c.table_name = p_table) AND (p_exclude IS NULL OR c.client_id <> p_exclude)
+                ORDER BY c.cursor LIMIT 1) IS NOT NULL END AS has_more
         FROM (
             SELECT c.cursor, coalesce(c.served, sync.change_json(c.table_name, c.record_id, c.op, c.data, c.fields, c.deleted_at,
                 sync.extra_out(c.space_id, c.extra), c.event_id)) AS json
