@@ -1,10 +1,11 @@
 import HTTPKit
 import Logging
+import PostgresNIO
 import Testing
 import TestSupport
 
 /// The PostgreSQL client's background log drops only PostgresNIO's premature-lease warning;
-/// background services wait on a latch for the migrations.
+/// background services wait on a latch for the migrations; our connections run without JIT.
 @Suite struct DatabaseClientTests {
     @Test func theBackgroundLoggerDropsOnlyThePrematureLeaseWarning() {
         let capture = LogCapture()
@@ -25,5 +26,18 @@ import TestSupport
         _ = await (first, second)
         await latch.wait()
         #expect(latch.isOpen)
+    }
+
+    /// PostgreSQL compiles plans above `jit_above_cost` with LLVM on every execution; a push's
+    /// page plan on a large table crossed it (650 ms a push). Our connections turn JIT off.
+    @Test func theServicesConnectionsRunWithoutJIT() async throws {
+        let jit = try await TestDatabase.withFreshDatabase { client, _ in
+            var setting = ""
+            for try await (value) in try await client.query("SHOW jit", logger: TestDatabase.logger).decode(String.self) {
+                setting = value
+            }
+            return setting
+        }
+        #expect(jit == "off")
     }
 }

@@ -72,6 +72,11 @@ package struct DatabaseURL: Sendable, Equatable {
         // server closed is noticed by the pool at once.
         configuration.options.keepAliveBehavior = nil
         configuration.options.connectionIdleTimeout = .seconds(10)
+        // No JIT compilation: every statement of ours is a short transaction, and PostgreSQL
+        // compiles a plan whose estimated cost passes jit_above_cost (100,000; a page plan on a
+        // large table can) with LLVM on every execution: 650 ms for a push whose work took
+        // 0.2 ms (docs/benchmarks.md, session 35).
+        configuration.options.additionalStartupParameters = [("jit", "off")]
         return configuration
     }
 

@@ -1,20 +1,12 @@
--- A page of a user's own changes (migration 0012's, same results), planned once per connection.
---
--- Without the window function: the page is the first p_limit rows in cursor order, and whether
--- more remain is one index probe past its last cursor, made only when the page is full, in the
--- same snapshot. Numbering 1,001 rows with row_number() and filtering every aggregate cost a
--- quarter of the page.
---
--- With one branch per kind of page, each gated by whether a table is named (a one-time filter):
--- `p_table IS NULL OR table_name = p_table` kept a plan made without the call's values (a
--- generic plan) from using the (user, app, table, cursor) index, so PostgreSQL planned every
--- pull anew with its values, parsing this body again each time. With the branches, the pull and
--- the push plan their statements once per connection (below), and each branch reads its index.
---
--- pgbench, one busy user (400,000 rows, five apps, three tables), 2 clients: the page alone
--- 978 → 1,237 pages/s for one table, 990 → 1,194/s for a push answer (all tables, one client
--- left out); `sync.pull`, pages of 1,000: 537-616 → 791-948/s, pages of 10: 2,835 → 13,094/s
--- (docs/benchmarks.md, session 35).
+-- A page of a user's own changes (migration 0012's, same results) without the window
+-- function: the page is the first p_limit rows in cursor order, and whether more remain is
+-- one index probe past its last cursor (an ordered `LIMIT 1`, which any plan answers from the
+-- index; an EXISTS could be planned as a sequential scan expecting an early match), made only
+-- when the page is full, in the same snapshot. Numbering 1,001 rows with row_number() and
+-- filtering every aggregate cost a quarter of the page: pgbench, a page of 1,000 of one busy
+-- user (400,000 rows, five apps, three tables), 2 clients: 978 → 1,237 pages/s for one table,
+-- 990 → 1,194/s for a push answer (all tables, one client left out); docs/benchmarks.md,
+-- session 35.
 CREATE OR REPLACE FUNCTION sync.page_json(p_user text, p_app text, p_table text, p_since bigint, p_exclude text, p_limit int)
 RETURNS TABLE (changes text, returned int, synced_until bigint, has_more boolean)
 LANGUAGE sql STABLE AS $$
@@ -27,30 +19,17 @@ LANGUAGE sql STABLE AS $$
             count(*)::int AS returned,
             max(p.cursor) AS last,
             CASE WHEN count(*) < p_limit THEN false ELSE (
-                SELECT min(n.cursor) FROM (
-                    (SELECT c.cursor FROM sync.changes c
-                     WHERE p_table IS NULL AND c.user_id = p_user AND c.app_id = p_app AND c.cursor > max(p.cursor)
-                         AND (p_exclude IS NULL OR c.client_id <> p_exclude)
-                     ORDER BY c.cursor LIMIT 1)
-                    UNION ALL
-                    (SELECT c.cursor FROM sync.changes c
-                     WHERE c.user_id = p_user AND c.app_id = p_app AND c.table_name = p_table AND c.cursor > max(p.cursor)
-                         AND (p_exclude IS NULL OR c.client_id <> p_exclude)
-                     ORDER BY c.cursor LIMIT 1)) n) IS NOT NULL END AS has_more
+                SELECT c.cursor FROM sync.changes c
+                WHERE c.user_id = p_user AND c.app_id = p_app AND c.cursor > max(p.cursor)
+                    AND (p_table IS NULL OR c.table_name = p_table) AND (p_exclude IS NULL OR c.client_id <> p_exclude)
+                ORDER BY c.cursor LIMIT 1) IS NOT NULL END AS has_more
         FROM (
-            (SELECT c.cursor, coalesce(c.served, sync.change_json(c.table_name, c.record_id, c.op, c.data, c.fields, c.deleted_at,
+            SELECT c.cursor, coalesce(c.served, sync.change_json(c.table_name, c.record_id, c.op, c.data, c.fields, c.deleted_at,
                 sync.extra_out(c.space_id, c.extra), c.event_id)) AS json
-             FROM sync.changes c
-             WHERE p_table IS NULL AND c.user_id = p_user AND c.app_id = p_app AND c.cursor > p_since
-                 AND (p_exclude IS NULL OR c.client_id <> p_exclude)
-             ORDER BY c.cursor LIMIT p_limit)
-            UNION ALL
-            (SELECT c.cursor, coalesce(c.served, sync.change_json(c.table_name, c.record_id, c.op, c.data, c.fields, c.deleted_at,
-                sync.extra_out(c.space_id, c.extra), c.event_id)) AS json
-             FROM sync.changes c
-             WHERE c.user_id = p_user AND c.app_id = p_app AND c.table_name = p_table AND c.cursor > p_since
-                 AND (p_exclude IS NULL OR c.client_id <> p_exclude)
-             ORDER BY c.cursor LIMIT p_limit)
+            FROM sync.changes c
+            WHERE c.user_id = p_user AND c.app_id = p_app AND c.cursor > p_since
+                AND (p_table IS NULL OR c.table_name = p_table) AND (p_exclude IS NULL OR c.client_id <> p_exclude)
+            ORDER BY c.cursor LIMIT p_limit
         ) p
     ) page
 $$;
@@ -65,4 +44,3 @@ $$;
 -- 1,579 → 3,244 calls a second (the least SQL: 3,265-3,890 on the same cluster).
 ALTER FUNCTION sync.push_spaces(text, text, text, text, jsonb, int, text[], bigint, int, text[], text[])
     SET plan_cache_mode = force_generic_plan;
-ALTER FUNCTION sync.pull(text, text, text, bigint, text, int) SET plan_cache_mode = force_generic_plan;
