@@ -88,7 +88,9 @@ package struct ServiceChassis<Context: BodyDecodingRequestContext> where Context
         let migrated = Latch()
         var app = Application(
             router: router,
-            server: server ?? .http1(configuration: .init(idleTimeout: TimeAmount(settings.idleTimeout))),
+            server: server ?? HTTPServerBuilder { [idleTimeout = settings.idleTimeout] responder in
+                ConnectionOnItsEventLoop(inner: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: TimeAmount(idleTimeout))))
+            },
             configuration: .init(
                 address: .hostname(settings.host, port: settings.port),
                 serverName: settings.serviceName),

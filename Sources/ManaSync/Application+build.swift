@@ -94,9 +94,10 @@ func buildApplication(
     return chassis.makeApplication(
         migrations: try SyncMigrations.all(),
         server: HTTPServerBuilder { responder in
-            HeadDeadlineChannel(
-                inner: NoticeSocketChannel(responder: responder, http1: .init(idleTimeout: TimeAmount(idleTimeout)), sockets: webSockets),
-                limit: idleTimeout)
+            ConnectionOnItsEventLoop(
+                inner: HeadDeadlineChannel(
+                    inner: NoticeSocketChannel(responder: responder, http1: .init(idleTimeout: TimeAmount(idleTimeout)), sockets: webSockets),
+                    limit: idleTimeout))
         },
         onServerRunning: onServerRunning)
 }

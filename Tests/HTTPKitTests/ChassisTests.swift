@@ -2,6 +2,7 @@ import Foundation
 import HTTPKit
 import Hummingbird
 import HummingbirdTesting
+import NIOPosix
 import Synchronization
 import Testing
 import TestSupport
@@ -32,6 +33,11 @@ import TestSupport
             return ["name": item.name]
         }
         chassis.router.get("items") { _, _ in "list" }
+        chassis.router.get("where") { _, _ -> String in
+            let before = MultiThreadedEventLoopGroup.currentEventLoop != nil
+            try await Task.sleep(for: .milliseconds(2))
+            return "\(before) \(MultiThreadedEventLoopGroup.currentEventLoop != nil)"
+        }
         chassis.router.get("pay") { _, _ -> String in
             throw APIError(.paymentRequired, message: "insufficient credits", details: ["required": 5, "available": 2])
         }
@@ -126,6 +132,15 @@ import TestSupport
                 uri: "/items", method: .post, body: ByteBuffer(string: "{\"name\": \"milk\", \"amount\": 2}"))
             #expect(response.status == .ok)
             #expect(try Self.json(response)["name"] == "milk")
+        }
+    }
+
+    /// A request's handler runs on its connection's event loop (ConnectionOnItsEventLoop), and
+    /// comes back to it after awaiting something that completes elsewhere.
+    @Test func handlersRunOnTheirConnectionsEventLoop() async throws {
+        try await Self.withApp { client in
+            let response = try await client.execute(uri: "/where", method: .get)
+            #expect(String(buffer: response.body) == "true true")
         }
     }
 

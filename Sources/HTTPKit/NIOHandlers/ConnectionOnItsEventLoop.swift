@@ -1,0 +1,56 @@
+import Foundation
+import HummingbirdCore
+import Logging
+import NIOCore
+
+/// Runs each connection's handling (Hummingbird's task per connection, with every request's
+/// handler it calls) on the event loop that owns the connection's socket, instead of on Swift
+/// Concurrency's threads: reading a request, writing its response and resuming after a
+/// database answer on the same loop need no hop between threads.
+///
+/// ```swift
+/// HTTPServerBuilder { responder in ConnectionOnItsEventLoop(inner: HTTP1Channel(responder: responder)) }
+/// ```
+///
+/// What the handler awaits elsewhere (a PostgreSQL connection on another loop, a timer) still
+/// runs there and hands the task back to this loop. Tasks the handler starts with `Task {}`
+/// run where they would have run before. `MANA_CONNECTION_ON_EVENT_LOOP=0` turns it off.
+package struct ConnectionOnItsEventLoop<Inner: ServerChildChannel>: ServerChildChannel {
+    package typealias Value = Inner.Value
+    let inner: Inner
+    let enabled: Bool
+
+    package init(inner: Inner, enabled: Bool = ConnectionOnItsEventLoop.enabledByEnvironment) {
+        self.inner = inner
+        self.enabled = enabled
+    }
+
+    package static var enabledByEnvironment: Bool {
+        ProcessInfo.processInfo.environment["MANA_CONNECTION_ON_EVENT_LOOP"].map { $0 != "0" && $0 != "false" } ?? true
+    }
+
+    package func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        inner.setup(channel: channel, logger: logger)
+    }
+
+    package func handle(value: Value, logger: Logger) async {
+        guard enabled else { return await inner.handle(value: value, logger: logger) }
+        await withTaskExecutorPreference(EventLoopTaskExecutor(value.channel.eventLoop)) {
+            await inner.handle(value: value, logger: logger)
+        }
+    }
+}
+
+/// A Swift Concurrency task executor that runs jobs on one NIO event loop.
+package final class EventLoopTaskExecutor: TaskExecutor {
+    let eventLoop: any EventLoop
+
+    package init(_ eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    package func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}
