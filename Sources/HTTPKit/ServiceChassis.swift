@@ -88,8 +88,10 @@ package struct ServiceChassis<Context: BodyDecodingRequestContext> where Context
         let migrated = Latch()
         var app = Application(
             router: router,
-            server: server ?? HTTPServerBuilder { [idleTimeout = settings.idleTimeout] responder in
-                ConnectionOnItsEventLoop(inner: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: TimeAmount(idleTimeout))))
+            server: server ?? HTTPServerBuilder { [settings] responder in
+                ConnectionOnItsEventLoop(
+                    inner: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: TimeAmount(settings.idleTimeout))),
+                    enabled: settings.connectionOnEventLoop)
             },
             configuration: .init(
                 address: .hostname(settings.host, port: settings.port),

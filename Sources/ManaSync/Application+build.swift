@@ -91,13 +91,15 @@ func buildApplication(
     chassis.serveOpenAPI(openAPIURL)
     registeredRoutes?(chassis.router.registeredRoutes)
     let idleTimeout = configuration.chassis.idleTimeout
+    let onEventLoop = configuration.chassis.connectionOnEventLoop
     return chassis.makeApplication(
         migrations: try SyncMigrations.all(),
         server: HTTPServerBuilder { responder in
             ConnectionOnItsEventLoop(
                 inner: HeadDeadlineChannel(
                     inner: NoticeSocketChannel(responder: responder, http1: .init(idleTimeout: TimeAmount(idleTimeout)), sockets: webSockets),
-                    limit: idleTimeout))
+                    limit: idleTimeout),
+                enabled: onEventLoop)
         },
         onServerRunning: onServerRunning)
 }

@@ -34,9 +34,10 @@ import TestSupport
         }
         chassis.router.get("items") { _, _ in "list" }
         chassis.router.get("where") { _, _ -> String in
-            let before = MultiThreadedEventLoopGroup.currentEventLoop != nil
+            let before = MultiThreadedEventLoopGroup.currentEventLoop
             try await Task.sleep(for: .milliseconds(2))
-            return "\(before) \(MultiThreadedEventLoopGroup.currentEventLoop != nil)"
+            let after = MultiThreadedEventLoopGroup.currentEventLoop
+            return "\(before != nil) \(before.map { $0 === after } ?? false)"
         }
         chassis.router.get("pay") { _, _ -> String in
             throw APIError(.paymentRequired, message: "insufficient credits", details: ["required": 5, "available": 2])
@@ -136,7 +137,7 @@ import TestSupport
     }
 
     /// A request's handler runs on its connection's event loop (ConnectionOnItsEventLoop), and
-    /// comes back to it after awaiting something that completes elsewhere.
+    /// comes back to that same loop after awaiting something that completes elsewhere.
     @Test func handlersRunOnTheirConnectionsEventLoop() async throws {
         try await Self.withApp { client in
             let response = try await client.execute(uri: "/where", method: .get)

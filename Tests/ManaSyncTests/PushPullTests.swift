@@ -164,6 +164,33 @@ import TestSupport
         }
     }
 
+    /// A full page has more only when a change it would serve remains (migration 0013's probe
+    /// past the page): the reader's own changes and other tables' do not count, a page that
+    /// ends exactly at the last change has none, and then `syncedUntil` is the head.
+    @Test func aFullPageHasMoreOnlyWhenAChangeItWouldServeRemains() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            try await h.push("app", as: "edge", client: "A", changes: (0..<3).map { Changes.insert("items", "a\($0)", ["n": 1]) })
+            try await h.push("app", as: "edge", client: "A", changes: [Changes.insert("other", "o0", ["n": 1])])
+            let last = try await h.push("app", as: "edge", client: "B", changes: (0..<2).map { Changes.insert("items", "b\($0)", ["n": 1]) })
+            let head = try #require(last.body["syncedUntil"]?.stringValue)
+            func page(client: String, limit: Int) async throws -> (ids: [String], hasMore: JSONValue?, syncedUntil: String?) {
+                let body = try await h.pull("app", as: "edge", collection: "items", since: Self.epoch, client: client, limit: limit).body
+                return (body["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } ?? [], body["hasMore"],
+                        body["syncedUntil"]?.stringValue)
+            }
+            // Full for B; what remains of the table is B's own: nothing more, up to the head.
+            let forB = try await page(client: "B", limit: 3)
+            #expect(forB.ids == ["a0", "a1", "a2"] && forB.hasMore == false && forB.syncedUntil == head)
+            // Full for C with B's left: more, up to the page's last change.
+            let forC = try await page(client: "C", limit: 3)
+            #expect(forC.ids == ["a0", "a1", "a2"] && forC.hasMore == true && forC.syncedUntil != head)
+            #expect(try await page(client: "C", limit: 4).hasMore == true)
+            // Exactly every change of the table: full, and nothing more.
+            let all = try await page(client: "C", limit: 5)
+            #expect(all.ids == ["a0", "a1", "a2", "b0", "b1"] && all.hasMore == false && all.syncedUntil == head)
+        }
+    }
+
     @Test func noChangeIsEverMissed() async throws {
         try await SyncHarness.run { (h: SyncHarness) async throws in
             // Large batches keep each writer's transaction open a while after its cursors are

@@ -23,6 +23,8 @@ package struct ChassisSettings: Sendable {
     package var memoryTrimInterval: Duration? = .seconds(10)
     /// Requests with a body over ``largeRequestBytes`` served at once (``LargeRequestLimiter``).
     package var largeRequestConcurrency = 2
+    /// Each HTTP connection's handling runs on the event loop owning its socket (``ConnectionOnItsEventLoop``).
+    package var connectionOnEventLoop = true
     /// What counts as a large request body, by its `Content-Length`.
     package static let largeRequestBytes = 1 << 20
 
@@ -75,6 +77,9 @@ package struct ChassisSettings: Sendable {
             EnvironmentVariable(
                 "LARGE_REQUEST_CONCURRENCY", default: "2",
                 help: "authenticated requests with a body over 1 MiB (by Content-Length) served at once on the routes that take them; the others wait within the request timeout"),
+            EnvironmentVariable(
+                "MANA_CONNECTION_ON_EVENT_LOOP", default: "1",
+                help: "1 runs each HTTP connection's handling on the event loop owning its socket (no thread hop per read and write); 0 on Swift Concurrency's threads"),
             EnvironmentVariable("CORS_ORIGINS", default: "", help: "comma-separated origins allowed by CORS (* allows any)"),
             EnvironmentVariable("LOG_LEVEL", default: "info", help: "trace, debug, info, notice, warning, error or critical"),
             EnvironmentVariable("LOG_FORMAT", default: "text", help: "text or json (one JSON object per line)"),
@@ -95,6 +100,7 @@ package struct ChassisSettings: Sendable {
         let shutdownTimeout = reader.seconds(variables["SHUTDOWN_TIMEOUT"]!, in: 0.1...3600)
         let trimInterval = reader.seconds(variables["MEMORY_TRIM_INTERVAL"]!, in: 0...3600)
         let largeRequests = reader.int(variables["LARGE_REQUEST_CONCURRENCY"]!, in: 1...1000)
+        let onEventLoop = reader.bool(variables["MANA_CONNECTION_ON_EVENT_LOOP"]!)
         let origins = reader.list(variables["CORS_ORIGINS"]!)
         let levelText = reader.choice(
             variables["LOG_LEVEL"]!, from: ["info", "trace", "debug", "notice", "warning", "error", "critical"])
@@ -125,5 +131,6 @@ package struct ChassisSettings: Sendable {
             requestTimeout: requestTimeout, shutdownTimeout: shutdownTimeout)
         memoryTrimInterval = trimInterval == .zero ? nil : trimInterval
         largeRequestConcurrency = largeRequests
+        connectionOnEventLoop = onEventLoop
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import HummingbirdCore
 import Logging
 import NIOCore
@@ -9,24 +8,23 @@ import NIOCore
 /// database answer on the same loop need no hop between threads.
 ///
 /// ```swift
-/// HTTPServerBuilder { responder in ConnectionOnItsEventLoop(inner: HTTP1Channel(responder: responder)) }
+/// HTTPServerBuilder { responder in
+///     ConnectionOnItsEventLoop(inner: HTTP1Channel(responder: responder), enabled: settings.connectionOnEventLoop)
+/// }
 /// ```
 ///
 /// What the handler awaits elsewhere (a PostgreSQL connection on another loop, a timer) still
 /// runs there and hands the task back to this loop. Tasks the handler starts with `Task {}`
-/// run where they would have run before. `MANA_CONNECTION_ON_EVENT_LOOP=0` turns it off.
+/// run where they would have run before. `MANA_CONNECTION_ON_EVENT_LOOP=0` turns it off
+/// (``ChassisSettings/connectionOnEventLoop``).
 package struct ConnectionOnItsEventLoop<Inner: ServerChildChannel>: ServerChildChannel {
     package typealias Value = Inner.Value
     let inner: Inner
     let enabled: Bool
 
-    package init(inner: Inner, enabled: Bool = ConnectionOnItsEventLoop.enabledByEnvironment) {
+    package init(inner: Inner, enabled: Bool) {
         self.inner = inner
         self.enabled = enabled
-    }
-
-    package static var enabledByEnvironment: Bool {
-        ProcessInfo.processInfo.environment["MANA_CONNECTION_ON_EVENT_LOOP"].map { $0 != "0" && $0 != "false" } ?? true
     }
 
     package func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
