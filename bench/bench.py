@@ -262,9 +262,10 @@ class Tokens:
 LAST_K6_CPU = [0.0]
 
 
-def k6(script, name, **variables):
+def k6(script, name, k6_environment=None, **variables):
     """Runs a k6 script; returns its summary metrics and whether its thresholds held. The
-    CPU seconds k6 itself used are left in LAST_K6_CPU (it shares the 2 cores)."""
+    CPU seconds k6 itself used are left in LAST_K6_CPU (it shares the 2 cores).
+    `k6_environment` adds to k6's own environment (e.g. `GOGC`, `K6_SYSTEM_TAGS`)."""
     import resource
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     summary = WORK / f"k6-{name}.json"
@@ -272,7 +273,8 @@ def k6(script, name, **variables):
     for key, value in variables.items():
         arguments += ["-e", f"{key}={value}"]
     profiler = start_profile(name)
-    result = subprocess.run(arguments + [str(ROOT / "bench" / script)], capture_output=True, text=True)
+    result = subprocess.run(arguments + [str(ROOT / "bench" / script)], capture_output=True, text=True,
+                            env={**os.environ, **(k6_environment or {})})
     if profiler:
         finish_profile(profiler, name)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -8,7 +8,8 @@ prints every run and the medians, with the services' CPU seconds per request.
 (A release folder holds `mana-sync` and `mana-credits`, e.g. one built from a stash into
 `.build-ab/release`.) A build may carry settings for both services after a colon, e.g.
 `.build-release/release:MANA_NIO_EXECUTOR=1,NIO_SINGLETON_GROUP_LOOP_COUNT=1`, to compare
-settings of one binary. DURATION (default 8s) is each load's length; LOADS (default
+settings of one binary; `GOGC` and `K6_*` settings go to k6 instead (the load generator's own
+tuning). DURATION (default 8s) is each load's length; LOADS (default
 `push1,push100,debit`; also `pull`, 1,000-change pages at 32 clients) picks the loads.
 """
 import os
@@ -23,9 +24,12 @@ import bench  # noqa: E402
 
 
 def build(argument):
-    """`folder[:KEY=VALUE,...]` → (folder, settings)."""
-    folder, _, settings = argument.partition(":")
-    return folder, dict(item.split("=", 1) for item in settings.split(",") if item)
+    """`folder[:KEY=VALUE,...]` → (folder, settings for the services, environment for k6):
+    `GOGC` and `K6_*` settings go to k6, the others to both services."""
+    folder, _, text = argument.partition(":")
+    settings = dict(item.split("=", 1) for item in text.split(",") if item)
+    load = {key: value for key, value in settings.items() if key == "GOGC" or key.startswith("K6_")}
+    return folder, {key: value for key, value in settings.items() if key not in load}, load
 
 
 BUILDS = {"A": build(sys.argv[1]), "B": build(sys.argv[2])}
@@ -52,7 +56,7 @@ ALL_LOADS = {
 }
 results = {}
 for round_ in range(ROUNDS):
-    for name, (release, settings) in BUILDS.items():
+    for name, (release, settings, load_environment) in BUILDS.items():
         sync.stop()
         credits.stop()
         credits = bench.Service(f"{release}/mana-credits", bench.CREDITS_PORT, {**base_environment["credits"], **settings})
@@ -60,7 +64,7 @@ for round_ in range(ROUNDS):
         for load, script, env in (ALL_LOADS[key] for key in LOADS):
             service = sync if script.startswith("sync") else credits
             cpu = service.cpu_seconds()
-            metrics, passed = bench.k6(script, f"ab-{name}", VUS=32, DURATION=DURATION, **env)
+            metrics, passed = bench.k6(script, f"ab-{name}", k6_environment=load_environment, VUS=32, DURATION=DURATION, **env)
             cpu = service.cpu_seconds() - cpu
             requests = metrics["http_reqs"]["count"]
             row = {"req/s": metrics["http_reqs"]["rate"], "p95 ms": metrics["http_req_duration"]["p(95)"],

@@ -33,11 +33,15 @@ import TestSupport
             return ["name": item.name]
         }
         chassis.router.get("items") { _, _ in "list" }
-        chassis.router.get("where") { _, _ -> String in
+        chassis.router.get("where") { [database = chassis.database] _, _ -> String in
             let before = MultiThreadedEventLoopGroup.currentEventLoop
             try await Task.sleep(for: .milliseconds(2))
             let after = MultiThreadedEventLoopGroup.currentEventLoop
-            return "\(before != nil) \(before.map { $0 === after } ?? false)"
+            // The tasks a guarded connection starts for the request prefer its loop too.
+            let body = try await database.withGuardedConnection { _ in
+                MultiThreadedEventLoopGroup.currentEventLoop.map { ObjectIdentifier($0) }
+            }
+            return "\(before != nil) \(before.map { $0 === after } ?? false) \(before.map { ObjectIdentifier($0) == body } ?? false)"
         }
         chassis.router.get("pay") { _, _ -> String in
             throw APIError(.paymentRequired, message: "insufficient credits", details: ["required": 5, "available": 2])
@@ -137,11 +141,12 @@ import TestSupport
     }
 
     /// A request's handler runs on its connection's event loop (ConnectionOnItsEventLoop), and
-    /// comes back to that same loop after awaiting something that completes elsewhere.
+    /// comes back to that same loop after awaiting something that completes elsewhere; the
+    /// body of a guarded database connection it asks for runs on that loop too.
     @Test func handlersRunOnTheirConnectionsEventLoop() async throws {
         try await Self.withApp { client in
             let response = try await client.execute(uri: "/where", method: .get)
-            #expect(String(buffer: response.body) == "true true")
+            #expect(String(buffer: response.body) == "true true true")
         }
     }
 

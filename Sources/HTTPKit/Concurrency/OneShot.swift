@@ -45,4 +45,27 @@ package final class OneShot<T: Sendable>: Sendable {
         }
         waiting?.resume(with: result)
     }
+
+    /// Waits for the result. When the waiting task is cancelled, `onCancel` runs and, if
+    /// `resumingOnCancel`, the wait ends at once with `CancellationError` (otherwise it goes on
+    /// until a result comes).
+    package func value(resumingOnCancel: Bool, onCancel: @Sendable () -> Void) async throws -> T {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in attach(continuation) }
+        } onCancel: {
+            onCancel()
+            if resumingOnCancel { resume(with: .failure(CancellationError())) }
+        }
+    }
+}
+
+extension OneShot {
+    /// Resumes with what `body` returns or throws.
+    package func resume(from body: () async throws -> T) async {
+        do {
+            resume(with: .success(try await body()))
+        } catch {
+            resume(with: .failure(error))
+        }
+    }
 }

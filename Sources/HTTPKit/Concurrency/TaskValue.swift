@@ -5,13 +5,8 @@ package func value<T: Sendable, Failure: Error>(
     of task: Task<T, Failure>, cancellingItWhenAbandoned: Bool = false
 ) async throws -> T {
     let outcome = OneShot<T>()
-    return try await withTaskCancellationHandler {
-        try await withCheckedThrowingContinuation { continuation in
-            outcome.attach(continuation)
-            Task { outcome.resume(with: await task.result.mapError { $0 as any Error }) }
-        }
-    } onCancel: {
+    Task(executorPreference: ConnectionExecutor.current) { outcome.resume(with: await task.result.mapError { $0 as any Error }) }
+    return try await outcome.value(resumingOnCancel: true) {
         if cancellingItWhenAbandoned { task.cancel() }
-        outcome.resume(with: .failure(CancellationError()))
     }
 }

@@ -36,24 +36,30 @@ extension PostgresClient {
         retire: @escaping @Sendable (T) -> Bool = { _ in false },
         _ body: @escaping @Sendable (PostgresConnection) async throws -> T
     ) async throws -> T {
-        let work = Task {
-            let wait = PoolUse.Wait()
-            defer { wait.end() }
-            return try await withConnection { connection in
-                wait.end()
-                PoolUse.inUse.increment()
-                defer { PoolUse.inUse.decrement() }
-                // Abandoned while waiting for the lease: the caller has answered already.
-                try Task.checkCancellation()
-                let value = try await connection.guarded(body)
-                if retire(value) {
-                    PoolUse.retired.increment()
-                    try? await connection.close()
+        // The work runs in a task of its own, which resolves `outcome` when it ends: the caller
+        // can stop waiting (cancelled) while the lease still waits. On the caller's event loop
+        // (``ConnectionExecutor``), so that neither task wakes a thread of the global pool.
+        let outcome = OneShot<T>()
+        let work = Task(executorPreference: ConnectionExecutor.current) {
+            await outcome.resume {
+                let wait = PoolUse.Wait()
+                defer { wait.end() }
+                return try await self.withConnection { connection in
+                    wait.end()
+                    PoolUse.inUse.increment()
+                    defer { PoolUse.inUse.decrement() }
+                    // Abandoned while waiting for the lease: the caller has answered already.
+                    try Task.checkCancellation()
+                    let value = try await connection.guarded(body)
+                    if retire(value) {
+                        PoolUse.retired.increment()
+                        try? await connection.close()
+                    }
+                    return value
                 }
-                return value
             }
         }
-        return try await value(of: work, cancellingItWhenAbandoned: true)
+        return try await outcome.value(resumingOnCancel: true) { work.cancel() }
     }
 
     /// One statement whose rows are not needed, on a guarded connection.
@@ -85,20 +91,14 @@ extension PostgresConnection {
     /// Runs `body` with this connection; throws ``DatabaseConnectionLost`` as soon as the
     /// connection closes, even if `body` is stuck in a query that will never answer.
     package func guarded<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let work = Task { try await body(self) }
         let outcome = OneShot<T>()
+        let work = Task(executorPreference: ConnectionExecutor.current) { await outcome.resume { try await body(self) } }
         let token = CloseWatch.shared.watch(self) {
             work.cancel()
             outcome.resume(with: .failure(DatabaseConnectionLost()))
         }
         defer { CloseWatch.shared.unwatch(self, token) }
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                outcome.attach(continuation)
-                Task { outcome.resume(with: await work.result) }
-            }
-        } onCancel: {
-            work.cancel()
-        }
+        // Cancelled: the body is told and its end awaited (unless the connection closes first).
+        return try await outcome.value(resumingOnCancel: false) { work.cancel() }
     }
 }

@@ -14,8 +14,9 @@ import NIOCore
 /// ```
 ///
 /// What the handler awaits elsewhere (a PostgreSQL connection on another loop, a timer) still
-/// runs there and hands the task back to this loop. Tasks the handler starts with `Task {}`
-/// run where they would have run before. `MANA_CONNECTION_ON_EVENT_LOOP=0` turns it off
+/// runs there and hands the task back to this loop. A `Task {}` does not inherit the
+/// preference: helpers that start one on the request's behalf pass
+/// ``ConnectionExecutor/current`` as its `executorPreference` (``PostgresClient/withGuardedConnection(retire:_:)``). `MANA_CONNECTION_ON_EVENT_LOOP=0` turns it off
 /// (``ChassisSettings/connectionOnEventLoop``).
 package struct ConnectionOnItsEventLoop<Inner: ServerChildChannel>: ServerChildChannel {
     package typealias Value = Inner.Value
@@ -33,10 +34,21 @@ package struct ConnectionOnItsEventLoop<Inner: ServerChildChannel>: ServerChildC
 
     package func handle(value: Value, logger: Logger) async {
         guard enabled else { return await inner.handle(value: value, logger: logger) }
-        await withTaskExecutorPreference(EventLoopTaskExecutor(value.channel.eventLoop)) {
-            await inner.handle(value: value, logger: logger)
+        let executor = EventLoopTaskExecutor(value.channel.eventLoop)
+        await ConnectionExecutor.$current.withValue(executor) {
+            await withTaskExecutorPreference(executor) {
+                await inner.handle(value: value, logger: logger)
+            }
         }
     }
+}
+
+/// The executor of the connection a task serves (``ConnectionOnItsEventLoop``), for the
+/// unstructured tasks it starts: `Task(executorPreference: ConnectionExecutor.current) {}`
+/// runs on the connection's event loop like the task that started it, instead of waking a
+/// thread of the global pool. `nil` outside a connection (the default executor then).
+package enum ConnectionExecutor {
+    @TaskLocal package static var current: (any TaskExecutor)?
 }
 
 /// A Swift Concurrency task executor that runs jobs on one NIO event loop.
