@@ -262,6 +262,19 @@ class Tokens:
 LAST_K6_CPU = [0.0]
 
 
+def load_share(tps, metrics):
+    """k6's CPU per request (µs), and the ratio a service costing no CPU at all would reach
+    against `tps` (pgbench's least SQL, transactions a second): the least SQL costs the machine
+    `cores / tps` per transaction (pgbench included); a request through k6 costs that plus k6's
+    share, on the same cores, if PostgreSQL does the least SQL's work for it. An estimate of the
+    most the ratio can be where the machine's CPU is the limit (32 clients; not one hot user,
+    whose row lock is); it includes k6's start, about 0.1 CPU s a run."""
+    requests = max(metrics["http_reqs"]["count"], 1)
+    k6_per_request = LAST_K6_CPU[0] / requests
+    least = (os.cpu_count() or 1) / tps
+    return {"requests": requests, "k6_us": k6_per_request * 1e6, "bound": least / (least + k6_per_request)}
+
+
 def k6(script, name, k6_environment=None, **variables):
     """Runs a k6 script; returns its summary metrics and whether its thresholds held. The
     CPU seconds k6 itself used are left in LAST_K6_CPU (it shares the 2 cores).
@@ -357,7 +370,7 @@ def bench_push(cluster, sync, tokens):
             d = metrics["http_req_duration"]
             record("push", batch=batch, clients=clients, changes_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"],
                    ceiling=tps * batch, ceiling_med=pg_latency["med"], ratio=rate / (tps * batch), rss_mb=memory, thresholds=passed,
-                   cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
+                   cpu_service=cpu, cpu_k6=LAST_K6_CPU[0], **load_share(tps, metrics))
 
 
 # The least SQL for a page: the page query itself (PostgreSQL builds the page's JSON text).
@@ -432,7 +445,7 @@ def pull_runs(cluster, sync, tokens, section, user, script, first, count):
         d = metrics["http_req_duration"]
         record(section, clients=clients, changes_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"], ceiling=tps * 1000,
                ceiling_med=pg_latency["med"], ratio=rate / (tps * 1000), rss_mb=memory, thresholds=passed,
-               cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
+               cpu_service=cpu, cpu_k6=LAST_K6_CPU[0], **load_share(tps, metrics))
 
 
 # The least SQL that does a debit's job: one statement (its own transaction) with the
@@ -467,7 +480,8 @@ def bench_use(cluster, credits, tokens):
         rate = metrics["http_reqs"]["rate"]
         d = metrics["http_req_duration"]
         record("use", users=label, clients=32, debits_per_s=rate, med=d["med"], p95=d["p(95)"], p99=d["p(99)"], ceiling=tps,
-               ceiling_med=pg_latency["med"], ratio=rate / tps, rss_mb=memory, thresholds=passed, cpu_service=cpu, cpu_k6=LAST_K6_CPU[0])
+               ceiling_med=pg_latency["med"], ratio=rate / tps, rss_mb=memory, thresholds=passed, cpu_service=cpu, cpu_k6=LAST_K6_CPU[0],
+               **load_share(tps, metrics))
 
 
 def bench_charge(cluster, credits, count, concurrency):
@@ -827,13 +841,17 @@ def report(machine):
         rows = [r for r in RESULTS if r["section"] == section]
         if not rows:
             continue
-        lines += [f"| {title} | clients | {unit} | p50 / p95 / p99 ms | pgbench least SQL {ceiling_unit} (p50 ms) | ratio | RSS MB | "
-                  "CPU s service / k6 | k6 thresholds |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {title} | clients | {unit} | p50 / p95 / p99 ms | pgbench least SQL {ceiling_unit} (p50 ms) | ratio | "
+                  "ratio of a service costing nothing, k6 beside (k6 µs/request) | RSS MB | CPU s service / k6 | k6 thresholds |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
+            bound = f"{r['bound']:.2f} ({r['k6_us']:.0f})" if "bound" in r else "–"
             lines.append(f"| {label(r)} | {r['clients']} | {r[rate]:,.0f} | {ms(r['med'])} / {ms(r['p95'])} / {ms(r['p99'])} | "
-                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {r['rss_mb']:.0f} | "
+                         f"{r['ceiling']:,.0f} ({ms(r['ceiling_med'])}) | {r['ratio']:.2f} | {bound} | {r['rss_mb']:.0f} | "
                          f"{r['cpu_service']:.1f} / {r['cpu_k6']:.1f} | {'pass' if r['thresholds'] else 'FAIL'} |")
-        lines.append("")
+        lines += ["", "(The ratio a service costing no CPU would reach: the least SQL's cost per transaction on the machine, "
+                  f"{os.cpu_count()} cores ÷ pgbench's rate, against that plus k6's CPU per request: an estimate of the most the ratio can be "
+                  "where the machine's CPU is the limit, the 32-client rows, not one hot user's, which a row lock limits.)", ""]
     for r in (r for r in RESULTS if r["section"] == "mixed"):
         lines += ["| mixed scenario (1 user, ramping to 200 VUs) | requests | req/s | errors | push p95 ms (< 300) | pull p95 ms (< 200) | "
                   "all p95 / p99 ms (< 500 / 1,000) | RSS / peak MB | CPU s service / k6 | k6 thresholds |", "|---|---|---|---|---|---|---|---|---|---|",

@@ -11,7 +11,9 @@ record may carry its own `run` (date) and `ceiling_kind` ("least SQL" or "same S
 pgbench ran; default the file's `ceiling_kind`) when a file gathers several runs.
 
 Output, into --out (default docs/charts):
-  ratio.svg      service throughput ÷ PostgreSQL's (pgbench or psql running the SQL) per scenario
+  ratio.svg      service throughput ÷ PostgreSQL's (pgbench or psql running the SQL) per scenario,
+                 a bar per run when the file gathers several, and where recorded the ratio a
+                 service costing no CPU would reach with k6 on the same cores (`bound`)
   latency.svg    p50 / p95 / p99 per scenario (ms)
   rss.svg        resident memory of the service per scenario (MB)
   throughput.svg service against PostgreSQL, per scenario (log scale)
@@ -26,7 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FONT = "font-family='DejaVu Sans, Helvetica, Arial, sans-serif'"
 COLORS = {"service": "#3b6fb6", "ceiling": "#9aa5b1", "same SQL": "#e0a030", "least SQL": "#3b6fb6",
-          "p50": "#7fb3e6", "p95": "#3b6fb6", "p99": "#1d3f73", "rss": "#5a9e6f"}
+          "p50": "#7fb3e6", "p95": "#3b6fb6", "p99": "#1d3f73", "rss": "#5a9e6f", "bound": "#e8b4ad"}
+# One colour per run when a file gathers several (before, after): the last run is the darkest.
+RUN_COLOURS = ["#c9d6e8", "#7fa3d6", "#3b6fb6"]
 
 
 def load(path):
@@ -102,7 +106,7 @@ def bar_chart(title, subtitle, rows, series, unit, scale="linear", reference=Non
             value = figures.get(key)
             if value is None:
                 continue
-            colour = figures.get("colour", colour) if len(series) == 1 else colour
+            colour = figures.get("colour", colour) if key == "ratio" else colour
             w = max(1.0, position(value))
             out.append(f"<rect x='{left}' y='{y + offset * bar}' width='{w:.1f}' height='{bar - 2}' fill='{colour}'/>")
             out.append(f"<text x='{left + w + 4:.1f}' y='{y + offset * bar + bar / 2:.1f}' dominant-baseline='middle' "
@@ -150,14 +154,36 @@ def charts(data):
         elif r["section"] == "bulk" and r.get("ceiling_seconds"):
             ratios.append((r, r["ceiling_seconds"] / r["seconds"]))
     if ratios:
-        kinds = sorted({r["ceiling_kind"] for r, _ in ratios})
-        rows = [(f"{label(r)}{' *' if r['ceiling_kind'] == 'same SQL' and len(kinds) > 1 else ''}",
-                 {"ratio": value, "colour": COLORS.get(r["ceiling_kind"], COLORS["service"])}) for r, value in ratios]
-        legend = [(COLORS.get(kind, COLORS["service"]), f"PostgreSQL running the {kind}" + (" (*)" if kind == "same SQL" and len(kinds) > 1 else ""))
-                  for kind in kinds]
+        runs = list(dict.fromkeys(r["run"] for r, _ in ratios))
+        bound_name = "a service costing no CPU, k6 beside it (estimate; rows where CPU is the limit)"
+        if len(runs) > 1:
+            # Before and after: a bar per run for each scenario, and the latest run's bound.
+            figures = {}
+            for r, value in ratios:
+                row = figures.setdefault(label(r), {})
+                row[r["run"]] = value
+                if r.get("bound") is not None:
+                    row["bound"] = r["bound"]
+            rows = list(figures.items())
+            palette = RUN_COLOURS[-len(runs):] if len(runs) <= len(RUN_COLOURS) else RUN_COLOURS * len(runs)
+            series = [(run, colour, f"{run}: service ÷ PostgreSQL running the least SQL") for run, colour in zip(runs, palette)]
+            if any("bound" in row for _, row in rows):
+                series.append(("bound", COLORS["bound"], bound_name))
+            legend = None
+        else:
+            kinds = sorted({r["ceiling_kind"] for r, _ in ratios})
+            rows = [(f"{label(r)}{' *' if r['ceiling_kind'] == 'same SQL' and len(kinds) > 1 else ''}",
+                     {"ratio": value, "colour": COLORS.get(r["ceiling_kind"], COLORS["service"]), "bound": r.get("bound")})
+                    for r, value in ratios]
+            legend = [(COLORS.get(kind, COLORS["service"]), f"PostgreSQL running the {kind}" + (" (*)" if kind == "same SQL" and len(kinds) > 1 else ""))
+                      for kind in kinds]
+            series = [("ratio", COLORS["service"], "ratio")]
+            if any(row["bound"] is not None for _, row in rows):
+                series.append(("bound", COLORS["bound"], bound_name))
+                legend.append((COLORS["bound"], bound_name))
         made["ratio.svg"] = bar_chart(
             "Service ÷ PostgreSQL alone, per scenario (1.0 = as fast as the database)",
-            source(data), rows, [("ratio", COLORS["service"], "ratio")], "ratio (higher is better)", reference=1.0, legend=legend)
+            source(data), rows, series, "ratio (higher is better)", reference=1.0, legend=legend)
         rows = [(label(r), {"service": r.get("changes_per_s", r.get("debits_per_s")), "ceiling": r.get("ceiling")})
                 for r, _ in ratios if r["section"] in ("push", "pull", "use")]
         if rows:
