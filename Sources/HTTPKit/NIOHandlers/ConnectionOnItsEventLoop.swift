@@ -15,9 +15,9 @@ import NIOCore
 ///
 /// What the handler awaits elsewhere (a PostgreSQL connection on another loop, a timer) still
 /// runs there and hands the task back to this loop. A `Task {}` does not inherit the
-/// preference: helpers that start one on the request's behalf pass
-/// ``ConnectionExecutor/current`` as its `executorPreference` (``PostgresClient/withGuardedConnection(retire:_:)``). `MANA_CONNECTION_ON_EVENT_LOOP=0` turns it off
-/// (``ChassisSettings/connectionOnEventLoop``).
+/// preference: helpers that start one on the request's behalf pass ``ConnectionExecutor/current``
+/// as its `executorPreference` (``PostgresClient/withGuardedConnection(retire:_:)``).
+/// `MANA_CONNECTION_ON_EVENT_LOOP=0` turns it off (``ChassisSettings/connectionOnEventLoop``).
 package struct ConnectionOnItsEventLoop<Inner: ServerChildChannel>: ServerChildChannel {
     package typealias Value = Inner.Value
     let inner: Inner
