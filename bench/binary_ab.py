@@ -11,7 +11,8 @@ prints every run and the medians, with the services' CPU seconds per request.
 settings of one binary; `GOGC` and `K6_*` settings go to k6 instead (the load generator's own
 tuning). DURATION (default 8s) is each load's length; LOADS (default
 `push1,push100,debit`; also `pull`, 1,000-change pages at 32 clients, and `push1x1`, one-change
-pushes from one client) picks the loads.
+pushes from one client, and `health`, mana-sync's `/health`: a request without PostgreSQL) picks
+the loads.
 """
 import os
 import sys
@@ -51,6 +52,7 @@ if "pull" in LOADS:
 SYNC = f"http://127.0.0.1:{bench.SYNC_PORT}"
 ALL_LOADS = {
     "push1": ("push 1×32", "sync-push.js", {"BASE": SYNC, "TOKENS": push_tokens, "BATCH": 1}),
+    "health": ("health ×32", "health.js", {"BASE": SYNC}),
     "push1x1": ("push 1×1", "sync-push.js", {"BASE": SYNC, "TOKENS": push_tokens, "BATCH": 1, "VUS": 1}),
     "push100": ("push 100×32", "sync-push.js", {"BASE": SYNC, "TOKENS": push_tokens, "BATCH": 100}),
     "pull": ("pull 1,000×32", "sync-pull.js", {"BASE": SYNC, "TOKEN": tokens.mint("puller"), "FIRST": FIRST, "COUNT": COUNT}),
@@ -66,7 +68,7 @@ for round_ in range(ROUNDS):
         bench.warm(push_tokens, bench.SYNC_WARM_URL.format(port=bench.SYNC_PORT))
         bench.warm(use_tokens, bench.CREDITS_WARM_URL.format(port=bench.CREDITS_PORT))
         for load, script, env in (ALL_LOADS[key] for key in LOADS):
-            service = sync if script.startswith("sync") else credits
+            service = credits if script.startswith("credits") else sync
             cpu = service.cpu_seconds()
             metrics, passed = bench.k6(script, f"ab-{name}", k6_environment=load_environment, **{"VUS": 32, "DURATION": DURATION, **env})
             cpu = service.cpu_seconds() - cpu
