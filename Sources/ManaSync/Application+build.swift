@@ -47,7 +47,8 @@ func buildApplication(
     chassis.addService(notifier)
     SyncController(
         changeLog: changeLog, gate: gate, memberships: memberships, notifier: notifier, metrics: metrics,
-        maximumChanges: configuration.push.maximumChanges, pages: configuration.pages)
+        maximumChanges: configuration.push.maximumChanges, pages: configuration.pages,
+        segments: LogSegments(settings: .init(budget: configuration.pages.cacheBytes)))
         .addRoutes(to: chassis.router.group("sync").add(middleware: auth.userMiddleware()).add(middleware: chassis.largeRequests))
     let fanOut = MemberFanOut(hub: hub, directory: memberships)
     StreamController(

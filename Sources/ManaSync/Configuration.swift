@@ -74,13 +74,18 @@ struct PageLimits: Sendable {
     var pushAnswer = 1_000
     /// Page size of a pull that names no `limit` (an explicit `limit` of 1–5,000 still wins).
     var pullDefault = 1_000
+    /// Most bytes of change text the page cache holds (``LogSegments``; 0: none).
+    var cacheBytes = 8 << 20
 
     enum Variables {
         static let pushAnswer = EnvironmentVariable(
             "SYNC_PUSH_PAGE_LIMIT", default: "1000", help: "most changes of other clients a push answer carries (1-1000; hasMore beyond)")
         static let pullDefault = EnvironmentVariable(
             "SYNC_PULL_PAGE_DEFAULT", default: "1000", help: "page size of a pull without limit (1-5000)")
-        static var all: [EnvironmentVariable] { [pushAnswer, pullDefault] }
+        static let cacheBytes = EnvironmentVariable(
+            "SYNC_PAGE_CACHE_BYTES", default: "8388608",
+            help: "most bytes of recent log stretches held to cut full pages from (0: no page cache; docs/sync.md)")
+        static var all: [EnvironmentVariable] { [pushAnswer, pullDefault, cacheBytes] }
     }
 
     init() {}
@@ -88,5 +93,6 @@ struct PageLimits: Sendable {
     init(reading reader: inout ConfigReader) {
         pushAnswer = reader.int(Variables.pushAnswer, in: 1...1_000)
         pullDefault = reader.int(Variables.pullDefault, in: 1...5_000)
+        cacheBytes = reader.int(Variables.cacheBytes, in: 0...(1 << 30))
     }
 }

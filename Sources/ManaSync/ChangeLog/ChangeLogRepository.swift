@@ -163,6 +163,22 @@ struct ChangeLogRepository: Sendable {
         throw DatabaseConnectionLost()
     }
 
+    /// The next `rows` changes of a user's own log after `since` (every table and client), for
+    /// ``LogSegments``: one statement (`sync.log_segment`, migration 0014), one snapshot.
+    func segment(userID: String, appID: String, since: Int64, rows: Int) async throws -> LogSegments.Segment {
+        let logger = self.logger
+        return try await client.withGuardedConnection { connection in
+            var builder = LogSegments.Segment.Builder(from: since, capacity: rows)
+            let result = try await connection.query(
+                "SELECT at, table_name, client_id, served FROM sync.log_segment(\(userID)::text, \(appID)::text, \(since)::bigint, \(rows)::int)",
+                logger: logger)
+            for try await (cursor, table, clientID, text) in result.decode((Int64, String, String, ByteBuffer).self) {
+                guard builder.append(cursor: cursor, table: table, client: clientID, text: text) else { break }
+            }
+            return builder.build()
+        }
+    }
+
     /// One page of a table's changes after `since`, optionally without one client's own.
     func pull(userID: String, appID: String, table: String?, since: Int64, excludingClient: String?, limit: Int) async throws -> Page {
         try await withUserTransaction(userID) { connection in

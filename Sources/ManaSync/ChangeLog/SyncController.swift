@@ -17,6 +17,8 @@ struct SyncController: Sendable {
     let maximumChanges: Int
     /// Page sizes of push answers and of pulls without `limit` (`SYNC_PUSH_PAGE_LIMIT`, `SYNC_PULL_PAGE_DEFAULT`).
     let pages: PageLimits
+    /// Full pages of users in no shared space, cut from recent stretches of their logs.
+    let segments: LogSegments
 
     func addRoutes(to group: RouterGroup<AppRequestContext>) {
         group.post(":appId", use: push)
@@ -74,11 +76,18 @@ struct SyncController: Sendable {
         if let key, key.isEmpty || key.count > 200 {
             throw APIError.badRequest("Idempotency-Key must be 1 to 200 characters", field: "Idempotency-Key")
         }
+        // A user in no space: the answer may come from a held stretch of the log (the push then
+        // asks PostgreSQL for no page; a full page of older changes is the same before and after it).
+        let own = scope == .own && writeSpaces.isEmpty ? LogSegments.Key(user: user.id, app: appID) : nil
+        let cached = own.flatMap {
+            segments.fullPage($0, table: nil, excludingClient: clientID, since: since, limit: pages.pushAnswer)
+        }
         let (page, stored): (ChangeLogRepository.PageText, Int)
         do {
-            (page, stored) = try await changeLog.push(
+            let (built, count) = try await changeLog.push(
                 userID: user.id, appID: appID, clientID: clientID, changes: changes, tables: tables, since: since, idempotencyKey: key,
-                limit: pages.pushAnswer, writeSpaces: writeSpaces, readSpaces: scope.spaces)
+                limit: cached == nil ? pages.pushAnswer : 0, writeSpaces: writeSpaces, readSpaces: scope.spaces)
+            (page, stored) = (cached ?? built, count)
         } catch let moved as SpaceAuthorization.RecordMoved where indexed.indices.contains(moved.index) {
             let (index, change) = indexed[moved.index]
             throw SpaceAuthorization.conflict(index: index, recorded: moved.recorded, wanted: change.spaceID ?? "")
@@ -87,6 +96,7 @@ struct SyncController: Sendable {
             metrics.count("sync_changes_stored_total", by: stored)
             notifier.announce(userID: user.id, appID: appID, clientID: clientID, tables: tables, spaces: writeSpaces)
         }
+        if let own { noteAnswer(own, since: since, page: page, cached: cached != nil) }
         metrics.count("sync_changes_returned_total", by: page.count)
         return Self.response(page, scope: scope, since: since)
     }
@@ -105,11 +115,40 @@ struct SyncController: Sendable {
         let limit = try QueryParameter.integer(request, "limit", default: pages.pullDefault, in: 1...5_000)
         let clientID = request.headers[.clientID].flatMap { $0.isEmpty ? nil : $0 }
         let scope = ReadScope(await memberships.lookup(userID: user.id))
-        let page = try await changeLog.pullText(
-            userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit,
-            spaces: scope.spaces)
+        let own = scope == .own ? LogSegments.Key(user: user.id, app: appID) : nil
+        let cached = own.flatMap { segments.fullPage($0, table: collection, excludingClient: clientID, since: since, limit: limit) }
+        let page: ChangeLogRepository.PageText
+        if let cached {
+            page = cached
+        } else {
+            page = try await changeLog.pullText(
+                userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit,
+                spaces: scope.spaces)
+        }
+        if let own { noteAnswer(own, since: since, page: page, cached: cached != nil) }
         metrics.count("sync_changes_returned_total", by: page.count)
         return Self.response(page, scope: scope, since: since)
+    }
+
+    /// Counts a page cut from memory; a full page PostgreSQL built is noted, and when pages of
+    /// this log overlap (``LogSegments/noteFullPage(_:since:last:now:)``) the stretch from `since`
+    /// is read in the background for the next ones.
+    private func noteAnswer(_ key: LogSegments.Key, since: Int64, page: ChangeLogRepository.PageText, cached: Bool) {
+        if cached {
+            metrics.count("sync_page_cache_hits_total")
+            return
+        }
+        guard page.hasMore, segments.noteFullPage(key, since: since, last: page.syncedUntil) else { return }
+        metrics.count("sync_page_cache_reads_total")
+        let (changeLog, segments) = (self.changeLog, self.segments)
+        Task {
+            do {
+                segments.store(key, try await changeLog.segment(userID: key.user, appID: key.app, since: since, rows: segments.settings.rows))
+            } catch {
+                segments.abandon(key)
+                changeLog.logger.warning("page cache: reading a log segment failed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+        }
     }
 
     // MARK: Input
