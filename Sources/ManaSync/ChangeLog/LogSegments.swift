@@ -58,7 +58,7 @@ final class LogSegments: Sendable {
 
         /// The page of `limit` changes after `since` (of `table`, not of `excludedClient`) when
         /// the segment holds it and one more matching change; nil when it does not.
-        func fullPage(table: String?, excludingClient excluded: String?, since: Int64, limit: Int) -> ChangeLogRepository.PageText? {
+        func fullPage(table: String?, excludingClient excluded: String?, since: Int64, limit: Int) -> Cut? {
             guard limit > 0, from <= since, since < to else { return nil }
             var tableNumber: UInt16?
             if let table {
@@ -66,24 +66,22 @@ final class LogSegments: Sendable {
                 tableNumber = UInt16(index)
             }
             let excludedNumber = excluded.flatMap { clientIndex[$0] }
-            var first = firstIndex(after: since)
+            var index = firstIndex(after: since)
             var picked: [Int32] = []
             picked.reserveCapacity(limit)
-            var size = 2
-            while first < cursors.count {
-                defer { first += 1 }
-                if let tableNumber, tables[first] != tableNumber { continue }
-                if let excludedNumber, clients[first] == excludedNumber { continue }
-                guard picked.count < limit else {
-                    return page(picked, size: size)
-                }
-                picked.append(Int32(first))
-                size += Int(ends[first] - start(first)) + 1
+            var size = 1  // `[` and `]`, a comma between two changes
+            while index < cursors.count {
+                defer { index += 1 }
+                if let tableNumber, tables[index] != tableNumber { continue }
+                if let excludedNumber, clients[index] == excludedNumber { continue }
+                guard picked.count < limit else { return Cut(segment: self, picked: picked, size: size) }
+                picked.append(Int32(index))
+                size += Int(ends[index] - start(index)) + 1
             }
             return nil
         }
 
-        private func start(_ index: Int) -> Int32 { index == 0 ? 0 : ends[index - 1] }
+        fileprivate func start(_ index: Int) -> Int32 { index == 0 ? 0 : ends[index - 1] }
 
         /// The first index whose cursor is above `since`.
         private func firstIndex(after since: Int64) -> Int {
@@ -94,20 +92,6 @@ final class LogSegments: Sendable {
                 if cursors[middle] <= since { low = middle + 1 } else { high = middle }
             }
             return low
-        }
-
-        private func page(_ picked: [Int32], size: Int) -> ChangeLogRepository.PageText {
-            var out = ByteBuffer()
-            out.reserveCapacity(size)
-            out.writeInteger(UInt8(ascii: "["))
-            for (n, index) in picked.enumerated() {
-                if n > 0 { out.writeInteger(UInt8(ascii: ",")) }
-                let begin = Int(start(Int(index)))
-                out.writeImmutableBuffer(text.getSlice(at: text.readerIndex + begin, length: Int(ends[Int(index)]) - begin)!)
-            }
-            out.writeInteger(UInt8(ascii: "]"))
-            return ChangeLogRepository.PageText(
-                changes: out, count: picked.count, syncedUntil: cursors[Int(picked.last!)], hasMore: true)
         }
 
         /// Builds a segment from rows in cursor order.
@@ -163,6 +147,31 @@ final class LogSegments: Sendable {
         }
     }
 
+    /// A full page found in a segment, not yet copied: the answer writes it straight into its
+    /// envelope (``write(into:)``), so a page cut from memory is copied once.
+    struct Cut: Sendable {
+        let segment: Segment
+        /// Indexes of the page's changes in `segment`.
+        let picked: [Int32]
+        /// Bytes of the changes array, `[` to `]`.
+        let size: Int
+
+        var count: Int { picked.count }
+        var syncedUntil: Int64 { segment.cursors[Int(picked.last!)] }
+
+        /// Writes the changes array, `[{…},{…}]`.
+        func write(into out: inout ByteBuffer) {
+            out.writeInteger(UInt8(ascii: "["))
+            let text = segment.text
+            for (n, index) in picked.enumerated() {
+                if n > 0 { out.writeInteger(UInt8(ascii: ",")) }
+                let begin = Int(segment.start(Int(index)))
+                out.writeImmutableBuffer(text.getSlice(at: text.readerIndex + begin, length: Int(segment.ends[Int(index)]) - begin)!)
+            }
+            out.writeInteger(UInt8(ascii: "]"))
+        }
+    }
+
     let settings: Settings
     private let state: Mutex<State>
 
@@ -194,10 +203,10 @@ final class LogSegments: Sendable {
     /// Bytes of the segments held.
     var bytes: Int { state.withLock { $0.bytes } }
 
-    /// A full page cut from a held segment, or nil (PostgreSQL builds it).
+    /// A full page found in a held segment, or nil (PostgreSQL builds it).
     func fullPage(
         _ key: Key, table: String?, excludingClient: String?, since: Int64, limit: Int, now: ContinuousClock.Instant = .now
-    ) -> ChangeLogRepository.PageText? {
+    ) -> Cut? {
         guard enabled else { return nil }
         let candidates: [Segment] = state.withLock { state in
             guard var list = state.held[key] else { return [] }

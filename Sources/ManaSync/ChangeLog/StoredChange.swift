@@ -76,10 +76,19 @@ struct StoredChange: Sendable, Equatable {
     /// PostgreSQL built, written into one buffer: the page's bytes are copied once, from the
     /// database's message to the response (a page of 1,000 changes is ~200 KB).
     static func pageBuffer(opening: StaticString, changes: ByteBuffer, syncedUntil: Int64, hasMore: Bool) -> ByteBuffer {
+        pageBuffer(opening: opening, size: changes.readableBytes, syncedUntil: syncedUntil, hasMore: hasMore) {
+            $0.writeImmutableBuffer(changes)
+        }
+    }
+
+    /// The same envelope around a changes array of `size` bytes that `changes` writes.
+    static func pageBuffer(
+        opening: StaticString, size: Int, syncedUntil: Int64, hasMore: Bool, changes: (inout ByteBuffer) -> Void
+    ) -> ByteBuffer {
         var out = ByteBuffer()
-        out.reserveCapacity(opening.utf8CodeUnitCount + changes.readableBytes + 64)
+        out.reserveCapacity(opening.utf8CodeUnitCount + size + 64)
         out.writeStaticString(opening)
-        out.writeImmutableBuffer(changes)
+        changes(&out)
         out.writeString(closing(syncedUntil: syncedUntil, hasMore: hasMore))
         return out
     }

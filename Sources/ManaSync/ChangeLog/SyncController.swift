@@ -82,12 +82,12 @@ struct SyncController: Sendable {
         let cached = own.flatMap {
             segments.fullPage($0, table: nil, excludingClient: clientID, since: since, limit: pages.pushAnswer)
         }
-        let (page, stored): (ChangeLogRepository.PageText, Int)
+        let (page, stored): (Answer, Int)
         do {
             let (built, count) = try await changeLog.push(
                 userID: user.id, appID: appID, clientID: clientID, changes: changes, tables: tables, since: since, idempotencyKey: key,
                 limit: cached == nil ? pages.pushAnswer : 0, writeSpaces: writeSpaces, readSpaces: scope.spaces)
-            (page, stored) = (cached ?? built, count)
+            (page, stored) = (cached.map(Answer.cut) ?? .built(built), count)
         } catch let moved as SpaceAuthorization.RecordMoved where indexed.indices.contains(moved.index) {
             let (index, change) = indexed[moved.index]
             throw SpaceAuthorization.conflict(index: index, recorded: moved.recorded, wanted: change.spaceID ?? "")
@@ -117,13 +117,14 @@ struct SyncController: Sendable {
         let scope = ReadScope(await memberships.lookup(userID: user.id))
         let own = scope == .own ? LogSegments.Key(user: user.id, app: appID) : nil
         let cached = own.flatMap { segments.fullPage($0, table: collection, excludingClient: clientID, since: since, limit: limit) }
-        let page: ChangeLogRepository.PageText
+        let page: Answer
         if let cached {
-            page = cached
+            page = .cut(cached)
         } else {
-            page = try await changeLog.pullText(
-                userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit,
-                spaces: scope.spaces)
+            page = .built(
+                try await changeLog.pullText(
+                    userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit,
+                    spaces: scope.spaces))
         }
         if let own { noteAnswer(own, since: since, page: page, cached: cached != nil) }
         metrics.count("sync_changes_returned_total", by: page.count)
@@ -133,7 +134,7 @@ struct SyncController: Sendable {
     /// Counts a page cut from memory; a full page PostgreSQL built is noted, and when pages of
     /// this log overlap (``LogSegments/noteFullPage(_:since:last:now:)``) the stretch from `since`
     /// is read in the background for the next ones.
-    private func noteAnswer(_ key: LogSegments.Key, since: Int64, page: ChangeLogRepository.PageText, cached: Bool) {
+    private func noteAnswer(_ key: LogSegments.Key, since: Int64, page: Answer, cached: Bool) {
         if cached {
             metrics.count("sync_page_cache_hits_total")
             return
@@ -153,15 +154,45 @@ struct SyncController: Sendable {
 
     // MARK: Input
 
-    /// `{"conflicts":[],"serverChanges":[...],"syncedUntil","hasMore"}` around PostgreSQL's text.
-    /// While memberships cannot be resolved the answer has own rows only, and its cursor stays
-    /// at `since` (rows of the user's spaces behind it must not be skipped).
-    static func response(_ page: ChangeLogRepository.PageText, scope: ReadScope = .own, since: Int64 = 0) -> JSONResponse {
+    /// A page to answer with: as PostgreSQL built it, or found in a held stretch of the log.
+    enum Answer {
+        case built(ChangeLogRepository.PageText)
+        case cut(LogSegments.Cut)
+
+        var count: Int {
+            switch self {
+            case .built(let page): page.count
+            case .cut(let cut): cut.count
+            }
+        }
+        var syncedUntil: Int64 {
+            switch self {
+            case .built(let page): page.syncedUntil
+            case .cut(let cut): cut.syncedUntil
+            }
+        }
+        var hasMore: Bool {
+            switch self {
+            case .built(let page): page.hasMore
+            case .cut: true
+            }
+        }
+    }
+
+    /// `{"conflicts":[],"serverChanges":[...],"syncedUntil","hasMore"}` around the page's text,
+    /// written into one buffer. While memberships cannot be resolved the answer has own rows
+    /// only, and its cursor stays at `since` (rows of the user's spaces behind it must not be skipped).
+    static func response(_ page: Answer, scope: ReadScope = .own, since: Int64 = 0) -> JSONResponse {
         let degraded = scope == .degraded
-        return JSONResponse(
-            rawJSON: StoredChange.pageBuffer(
-                opening: #"{"conflicts":[],"serverChanges":"#, changes: page.changes, syncedUntil: degraded ? since : page.syncedUntil,
-                hasMore: degraded ? false : page.hasMore),
-            headers: degraded ? ReadScope.degradedHeader : [:])
+        let opening: StaticString = #"{"conflicts":[],"serverChanges":"#
+        let (syncedUntil, hasMore) = degraded ? (since, false) : (page.syncedUntil, page.hasMore)
+        let body: ByteBuffer
+        switch page {
+        case .built(let built):
+            body = StoredChange.pageBuffer(opening: opening, changes: built.changes, syncedUntil: syncedUntil, hasMore: hasMore)
+        case .cut(let cut):
+            body = StoredChange.pageBuffer(opening: opening, size: cut.size, syncedUntil: syncedUntil, hasMore: hasMore) { cut.write(into: &$0) }
+        }
+        return JSONResponse(rawJSON: body, headers: degraded ? ReadScope.degradedHeader : [:])
     }
 }
