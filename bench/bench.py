@@ -189,6 +189,12 @@ class Service:
         log(f"  {self.name} never reported {name} within {timeout} s")
         return False
 
+    def metric(self, name):
+        """The sum of a counter's samples on /metrics (every label set), 0 when it has none yet."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as answer:
+            lines = answer.read().decode().splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(name + " ") or line.startswith(name + "{"))
+
     def cpu_seconds(self):
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -686,15 +692,19 @@ def bench_mixed(cluster, sync, tokens):
     """The original server's mixed load test: one user ramping to 200 virtual users."""
     log("sync mixed scenario (ramping to 200 virtual users)")
     cpu = sync.cpu_seconds()
+    hits, reads = sync.metric("sync_page_cache_hits_total"), sync.metric("sync_page_cache_reads_total")
     metrics, passed = k6("sync-mixed.js", "mixed", BASE=f"http://127.0.0.1:{SYNC_PORT}", TOKEN=tokens.mint("mixed"),
                          RAMP=os.environ.get("RAMP", "3m30s"), VUS=os.environ.get("MIXED_VUS", "200"))
     cpu = sync.cpu_seconds() - cpu
+    # Pages cut from held stretches of the log (docs/sync.md, "Page cache"), and stretches read.
+    hits, reads = sync.metric("sync_page_cache_hits_total") - hits, sync.metric("sync_page_cache_reads_total") - reads
     trend = lambda name: metrics.get(name, {})
     push, pull, every = trend("http_req_duration{name:push}"), trend("http_req_duration{name:pull}"), trend("http_req_duration")
     record("mixed", requests=metrics["http_reqs"]["count"], rate=metrics["http_reqs"]["rate"],
            failed=metrics["http_req_failed"]["value"] if "value" in metrics["http_req_failed"] else metrics["http_req_failed"].get("rate", 0),
            push_p95=push.get("p(95)", 0), pull_p95=pull.get("p(95)", 0), all_p95=every.get("p(95)", 0), all_p99=every.get("p(99)", 0),
-           rss_mb=sync.rss_mb(), peak_rss_mb=sync.peak_rss_mb(), cpu_service=cpu, cpu_k6=LAST_K6_CPU[0], thresholds=passed,
+           rss_mb=sync.rss_mb(), anon_mb=sync.anon_mb(), peak_rss_mb=sync.peak_rss_mb(), cpu_service=cpu, cpu_k6=LAST_K6_CPU[0],
+           pages_cut=hits, stretches_read=reads, thresholds=passed,
            settings=" ".join(SYNC_EXTRA) or "defaults")
 
 
@@ -879,9 +889,11 @@ def report(machine):
                   "where the machine's CPU is the limit, the 32-client rows, not one hot user's, which a row lock limits.)", ""]
     for r in (r for r in RESULTS if r["section"] == "mixed"):
         lines += ["| mixed scenario (1 user, ramping to 200 VUs) | requests | req/s | errors | push p95 ms (< 300) | pull p95 ms (< 200) | "
-                  "all p95 / p99 ms (< 500 / 1,000) | RSS / peak MB | CPU s service / k6 | k6 thresholds |", "|---|---|---|---|---|---|---|---|---|---|",
+                  "all p95 / p99 ms (< 500 / 1,000) | RSS (anonymous) / peak MB | CPU s service / k6 | pages from memory / stretches read | k6 thresholds |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|",
                   f"| {r['settings']} | {r['requests']:,} | {r['rate']:,.0f} | {r['failed'] * 100:.2f}% | {ms(r['push_p95'])} | {ms(r['pull_p95'])} | "
-                  f"{ms(r['all_p95'])} / {ms(r['all_p99'])} | {r['rss_mb']:.0f} / {r['peak_rss_mb']:.0f} | {r['cpu_service']:.0f} / {r['cpu_k6']:.0f} | "
+                  f"{ms(r['all_p95'])} / {ms(r['all_p99'])} | {r['rss_mb']:.0f} ({r.get('anon_mb', 0):.0f}) / {r['peak_rss_mb']:.0f} | "
+                  f"{r['cpu_service']:.0f} / {r['cpu_k6']:.0f} | {r.get('pages_cut', 0):,.0f} / {r.get('stretches_read', 0):,.0f} | "
                   f"{'pass' if r['thresholds'] else 'FAIL'} |", ""]
     for r in (r for r in RESULTS if r["section"] == "bulk"):
         lines += [f"bulk push: {r['changes']:,} changes ({r['body_mb']:.1f} MB) in one request, one transaction: **{r['seconds']:.2f} s** "

@@ -43,7 +43,7 @@ final class LogSegments: Sendable {
     struct Segment: Sendable {
         let from: Int64
         let cursors: [Int64]
-        /// End of change i's text in `text` (it starts where change i-1's ends).
+        /// End of change i's text and its comma in `text` (it starts where change i-1's ends).
         let ends: [Int32]
         let tables: [UInt16]
         let tableNames: [String]
@@ -69,14 +69,14 @@ final class LogSegments: Sendable {
             var index = firstIndex(after: since)
             var picked: [Int32] = []
             picked.reserveCapacity(limit)
-            var size = 1  // `[` and `]`, a comma between two changes
+            var size = 1  // `[`, each change with its comma, the last comma the `]`
             while index < cursors.count {
                 defer { index += 1 }
                 if let tableNumber, tables[index] != tableNumber { continue }
                 if let excludedNumber, clients[index] == excludedNumber { continue }
                 guard picked.count < limit else { return Cut(segment: self, picked: picked, size: size) }
                 picked.append(Int32(index))
-                size += Int(ends[index] - start(index)) + 1
+                size += Int(ends[index] - start(index))
             }
             return nil
         }
@@ -111,13 +111,13 @@ final class LogSegments: Sendable {
                 ends.reserveCapacity(capacity)
                 tables.reserveCapacity(capacity)
                 clients.reserveCapacity(capacity)
-                text.reserveCapacity(capacity * 160)
+                text.reserveCapacity(capacity * 180)
             }
 
             /// Adds the next change; false (and nothing added) when it is out of order or the text is too large.
             @discardableResult
             mutating func append(cursor: Int64, table: String, client: String, text change: ByteBuffer) -> Bool {
-                guard cursor > (cursors.last ?? from), text.writerIndex + change.readableBytes < Int32.max else { return false }
+                guard cursor > (cursors.last ?? from), text.writerIndex + change.readableBytes + 1 < Int32.max else { return false }
                 var tableNumber = tableNames.firstIndex(of: table)
                 if tableNumber == nil {
                     guard tableNames.count < Int(UInt16.max) else { return false }
@@ -135,6 +135,7 @@ final class LogSegments: Sendable {
                 tables.append(UInt16(tableNumber!))
                 clients.append(clientNumber)
                 text.writeImmutableBuffer(change)
+                text.writeInteger(UInt8(ascii: ","))
                 ends.append(Int32(text.writerIndex))
                 return true
             }
@@ -159,16 +160,24 @@ final class LogSegments: Sendable {
         var count: Int { picked.count }
         var syncedUntil: Int64 { segment.cursors[Int(picked.last!)] }
 
-        /// Writes the changes array, `[{…},{…}]`.
+        /// Writes the changes array, `[{…},{…}]`: each run of neighbouring changes in one copy
+        /// (every change is held with its comma; the last comma becomes the `]`).
         func write(into out: inout ByteBuffer) {
             out.writeInteger(UInt8(ascii: "["))
-            let text = segment.text
-            for (n, index) in picked.enumerated() {
-                if n > 0 { out.writeInteger(UInt8(ascii: ",")) }
-                let begin = Int(segment.start(Int(index)))
-                out.writeImmutableBuffer(text.getSlice(at: text.readerIndex + begin, length: Int(segment.ends[Int(index)]) - begin)!)
+            segment.text.withUnsafeReadableBytes { text in
+                var run = 0..<0
+                for index in picked {
+                    let change = Int(segment.start(Int(index)))..<Int(segment.ends[Int(index)])
+                    if change.lowerBound == run.upperBound {
+                        run = run.lowerBound..<change.upperBound
+                    } else {
+                        out.writeBytes(UnsafeRawBufferPointer(rebasing: text[run]))
+                        run = change
+                    }
+                }
+                out.writeBytes(UnsafeRawBufferPointer(rebasing: text[run]))
             }
-            out.writeInteger(UInt8(ascii: "]"))
+            out.setInteger(UInt8(ascii: "]"), at: out.writerIndex - 1)
         }
     }
 
