@@ -99,6 +99,37 @@ extension LogSegments.Cut {
         for _ in 0..<4 { #expect(!off.noteFullPage(key, since: 0, last: 100, now: start)) }
     }
 
+    @Test func theNextStretchIsReadBeforeTheHeldOneRunsOut() throws {
+        let cache = LogSegments(settings: .init())
+        let key = LogSegments.Key(user: "u", app: "a")
+        cache.store(key, Self.segment(from: 0, (1...100).map { Row(cursor: Int64($0), table: "t", client: "A") }))
+        // Pages from the first half: nothing to read (asked from one point, a page never reads again).
+        let early = try #require(cache.fullPage(key, table: nil, excludingClient: nil, since: 10, limit: 10))
+        #expect(!cache.readsAhead(key, after: early))
+        // From the second half: read once, from that page's since.
+        let late = try #require(cache.fullPage(key, table: nil, excludingClient: nil, since: 60, limit: 10))
+        #expect(late.first == 60)
+        #expect(cache.readsAhead(key, after: late))
+        #expect(!cache.readsAhead(key, after: late))  // being read
+        cache.store(key, Self.segment(from: 60, (61...160).map { Row(cursor: Int64($0), table: "t", client: "A") }))
+        // A later stretch is held: the first no longer reads ahead.
+        let again = try #require(cache.fullPage(key, table: nil, excludingClient: nil, since: 60, limit: 10))
+        #expect(!cache.readsAhead(key, after: late))
+        #expect(again.syncedUntil == 70)
+    }
+
+    @Test func aPageAHeldStretchCoversIsNoDemand() {
+        let cache = LogSegments(settings: .init())
+        let key = LogSegments.Key(user: "u", app: "a")
+        cache.store(key, Self.segment(from: 0, (1...100).map { Row(cursor: Int64($0), table: "t", client: "A") }))
+        // Built by PostgreSQL while the stretch was being read: covered, not counted.
+        for _ in 0..<4 { #expect(!cache.noteFullPage(key, since: 10, last: 50)) }
+        // Pages beyond it are demand.
+        #expect(!cache.noteFullPage(key, since: 90, last: 150))
+        #expect(!cache.noteFullPage(key, since: 91, last: 151))
+        #expect(cache.noteFullPage(key, since: 92, last: 152))
+    }
+
     @Test func heldSegmentsStayWithinTheBudgetAndTheirAge() {
         let rows = (1...100).map { Row(cursor: Int64($0), table: "t", client: "A") }
         let one = Self.segment(from: 0, rows)

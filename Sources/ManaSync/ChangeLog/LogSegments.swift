@@ -66,7 +66,8 @@ final class LogSegments: Sendable {
                 tableNumber = UInt16(index)
             }
             let excludedNumber = excluded.flatMap { clientIndex[$0] }
-            var index = firstIndex(after: since)
+            let first = firstIndex(after: since)
+            var index = first
             var picked: [Int32] = []
             picked.reserveCapacity(limit)
             var size = 1  // `[`, each change with its comma, the last comma the `]`
@@ -74,7 +75,7 @@ final class LogSegments: Sendable {
                 defer { index += 1 }
                 if let tableNumber, tables[index] != tableNumber { continue }
                 if let excludedNumber, clients[index] == excludedNumber { continue }
-                guard picked.count < limit else { return Cut(segment: self, picked: picked, size: size) }
+                guard picked.count < limit else { return Cut(segment: self, first: first, picked: picked, size: size) }
                 picked.append(Int32(index))
                 size += Int(ends[index] - start(index))
             }
@@ -152,6 +153,8 @@ final class LogSegments: Sendable {
     /// envelope (``write(into:)``), so a page cut from memory is copied once.
     struct Cut: Sendable {
         let segment: Segment
+        /// Index of the segment's first change after the page's `since`.
+        let first: Int
         /// Indexes of the page's changes in `segment`.
         let picked: [Int32]
         /// Bytes of the changes array, `[` to `]`.
@@ -240,11 +243,29 @@ final class LogSegments: Sendable {
         return nil
     }
 
+    /// After a page cut from memory: true (the caller reads the stretch from the page's
+    /// `since`, then calls ``store(_:_:now:)`` or ``abandon(_:)``) when more than half of the
+    /// segment lies behind that `since` and no later stretch of this log is held or being read.
+    /// Clients that follow the log's end (each asking from about a minute ago, say) then find
+    /// the next stretch held before this one runs out; pages asked from one point never read again.
+    func readsAhead(_ key: Key, after cut: Cut) -> Bool {
+        guard cut.first * 2 >= cut.segment.count else { return false }
+        return state.withLock { state in
+            guard state.demand[key]?.loading != true,
+                state.held[key]?.contains(where: { $0.segment.from > cut.segment.from }) != true
+            else { return false }
+            state.demand[key, default: Demand()].loading = true
+            return true
+        }
+    }
+
     /// Notes a full page PostgreSQL built (`since` to its last cursor); true when the caller
-    /// should read the segment from `since` (and then call ``store(_:_:)`` or ``abandon(_:)``).
+    /// should read the segment from `since` (and then call ``store(_:_:now:)`` or ``abandon(_:)``).
+    /// A page a held segment now covers (looked up before that segment arrived) is not demand.
     func noteFullPage(_ key: Key, since: Int64, last: Int64, now: ContinuousClock.Instant = .now) -> Bool {
         guard enabled else { return false }
         return state.withLock { state in
+            if state.held[key]?.contains(where: { $0.segment.from <= since && last < $0.segment.to }) == true { return false }
             if state.demand.count > 4_096 && state.demand[key] == nil {
                 state.demand = state.demand.filter { $0.value.loading }
             }

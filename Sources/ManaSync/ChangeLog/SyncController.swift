@@ -96,7 +96,7 @@ struct SyncController: Sendable {
             metrics.count("sync_changes_stored_total", by: stored)
             notifier.announce(userID: user.id, appID: appID, clientID: clientID, tables: tables, spaces: writeSpaces)
         }
-        if let own { noteAnswer(own, since: since, page: page, cached: cached != nil) }
+        if let own { noteAnswer(own, since: since, page: page) }
         metrics.count("sync_changes_returned_total", by: page.count)
         return Self.response(page, scope: scope, since: since)
     }
@@ -126,20 +126,23 @@ struct SyncController: Sendable {
                     userID: user.id, appID: appID, table: collection, since: since, excludingClient: clientID, limit: limit,
                     spaces: scope.spaces))
         }
-        if let own { noteAnswer(own, since: since, page: page, cached: cached != nil) }
+        if let own { noteAnswer(own, since: since, page: page) }
         metrics.count("sync_changes_returned_total", by: page.count)
         return Self.response(page, scope: scope, since: since)
     }
 
-    /// Counts a page cut from memory; a full page PostgreSQL built is noted, and when pages of
-    /// this log overlap (``LogSegments/noteFullPage(_:since:last:now:)``) the stretch from `since`
-    /// is read in the background for the next ones.
-    private func noteAnswer(_ key: LogSegments.Key, since: Int64, page: Answer, cached: Bool) {
-        if cached {
+    /// Counts a page cut from memory; a full page PostgreSQL built is noted. When pages of this
+    /// log overlap (``LogSegments/noteFullPage(_:since:last:now:)``), or a page was cut from the
+    /// second half of a held stretch (``LogSegments/readsAhead(_:after:)``), the stretch from
+    /// `since` is read in the background for the next ones.
+    private func noteAnswer(_ key: LogSegments.Key, since: Int64, page: Answer) {
+        switch page {
+        case .cut(let cut):
             metrics.count("sync_page_cache_hits_total")
-            return
+            guard segments.readsAhead(key, after: cut) else { return }
+        case .built(let built):
+            guard built.hasMore, segments.noteFullPage(key, since: since, last: built.syncedUntil) else { return }
         }
-        guard page.hasMore, segments.noteFullPage(key, since: since, last: page.syncedUntil) else { return }
         metrics.count("sync_page_cache_reads_total")
         let (changeLog, segments) = (self.changeLog, self.segments)
         Task {
