@@ -144,10 +144,11 @@ struct SyncController: Sendable {
             guard built.hasMore, segments.noteFullPage(key, since: since, last: built.syncedUntil) else { return }
         }
         metrics.count("sync_page_cache_reads_total")
-        let (changeLog, segments) = (self.changeLog, self.segments)
+        let (changeLog, segments, metrics) = (self.changeLog, self.segments, self.metrics)
         Task {
             do {
                 segments.store(key, try await changeLog.segment(userID: key.user, appID: key.app, since: since, rows: segments.settings.rows))
+                metrics.set("sync_page_cache_bytes", to: Double(segments.bytes))
             } catch {
                 segments.abandon(key)
                 changeLog.logger.warning("page cache: reading a log segment failed", metadata: ["error": "\(String(reflecting: error))"])
