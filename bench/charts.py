@@ -17,6 +17,8 @@ Output, into --out (default docs/charts):
   latency.svg    p50 / p95 / p99 per scenario (ms)
   rss.svg        resident memory of the service per scenario (MB)
   throughput.svg service against PostgreSQL, per scenario (log scale)
+  mixed.svg      the mixed scenario's push / pull / all-requests p95 and p99 against its k6
+                 thresholds, a bar per run
 """
 import argparse
 import json
@@ -197,6 +199,22 @@ def charts(data):
         made["latency.svg"] = bar_chart(
             "Latency percentiles per scenario", source(data), rows,
             [("p50", COLORS["p50"], "p50"), ("p95", COLORS["p95"], "p95"), ("p99", COLORS["p99"], "p99")], "ms (log scale)", scale="log")
+    mixed = [r for r in records if r["section"] == "mixed" and r.get("push_p95")]
+    if mixed:
+        # The k6 thresholds of bench/sync-mixed.js, and a bar per run.
+        kinds = [("push p95", "push_p95", 300), ("pull p95", "pull_p95", 200), ("all requests p95", "all_p95", 500),
+                 ("all requests p99", "all_p99", 1000)]
+        runs = list(dict.fromkeys(r.get("run", data.get("date", "run")) for r in mixed))
+        palette = RUN_COLOURS[-len(runs):] if len(runs) <= len(RUN_COLOURS) else RUN_COLOURS * len(runs)
+        rows = []
+        for name, key, threshold in kinds:
+            row = {"threshold": threshold}
+            for r in mixed:
+                row[r.get("run", data.get("date", "run"))] = r[key]
+            rows.append((name, row))
+        series = [(run, colour, f"{run}") for run, colour in zip(runs, palette)] + [("threshold", COLORS["bound"], "k6 threshold (pass below)")]
+        made["mixed.svg"] = bar_chart(
+            "Mixed scenario (one user, ramp to 200 VUs): latency against the thresholds", source(data), rows, series, "ms")
     memory = []
     for r in records:
         if r["section"] == "idle":

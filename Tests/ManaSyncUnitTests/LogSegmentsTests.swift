@@ -76,7 +76,7 @@ extension LogSegments.Cut {
         #expect(builder.build().count == 2)
     }
 
-    @Test func aSegmentIsReadOnlyWhenAPageOverlapsTwoRecentOnes() {
+    @Test func aSegmentIsReadOnlyWhenAPageOverlapsThreeRecentOnes() {
         let cache = LogSegments(settings: .init())
         let key = LogSegments.Key(user: "u", app: "a")
         let start = ContinuousClock.now
@@ -84,15 +84,15 @@ extension LogSegments.Cut {
         #expect(!cache.noteFullPage(key, since: 0, last: 100, now: start))
         #expect(!cache.noteFullPage(key, since: 500, last: 600, now: start))
         #expect(!cache.noteFullPage(key, since: 50, last: 150, now: start))  // overlaps one
-        #expect(cache.noteFullPage(key, since: 60, last: 160, now: start))  // overlaps two: read
+        #expect(!cache.noteFullPage(key, since: 60, last: 160, now: start))  // overlaps two
+        #expect(cache.noteFullPage(key, since: 70, last: 170, now: start))  // overlaps three: read
         // One read at a time per log.
-        #expect(!cache.noteFullPage(key, since: 70, last: 170, now: start))
+        #expect(!cache.noteFullPage(key, since: 75, last: 175, now: start))
         cache.abandon(key)
         #expect(cache.noteFullPage(key, since: 80, last: 180, now: start))
         // Another log has demand of its own; old pages no longer count.
         let other = LogSegments.Key(user: "u", app: "b")
-        #expect(!cache.noteFullPage(other, since: 0, last: 100, now: start))
-        #expect(!cache.noteFullPage(other, since: 0, last: 100, now: start))
+        for _ in 0..<3 { #expect(!cache.noteFullPage(other, since: 0, last: 100, now: start)) }
         #expect(!cache.noteFullPage(other, since: 0, last: 100, now: start + .seconds(3)))
         // No cache, no reads.
         let off = LogSegments(settings: .init(budget: 0))
@@ -127,7 +127,8 @@ extension LogSegments.Cut {
         // Pages beyond it are demand.
         #expect(!cache.noteFullPage(key, since: 90, last: 150))
         #expect(!cache.noteFullPage(key, since: 91, last: 151))
-        #expect(cache.noteFullPage(key, since: 92, last: 152))
+        #expect(!cache.noteFullPage(key, since: 92, last: 152))
+        #expect(cache.noteFullPage(key, since: 93, last: 153))
     }
 
     @Test func heldSegmentsStayWithinTheBudgetAndTheirAge() {

@@ -17,7 +17,7 @@ import Synchronization
 /// ``Settings/maximumAge``.
 ///
 /// When a segment is read: only where pages overlap. Each full page PostgreSQL builds is noted
-/// (its `since` and last cursor); when a page overlaps two others noted in the last two seconds
+/// (its `since` and last cursor); when a page overlaps three others noted in the last two seconds
 /// for the same user and app, the stretch from its `since` is read once (``Settings/rows``
 /// changes, every table and client) and later pages starting inside it are cut from memory. Many
 /// devices of one user catching up from about the same point share one read; pulls from random
@@ -187,6 +187,11 @@ final class LogSegments: Sendable {
     let settings: Settings
     private let state: Mutex<State>
 
+    /// Earlier full pages (of the last eight, within ``Settings/demandWindow``) a page must
+    /// overlap for its stretch to be read. Three: 32 clients pulling pages of 1,000 from random
+    /// points of 200,000 changes read a stretch about once a minute (two: several a second).
+    static let overlapsForARead = 3
+
     private struct Held {
         let segment: Segment
         let readAt: ContinuousClock.Instant
@@ -274,7 +279,7 @@ final class LogSegments: Sendable {
             let overlapping = demand.pages.count { $0.since <= last && since <= $0.last }
             demand.pages.append((since, last, now))
             if demand.pages.count > 8 { demand.pages.removeFirst(demand.pages.count - 8) }
-            let load = overlapping >= 2 && !demand.loading
+            let load = overlapping >= Self.overlapsForARead && !demand.loading
             if load { demand.loading = true }
             state.demand[key] = demand
             return load
