@@ -19,8 +19,6 @@ struct SyncController: Sendable {
     let pages: PageLimits
     /// Full pages of users in no shared space, cut from recent stretches of their logs.
     let segments: LogSegments
-    /// One storing push per user and app at a time in this process.
-    let lanes = PushLanes()
 
     func addRoutes(to group: RouterGroup<AppRequestContext>) {
         group.post(":appId", use: push)
@@ -86,13 +84,9 @@ struct SyncController: Sendable {
         }
         let (page, stored): (Answer, Int)
         do {
-            let store = {
-                try await changeLog.push(
-                    userID: user.id, appID: appID, clientID: clientID, changes: changes, tables: tables, since: since,
-                    idempotencyKey: key, limit: cached == nil ? pages.pushAnswer : 0, writeSpaces: writeSpaces, readSpaces: scope.spaces)
-            }
-            // A push that stores nothing takes no head lock: it need not wait for the others.
-            let (built, count) = changes.isEmpty ? try await store() : try await lanes.serialize(LogSegments.Key(user: user.id, app: appID), store)
+            let (built, count) = try await changeLog.push(
+                userID: user.id, appID: appID, clientID: clientID, changes: changes, tables: tables, since: since, idempotencyKey: key,
+                limit: cached == nil ? pages.pushAnswer : 0, writeSpaces: writeSpaces, readSpaces: scope.spaces)
             (page, stored) = (cached.map(Answer.cut) ?? .built(built), count)
         } catch let moved as SpaceAuthorization.RecordMoved where indexed.indices.contains(moved.index) {
             let (index, change) = indexed[moved.index]
