@@ -80,6 +80,16 @@ extension JSONValue {
             }
             #expect(ids.count == 1_501 && Set(ids).count == 1_501 && ids.last == "late")
             #expect(try await hits() > before + 2)
+
+            // A push answer of this busy log that no stretch holds (from the head) comes from
+            // PostgreSQL: it covers the push, and the next client's answer has the change.
+            let fromB = try await h.push("app", as: "hot", client: "B", since: since, changes: [Changes.insert("items", "late2", ["n": 2])])
+            #expect(fromB.body["serverChanges"] == [] && fromB.body["hasMore"] == false)
+            let fromA = try await h.push("app", as: "hot", client: "A", since: since, changes: [Changes.insert("tags", "late3", ["n": 3])])
+            #expect(fromA.body["serverChanges"]?.elements?.compactMap { $0["id"]?.stringValue } == ["late2"])
+            let afterB = try #require(fromB.body["syncedUntil"]?.stringValue)
+            let afterA = try #require(fromA.body["syncedUntil"]?.stringValue)
+            #expect(afterB > since && afterA > afterB)
         }
     }
 
