@@ -204,13 +204,14 @@ def charts(data):
         # The k6 thresholds of bench/sync-mixed.js, and a bar per run.
         kinds = [("push p95", "push_p95", 300), ("pull p95", "pull_p95", 200), ("all requests p95", "all_p95", 500),
                  ("all requests p99", "all_p99", 1000)]
-        runs = list(dict.fromkeys(r.get("run", data.get("date", "run")) for r in mixed))
+        run_of = lambda r: r.get("run", data.get("date", "run"))
+        runs = list(dict.fromkeys(run_of(r) for r in mixed))
         palette = RUN_COLOURS[-len(runs):] if len(runs) <= len(RUN_COLOURS) else RUN_COLOURS * len(runs)
         rows = []
         for name, key, threshold in kinds:
             row = {"threshold": threshold}
             for r in mixed:
-                row[r.get("run", data.get("date", "run"))] = r[key]
+                row[run_of(r)] = r[key]
             rows.append((name, row))
         series = [(run, colour, f"{run}") for run, colour in zip(runs, palette)] + [("threshold", COLORS["bound"], "k6 threshold (pass below)")]
         made["mixed.svg"] = bar_chart(

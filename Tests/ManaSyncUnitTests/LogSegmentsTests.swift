@@ -145,7 +145,8 @@ extension LogSegments.Cut {
         #expect(cache.fullPage(keys[1], table: nil, excludingClient: nil, since: 0, limit: 10, now: start) == nil)
         #expect(cache.fullPage(keys[0], table: nil, excludingClient: nil, since: 0, limit: 10, now: start)?.syncedUntil == 10)
         #expect(cache.fullPage(keys[2], table: nil, excludingClient: nil, since: 5, limit: 10, now: start)?.syncedUntil == 15)
-        // Pages of a user are never cut from another's segment.
+        // Pages are never cut from another user's log, nor from another app's of the same user.
+        #expect(cache.fullPage(LogSegments.Key(user: "someone else", app: "a"), table: nil, excludingClient: nil, since: 0, limit: 10, now: start) == nil)
         #expect(cache.fullPage(LogSegments.Key(user: "u0", app: "b"), table: nil, excludingClient: nil, since: 0, limit: 10, now: start) == nil)
         // Too old: dropped.
         #expect(cache.fullPage(keys[0], table: nil, excludingClient: nil, since: 0, limit: 10, now: start + .seconds(31)) == nil)

@@ -227,7 +227,6 @@ final class LogSegments: Sendable {
         guard enabled else { return nil }
         let candidates: [Segment] = state.withLock { state in
             guard var list = state.held[key] else { return [] }
-            let before = list.count
             list.removeAll { held in
                 let old = now - held.readAt > settings.maximumAge
                 if old { state.bytes -= held.segment.bytes }
@@ -239,7 +238,7 @@ final class LogSegments: Sendable {
                 list[index].used = state.tick
                 found.append(list[index].segment)
             }
-            if list.isEmpty { state.held[key] = nil } else if list.count != before || !found.isEmpty { state.held[key] = list }
+            state.held[key] = list.isEmpty ? nil : list
             return found
         }
         for segment in candidates {
