@@ -70,11 +70,18 @@ for round_ in range(ROUNDS):
         for load, script, env in (ALL_LOADS[key] for key in LOADS):
             service = credits if script.startswith("credits") else sync
             cpu = service.cpu_seconds()
+            batched = [service.metric(name) for name in ("sync_push_batches_total", "sync_pushes_batched_total")] if service is sync else [0, 0]
             metrics, passed = bench.k6(script, f"ab-{name}", k6_environment=load_environment, **{"VUS": 32, "DURATION": DURATION, **env})
             cpu = service.cpu_seconds() - cpu
             requests = metrics["http_reqs"]["count"]
             row = {"req/s": metrics["http_reqs"]["rate"], "p95 ms": metrics["http_req_duration"]["p(95)"],
                    "service CPU µs/req": cpu / max(requests, 1) * 1e6, "k6 CPU s": bench.LAST_K6_CPU[0]}
+            if service is sync:
+                # Pushes that went to PostgreSQL together (PushBatches): their share and the mean batch.
+                batches, pushes = (service.metric(name) - before for name, before in
+                                   zip(("sync_push_batches_total", "sync_pushes_batched_total"), batched))
+                row["batched %"] = pushes / max(requests, 1) * 100
+                row["pushes/batch"] = pushes / batches if batches else 0
             for key, value in row.items():
                 results.setdefault((load, name, key), []).append(value)
             print(round_, load, name, {k: round(v, 1) for k, v in row.items()}, "thresholds", passed, flush=True)

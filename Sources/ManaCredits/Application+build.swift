@@ -24,7 +24,16 @@ func buildApplication(
         exemptFromDeadline: ["/api/v1/internal/sync/charge-recurring"], logger: logger, metrics: metrics)
     let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger, wording: .credits)
     chassis.addService(auth.refreshService)
-    let ledger = LedgerRepository(client: chassis.database, logger: chassis.logger)
+    let ledger = LedgerRepository(
+        client: chassis.database, logger: chassis.logger, lanes: configuration.ledger.debitLanes,
+        batched: { size, refused in
+            if refused {
+                metrics.count("credits_debit_batches_refused_total")
+            } else {
+                metrics.count("credits_debit_batches_total")
+                metrics.count("credits_debits_batched_total", by: size)
+            }
+        })
     let packages = PackageRepository(client: chassis.database, logger: chassis.logger)
     LedgerController(ledger: ledger, packages: packages)
         .addRoutes(to: chassis.router.group("api/v1/credits").add(middleware: auth.userMiddleware()))

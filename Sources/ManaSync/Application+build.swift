@@ -38,7 +38,16 @@ func buildApplication(
         })
     let auth = ServiceAuth(settings: configuration.auth, logger: chassis.logger)
     chassis.addService(auth.refreshService)
-    let changeLog = ChangeLogRepository(client: chassis.database, logger: chassis.logger)
+    let changeLog = ChangeLogRepository(
+        client: chassis.database, logger: chassis.logger, lanes: configuration.push.lanes,
+        batched: { size, refused in
+            if refused {
+                metrics.count("sync_push_batches_refused_total")
+            } else {
+                metrics.count("sync_push_batches_total")
+                metrics.count("sync_pushes_batched_total", by: size)
+            }
+        })
     let gate = BillingGate(
         settings: configuration.billing, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
     let memberships = MembershipDirectory(

@@ -47,12 +47,18 @@ struct PushLimits: Sendable {
     var maximumChanges = 50_000
     /// Largest push body in bytes (413 above).
     var maximumBodyBytes = 32 << 20
+    /// Push statements of this process at once; pushes arriving while all run wait and go
+    /// together in one transaction (``StatementBatches``; 0: every push alone).
+    var lanes = 4
 
     enum Variables {
         static let changes = EnvironmentVariable("SYNC_MAX_CHANGES", default: "50000", help: "most changes one push may carry (413 above)")
         static let bodyBytes = EnvironmentVariable(
             "SYNC_MAX_BODY_BYTES", default: "33554432", help: "largest request body in bytes (413 above)")
-        static var all: [EnvironmentVariable] { [changes, bodyBytes] }
+        static let lanes = EnvironmentVariable(
+            "SYNC_PUSH_LANES", default: "4",
+            help: "push statements at once; pushes arriving meanwhile go together in one transaction (0: each alone; docs/sync.md)")
+        static var all: [EnvironmentVariable] { [changes, bodyBytes, lanes] }
     }
 
     init() {}
@@ -60,6 +66,7 @@ struct PushLimits: Sendable {
     init(reading reader: inout ConfigReader) {
         maximumChanges = reader.int(Variables.changes, in: 1...1_000_000)
         maximumBodyBytes = reader.int(Variables.bodyBytes, in: 1024...(1 << 30))
+        lanes = reader.int(Variables.lanes, in: 0...500)
     }
 }
 

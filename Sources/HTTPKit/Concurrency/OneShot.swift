@@ -69,3 +69,14 @@ extension OneShot {
         }
     }
 }
+
+extension Result where Failure == any Error {
+    /// What `body` returns, or the error it throws.
+    package init(awaiting body: () async throws -> Success) async {
+        do {
+            self = .success(try await body())
+        } catch {
+            self = .failure(error)
+        }
+    }
+}

@@ -9,6 +9,27 @@ import PostgresNIO
 struct LedgerRepository: Sendable {
     let client: PostgresClient
     let logger: Logger
+    /// Debits that arrive while PostgreSQL is busy go to it together (`credits.debit_batch`).
+    let batches: StatementBatches<PreparedDebit, Result<Debit, any Error>>
+
+    /// - Parameters:
+    ///   - lanes: debit statements at once (`CREDITS_DEBIT_LANES`); debits arriving meanwhile go together.
+    ///   - batched: told of each batch of debits PostgreSQL answered: its size, and whether it refused it (metrics).
+    init(client: PostgresClient, logger: Logger, lanes: Int = 4, batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }) {
+        self.client = client
+        self.logger = logger
+        batches = StatementBatches(
+            settings: .init(lanes: lanes), size: { $0.size }, precedes: { $0.request.userID < $1.request.userID },
+            alone: { debit in
+                await Result(awaiting: {
+                    try await client.withGuardedConnection { connection in
+                        try await Self.debit(debit.request, metadataText: debit.metadataText, on: connection, logger: logger)
+                    }
+                })
+            },
+            together: { try await Self.debit(batch: $0, client: client, logger: logger) },
+            batched: batched)
+    }
 
     /// What a debit returns: the transaction and whether it was a repeat of an earlier one.
     struct Debit: Sendable {
@@ -30,6 +51,22 @@ struct LedgerRepository: Sendable {
         var systemKey: String? = nil
         /// The named service key behind an internal call.
         var caller: String? = nil
+
+    }
+
+    /// A debit with its metadata's text, as a batch sends it.
+    struct PreparedDebit: Sendable {
+        let request: DebitRequest
+        let metadataText: String?
+        /// Its bytes as a batch counts them (``StatementBatches``).
+        let size: Int
+
+        init(_ request: DebitRequest) {
+            self.request = request
+            metadataText = request.metadata.map(JSONText.sorted)
+            size = request.userID.utf8.count + request.appID.utf8.count + request.description.utf8.count
+                + (request.idempotencyKey?.utf8.count ?? 0) + (metadataText?.utf8.count ?? 0) + 64
+        }
     }
 
     // MARK: Reading
@@ -73,10 +110,70 @@ struct LedgerRepository: Sendable {
     /// Debits `amount` ("use"). 402 when the balance is short; with an idempotency key, a
     /// repeat returns the first transaction and a different amount is 409. One statement, so
     /// one round trip and its own transaction.
+    /// A debit that finds every lane busy waits to go with others (``StatementBatches``).
     func debit(_ request: DebitRequest) async throws -> Debit {
-        try await client.withGuardedConnection { connection in
-            try await Self.debit(request, on: connection, logger: logger)
+        let debit = PreparedDebit(request)
+        guard batches.admits(debit) else {
+            return try await client.withGuardedConnection { connection in
+                try await Self.debit(request, metadataText: debit.metadataText, on: connection, logger: logger)
+            }
         }
+        return try await batches.run(debit).get()
+    }
+
+    /// Debits ordered by user in one call of `credits.debit_batch` (migration 0011): each one's
+    /// outcome (a debit, or its 402 or 409) in the same order.
+    static func debit(batch debits: [PreparedDebit], client: PostgresClient, logger: Logger) async throws -> [Result<Debit, any Error>] {
+        try await client.withGuardedConnection { connection in
+            var outcomes: [Result<Debit, any Error>] = []
+            outcomes.reserveCapacity(debits.count)
+            do {
+                for try await row in try await connection.execute(DebitBatchStatement(debits: debits), logger: logger) {
+                    let n = try row.makeRandomAccess()["n"].decode(Int.self)
+                    guard n == outcomes.count + 1 else { throw DatabaseConnectionLost() }
+                    outcomes.append(Result { try Self.debit(debits[n - 1].request, row: row) })
+                }
+            } catch let error as PSQLError where error.serverInfo != nil {
+                throw StatementBatches<PreparedDebit, Result<Debit, any Error>>.Refused(error: error)
+            }
+            guard outcomes.count == debits.count else { throw DatabaseConnectionLost() }
+            return outcomes
+        }
+    }
+
+    /// Several debits in one call of `credits.debit_batch`, prepared once per connection: per
+    /// debit its values in parallel arrays, and their metadata in one JSON array.
+    struct DebitBatchStatement: PostgresPreparedStatement {
+        static let sql = """
+            SELECT * FROM credits.debit_batch($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::jsonb, $7::text[], $8::text[], $9::text[])
+            """
+        typealias Row = PostgresRow
+
+        let debits: [PreparedDebit]
+
+        func makeBindings() throws -> PostgresBindings {
+            // {"m": metadata} or {} per debit: a JSON null given as metadata stays a JSON null.
+            var metadata = "["
+            for (index, debit) in debits.enumerated() {
+                if index > 0 { metadata += "," }
+                metadata += debit.metadataText.map { #"{"m":"# + $0 + "}" } ?? "{}"
+            }
+            let requests = debits.map(\.request)
+            metadata += "]"
+            var bindings = PostgresBindings(capacity: 9)
+            bindings.append(requests.map(\.userID))
+            bindings.append(requests.map(\.amount))
+            bindings.append(requests.map(\.type))
+            bindings.append(requests.map(\.appID))
+            bindings.append(requests.map(\.description))
+            bindings.append(JSONTextParameter(Array(metadata.utf8)))
+            bindings.append(requests.map { $0.idempotencyKey ?? "" })
+            bindings.append(requests.map { $0.systemKey ?? "" })
+            bindings.append(requests.map { $0.caller ?? "" })
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { row }
     }
 
     /// The debit, prepared once per connection: a debit sends only its values (Bind, Execute),
@@ -109,31 +206,36 @@ struct LedgerRepository: Sendable {
     /// this), in one call of `credits.debit` (migration 0008): lock, key lookup, guard,
     /// balance, ledger row and usage count. Throws the 402 or 409 having written nothing, so
     /// the caller's transaction stays usable.
-    static func debit(_ request: DebitRequest, on connection: PostgresConnection, logger: Logger) async throws -> Debit {
-        let metadataText = request.metadata.map(JSONText.sorted)
+    static func debit(
+        _ request: DebitRequest, metadataText: String? = nil, on connection: PostgresConnection, logger: Logger
+    ) async throws -> Debit {
+        let metadataText = metadataText ?? request.metadata.map(JSONText.sorted)
         let rows = try await connection.execute(DebitStatement(request: request, metadataText: metadataText), logger: logger)
-        for try await row in rows {
-            let columns = row.makeRandomAccess()
-            let outcome = try columns["outcome"].decode(String.self)
-            let balance = Balance(
-                balance: try columns["balance"].decode(Int64.self), totalEarned: try columns["total_earned"].decode(Int64.self),
-                totalSpent: try columns["total_spent"].decode(Int64.self))
-            switch outcome {
-            case "debited", "repeated":
-                return Debit(transaction: try LedgerTransaction(row: row), balance: balance, repeated: outcome == "repeated")
-            case "conflict":
-                throw APIError.conflict(
-                    "idempotencyKey was already used for a different transaction",
-                    details: ["field": "idempotencyKey", "amount": .number(Double(-(try columns["amount"].decode(Int64.self))))])
-            default:
-                // The original's texts: a user without a balance row has none to debit.
-                throw APIError(
-                    .paymentRequired, code: "insufficient_credits",
-                    message: outcome == "no_balance" ? "User balance not found" : "Insufficient credits",
-                    details: ["required": .number(Double(request.amount)), "available": .number(Double(balance.balance))])
-            }
-        }
+        for try await row in rows { return try debit(request, row: row) }
         throw APIError(.internalServerError, message: "internal server error")
+    }
+
+    /// A row of `credits.debit`: the debit, or its 402 or 409.
+    static func debit(_ request: DebitRequest, row: PostgresRow) throws -> Debit {
+        let columns = row.makeRandomAccess()
+        let outcome = try columns["outcome"].decode(String.self)
+        let balance = Balance(
+            balance: try columns["balance"].decode(Int64.self), totalEarned: try columns["total_earned"].decode(Int64.self),
+            totalSpent: try columns["total_spent"].decode(Int64.self))
+        switch outcome {
+        case "debited", "repeated":
+            return Debit(transaction: try LedgerTransaction(row: row), balance: balance, repeated: outcome == "repeated")
+        case "conflict":
+            throw APIError.conflict(
+                "idempotencyKey was already used for a different transaction",
+                details: ["field": "idempotencyKey", "amount": .number(Double(-(try columns["amount"].decode(Int64.self))))])
+        default:
+            // The original's texts: a user without a balance row has none to debit.
+            throw APIError(
+                .paymentRequired, code: "insufficient_credits",
+                message: outcome == "no_balance" ? "User balance not found" : "Insufficient credits",
+                details: ["required": .number(Double(request.amount)), "available": .number(Double(balance.balance))])
+        }
     }
 
     /// Credits `amount` (purchase, gift, refund), creating the balance row if needed.

@@ -6,6 +6,9 @@ struct LedgerSettings: Sendable {
     var refundMaxAmount: Int64 = 100_000
     /// Time between sweeps of expired reservations in this process; nil switches them off.
     var reservationSweepInterval: Duration? = .seconds(60)
+    /// Debit statements of this process at once; debits arriving while all run wait and go
+    /// together in one transaction (``StatementBatches``; 0: every debit alone).
+    var debitLanes = 4
 
     enum Variables {
         static let refundMaxAmount = EnvironmentVariable(
@@ -13,7 +16,10 @@ struct LedgerSettings: Sendable {
         static let reservationSweepInterval = EnvironmentVariable(
             "RESERVATION_SWEEP_INTERVAL", default: "60",
             help: "seconds between refunds of expired reservations in this process (safe on several replicas); 0 switches it off")
-        static let all = [refundMaxAmount, reservationSweepInterval]
+        static let debitLanes = EnvironmentVariable(
+            "CREDITS_DEBIT_LANES", default: "4",
+            help: "debit statements at once; debits arriving meanwhile go together in one transaction (0: each alone; docs/credits.md)")
+        static let all = [refundMaxAmount, reservationSweepInterval, debitLanes]
     }
 
     init() {}
@@ -22,5 +28,6 @@ struct LedgerSettings: Sendable {
         refundMaxAmount = Int64(reader.int(Variables.refundMaxAmount, in: 1...Int(LedgerInput.maximumAmount)))
         let sweep = reader.seconds(Variables.reservationSweepInterval, in: 0...86_400)
         reservationSweepInterval = sweep == .zero ? nil : sweep
+        debitLanes = reader.int(Variables.debitLanes, in: 0...500)
     }
 }

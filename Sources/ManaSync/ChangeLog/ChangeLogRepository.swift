@@ -10,6 +10,40 @@ import PostgresNIO
 struct ChangeLogRepository: Sendable {
     let client: PostgresClient
     let logger: Logger
+    /// Pushes of own rows that arrive while PostgreSQL is busy go to it together (`sync.push_batch`).
+    let batches: StatementBatches<OwnPush, (page: PageText, stored: Int)>
+
+    /// A push of own rows (no shared space written or read): what may go in a batch.
+    struct OwnPush: Sendable {
+        let userID: String
+        let appID: String
+        let clientID: String
+        let idempotencyKey: String?
+        let batch: JSONTextParameter
+        let count: Int
+        let since: Int64
+        let limit: Int
+    }
+
+    /// - Parameters:
+    ///   - lanes: push statements at once (`SYNC_PUSH_LANES`); pushes arriving meanwhile go together.
+    ///   - batched: told of each batch of pushes PostgreSQL answered: its size, and whether it refused it (metrics).
+    init(client: PostgresClient, logger: Logger, lanes: Int = 4, batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }) {
+        self.client = client
+        self.logger = logger
+        batches = StatementBatches(
+            settings: .init(lanes: lanes), size: { $0.batch.bytes.count },
+            precedes: { ($0.userID, $0.appID) < ($1.userID, $1.appID) },
+            alone: { push in
+                try await Self.push(
+                    PushStatement(
+                        userID: push.userID, appID: push.appID, clientID: push.clientID, idempotencyKey: push.idempotencyKey,
+                        batch: push.batch, count: push.count, tables: [], since: push.since, limit: push.limit, writeSpaces: [], readSpaces: []),
+                    client: client, logger: logger)
+            },
+            together: { try await Self.push(batch: $0, client: client, logger: logger) },
+            batched: batched)
+    }
 
     /// Changes after a cursor, and the cursor the client has now seen everything up to.
     struct Page: Sendable {
@@ -44,15 +78,27 @@ struct ChangeLogRepository: Sendable {
         limit: Int, writeSpaces: [String] = [], readSpaces: [String] = []
     ) async throws -> (page: PageText, stored: Int) {
         let batch = JSONTextParameter(Change.storageJSON(changes, capacity: 256 * changes.count))
-        let logger = self.logger
+        if writeSpaces.isEmpty, readSpaces.isEmpty {
+            // A push of own rows may wait to go with others (``StatementBatches``).
+            let push = OwnPush(
+                userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey, batch: batch, count: changes.count,
+                since: since, limit: limit)
+            if batches.admits(push) { return try await batches.run(push) }
+        }
+        // The heads of the spaces written and read are locked and read too (migration 0008).
+        return try await Self.push(
+            PushStatement(
+                userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey, batch: batch, count: changes.count,
+                tables: tables, since: since, limit: limit, writeSpaces: writeSpaces, readSpaces: readSpaces),
+            client: client, logger: logger)
+    }
+
+    /// One push in its own transaction.
+    static func push(_ statement: PushStatement, client: PostgresClient, logger: Logger) async throws -> (page: PageText, stored: Int) {
         // A large batch grows the connection's send buffer for good: close it after use.
-        let large = batch.bytes.count > Self.largeMessage
+        let large = statement.batch.bytes.count > Self.largeMessage
         return try await client.withGuardedConnection(retire: { _ in large }) { connection in
             do {
-                // The heads of the spaces written and read are locked and read too (migration 0008).
-                let statement = PushStatement(
-                    userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey, batch: batch, count: changes.count,
-                    tables: tables, since: since, limit: limit, writeSpaces: writeSpaces, readSpaces: readSpaces)
                 for try await (stored, text, count, syncedUntil, hasMore) in try await connection.execute(statement, logger: logger) {
                     return (PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored)
                 }
@@ -63,6 +109,61 @@ struct ChangeLogRepository: Sendable {
             }
             throw DatabaseConnectionLost()
         }
+    }
+
+    /// Pushes of own rows, ordered by (user, app), in one transaction (`sync.push_batch`,
+    /// migration 0016): their outcomes in the same order.
+    static func push(batch pushes: [OwnPush], client: PostgresClient, logger: Logger) async throws -> [(page: PageText, stored: Int)] {
+        try await client.withGuardedConnection { connection in
+            var outcomes: [(page: PageText, stored: Int)] = []
+            outcomes.reserveCapacity(pushes.count)
+            do {
+                for try await (n, stored, text, count, syncedUntil, hasMore) in try await connection.execute(
+                    PushBatchStatement(pushes: pushes), logger: logger)
+                {
+                    guard n == outcomes.count + 1 else { throw DatabaseConnectionLost() }
+                    outcomes.append((PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored))
+                }
+            } catch let error as PSQLError where error.serverInfo != nil {
+                throw StatementBatches<OwnPush, (page: PageText, stored: Int)>.Refused(error: error)
+            }
+            guard outcomes.count == pushes.count else { throw DatabaseConnectionLost() }
+            return outcomes
+        }
+    }
+
+    /// Several pushes without spaces in one call of `sync.push_batch`, prepared once per
+    /// connection: per push its values in parallel arrays, and their change arrays in one JSON array.
+    struct PushBatchStatement: PostgresPreparedStatement {
+        static let sql = """
+            SELECT n, stored, changes, returned, synced_until, has_more FROM sync.push_batch(
+                $1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb, $6::int[], $7::bigint[], $8::int[])
+            """
+        typealias Row = (Int, Int, ByteBuffer, Int, Int64, Bool)
+
+        let pushes: [OwnPush]
+
+        func makeBindings() throws -> PostgresBindings {
+            var batches: [UInt8] = [UInt8(ascii: "[")]
+            batches.reserveCapacity(pushes.reduce(2) { $0 + $1.batch.bytes.count + 1 })
+            for (index, push) in pushes.enumerated() {
+                if index > 0 { batches.append(UInt8(ascii: ",")) }
+                batches.append(contentsOf: push.batch.bytes)
+            }
+            batches.append(UInt8(ascii: "]"))
+            var bindings = PostgresBindings(capacity: 8)
+            bindings.append(pushes.map(\.userID))
+            bindings.append(pushes.map(\.appID))
+            bindings.append(pushes.map(\.clientID))
+            bindings.append(pushes.map { $0.idempotencyKey ?? "" })
+            bindings.append(JSONTextParameter(batches))
+            bindings.append(pushes.map(\.count))
+            bindings.append(pushes.map(\.since))
+            bindings.append(pushes.map(\.limit))
+            return bindings
+        }
+
+        func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
     /// The push, prepared once per connection: a push sends only its values (Bind, Execute),

@@ -1,0 +1,110 @@
+import Foundation
+import HTTPKit
+import HTTPTypes
+import Testing
+import TestSupport
+
+@testable import ManaSync
+
+/// Pushes that go to PostgreSQL together (``StatementBatches``, `sync.push_batch`) on a live
+/// service with one push lane: every push is stored once and only in its own user's log, a
+/// repeated idempotency key in the same batch stores once, and each answer is its own user's.
+@Suite(.timeLimit(.minutes(3))) struct PushBatchTests {
+    static let epoch = "1970-01-01T00:00:00.000000Z"
+
+    static func counter(_ name: String, _ h: SyncHarness) async throws -> Int {
+        let metrics = try await h.caller.sendText(.get, "/metrics").text
+        let line = metrics.split(separator: "\n").first { $0.hasPrefix("\(name) ") }
+        return line.flatMap { Double($0.split(separator: " ")[1]) }.map { Int($0) } ?? 0
+    }
+
+    @Test func pushesThatWentTogetherAreStoredOnceEachInTheirOwnLogs() async throws {
+        try await SyncHarness.run(limits: { $0.lanes = 1 }) { (h: SyncHarness) async throws in
+            let users = ["ann", "ben", "cy", "dot"]
+            var expected: [String: Set<String>] = [:]
+            var round = 0
+            // Concurrent pushes until some went together (with one lane nearly every round).
+            while try await Self.counter("sync_push_batches_total", h) < 3, round < 20 {
+                round += 1
+                let round = round
+                let answers = try await withThrowingTaskGroup(of: (String, Int, JSONValue).self) { group in
+                    for user in users {
+                        for n in 0..<8 {
+                            let id = "\(user)-\(round)-\(n % 6)"  // pushes 6 and 7 repeat 0 and 1: same client, same key
+                            group.addTask {
+                                let answer = try await h.push(
+                                    "batch", as: user, client: "c\(n % 6)", since: Self.epoch, changes: [Changes.insert("items", id, ["n": .number(Double(n))])],
+                                    key: "\(round)-\(n % 6)")
+                                return (user, answer.status.code, answer.body)
+                            }
+                        }
+                    }
+                    return try await group.reduce(into: [(String, Int, JSONValue)]()) { $0.append($1) }
+                }
+                for user in users { expected[user, default: []].formUnion((0..<6).map { "\(user)-\(round)-\($0)" }) }
+                for (user, status, body) in answers {
+                    #expect(status == 200, "\(body)")
+                    // Each answer carries only its own user's changes.
+                    let ids = body["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } ?? []
+                    #expect(ids.allSatisfy { $0.hasPrefix("\(user)-") }, "\(user): \(ids)")
+                }
+            }
+            #expect(try await Self.counter("sync_push_batches_total", h) >= 3)
+            #expect(try await Self.counter("sync_pushes_batched_total", h) >= 6)
+            #expect(try await Self.counter("sync_push_batches_refused_total", h) == 0)
+            for user in users {
+                let pulled = try await h.pull("batch", as: user, collection: "items", since: Self.epoch, limit: 5_000)
+                let ids = pulled.body["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } ?? []
+                // Stored once each: a repeated key stored nothing the second time.
+                #expect(ids.count == expected[user]?.count)
+                #expect(Set(ids) == expected[user])
+                #expect(pulled.body["hasMore"] == false)
+            }
+        }
+    }
+
+    @Test func aBatchPostgreSQLRefusesStoresEachOtherPushAlone() async throws {
+        try await SyncHarness.run(limits: { $0.lanes = 1 }) { (h: SyncHarness) async throws in
+            // A row PostgreSQL refuses that the service's checks let through (as a constraint
+            // a later migration adds would): every batch holding it is rolled back.
+            try await h.withDatabase { client in
+                try await client.guardedExecute(
+                    """
+                    CREATE FUNCTION sync.refuse_test_rows() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN
+                        IF NEW.record_id LIKE 'refused-%' THEN RAISE EXCEPTION 'refused by the test'; END IF;
+                        RETURN NEW;
+                    END
+                    $$
+                    """, logger: TestDatabase.logger)
+                try await client.guardedExecute(
+                    "CREATE TRIGGER refuse_test_rows BEFORE INSERT ON sync.changes FOR EACH ROW EXECUTE FUNCTION sync.refuse_test_rows()",
+                    logger: TestDatabase.logger)
+            }
+            var round = 0
+            var stored: Set<String> = []
+            while try await Self.counter("sync_push_batches_refused_total", h) < 2, round < 20 {
+                round += 1
+                let round = round
+                let statuses = try await withThrowingTaskGroup(of: (String, Int).self) { group in
+                    for n in 0..<12 {
+                        let id = n % 4 == 3 ? "refused-\(round)-\(n)" : "ok-\(round)-\(n)"
+                        group.addTask {
+                            (id, try await h.push("refuse", as: "u", client: "c\(n)", changes: [Changes.insert("items", id, ["n": 1])]).status.code)
+                        }
+                    }
+                    return try await group.reduce(into: [String: Int]()) { $0[$1.0] = $1.1 }
+                }
+                for (id, status) in statuses {
+                    #expect((status == 200) == id.hasPrefix("ok-"), "\(id): \(status)")
+                    if id.hasPrefix("ok-") { stored.insert(id) }
+                }
+            }
+            #expect(try await Self.counter("sync_push_batches_refused_total", h) >= 2)
+            let pulled = try await h.pull("refuse", as: "u", collection: "items", since: Self.epoch, limit: 5_000)
+            let ids = pulled.body["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } ?? []
+            #expect(ids.count == stored.count)
+            #expect(Set(ids) == stored)
+        }
+    }
+}
