@@ -49,14 +49,14 @@ struct PushLimits: Sendable {
     var maximumBodyBytes = 32 << 20
     /// Push statements of this process at once; pushes arriving while all run wait and go
     /// together in one transaction (``StatementBatches``; 0: every push alone).
-    var lanes = 4
+    var lanes = 2
 
     enum Variables {
         static let changes = EnvironmentVariable("SYNC_MAX_CHANGES", default: "50000", help: "most changes one push may carry (413 above)")
         static let bodyBytes = EnvironmentVariable(
             "SYNC_MAX_BODY_BYTES", default: "33554432", help: "largest request body in bytes (413 above)")
         static let lanes = EnvironmentVariable(
-            "SYNC_PUSH_LANES", default: "4",
+            "SYNC_PUSH_LANES", default: "2",
             help: "push statements at once; pushes arriving meanwhile go together in one transaction (0: each alone; docs/sync.md)")
         static var all: [EnvironmentVariable] { [changes, bodyBytes, lanes] }
     }

@@ -15,7 +15,7 @@ struct LedgerRepository: Sendable {
     /// - Parameters:
     ///   - lanes: debit statements at once (`CREDITS_DEBIT_LANES`); debits arriving meanwhile go together.
     ///   - batched: told of each batch of debits PostgreSQL answered: its size, and whether it refused it (metrics).
-    init(client: PostgresClient, logger: Logger, lanes: Int = 4, batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }) {
+    init(client: PostgresClient, logger: Logger, lanes: Int = 2, batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }) {
         self.client = client
         self.logger = logger
         batches = StatementBatches(

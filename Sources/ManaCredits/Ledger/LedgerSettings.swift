@@ -8,7 +8,7 @@ struct LedgerSettings: Sendable {
     var reservationSweepInterval: Duration? = .seconds(60)
     /// Debit statements of this process at once; debits arriving while all run wait and go
     /// together in one transaction (``StatementBatches``; 0: every debit alone).
-    var debitLanes = 4
+    var debitLanes = 2
 
     enum Variables {
         static let refundMaxAmount = EnvironmentVariable(
@@ -17,7 +17,7 @@ struct LedgerSettings: Sendable {
             "RESERVATION_SWEEP_INTERVAL", default: "60",
             help: "seconds between refunds of expired reservations in this process (safe on several replicas); 0 switches it off")
         static let debitLanes = EnvironmentVariable(
-            "CREDITS_DEBIT_LANES", default: "4",
+            "CREDITS_DEBIT_LANES", default: "2",
             help: "debit statements at once; debits arriving meanwhile go together in one transaction (0: each alone; docs/credits.md)")
         static let all = [refundMaxAmount, reservationSweepInterval, debitLanes]
     }

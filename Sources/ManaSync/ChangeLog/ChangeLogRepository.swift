@@ -28,7 +28,7 @@ struct ChangeLogRepository: Sendable {
     /// - Parameters:
     ///   - lanes: push statements at once (`SYNC_PUSH_LANES`); pushes arriving meanwhile go together.
     ///   - batched: told of each batch of pushes PostgreSQL answered: its size, and whether it refused it (metrics).
-    init(client: PostgresClient, logger: Logger, lanes: Int = 4, batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }) {
+    init(client: PostgresClient, logger: Logger, lanes: Int = 2, batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }) {
         self.client = client
         self.logger = logger
         batches = StatementBatches(
