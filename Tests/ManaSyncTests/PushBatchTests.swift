@@ -1,6 +1,7 @@
 import Foundation
 import HTTPKit
 import HTTPTypes
+import PostgresNIO
 import Testing
 import TestSupport
 
@@ -30,18 +31,22 @@ import TestSupport
                 let answers = try await withThrowingTaskGroup(of: (String, Int, JSONValue).self) { group in
                     for user in users {
                         for n in 0..<8 {
-                            let id = "\(user)-\(round)-\(n % 6)"  // pushes 6 and 7 repeat 0 and 1: same client, same key
+                            // Pushes 6 and 7 repeat 0 and 1 (same client, key and changes); a push carries 1 to 3 changes.
+                            let changes = (0...(n % 6 % 3)).map { k in
+                                Changes.insert("items", "\(user)-\(round)-\(n % 6)-\(k)", ["n": .number(Double(n % 6)), "k": .number(Double(k))])
+                            }
                             group.addTask {
                                 let answer = try await h.push(
-                                    "batch", as: user, client: "c\(n % 6)", since: Self.epoch, changes: [Changes.insert("items", id, ["n": .number(Double(n))])],
-                                    key: "\(round)-\(n % 6)")
+                                    "batch", as: user, client: "c\(n % 6)", since: Self.epoch, changes: changes, key: "\(round)-\(n % 6)")
                                 return (user, answer.status.code, answer.body)
                             }
                         }
                     }
                     return try await group.reduce(into: [(String, Int, JSONValue)]()) { $0.append($1) }
                 }
-                for user in users { expected[user, default: []].formUnion((0..<6).map { "\(user)-\(round)-\($0)" }) }
+                for user in users {
+                    for n in 0..<6 { expected[user, default: []].formUnion((0...(n % 3)).map { "\(user)-\(round)-\(n)-\($0)" }) }
+                }
                 for (user, status, body) in answers {
                     #expect(status == 200, "\(body)")
                     // Each answer carries only its own user's changes.
@@ -52,6 +57,16 @@ import TestSupport
             #expect(try await Self.counter("sync_push_batches_total", h) >= 3)
             #expect(try await Self.counter("sync_pushes_batched_total", h) >= 6)
             #expect(try await Self.counter("sync_push_batches_refused_total", h) == 0)
+            // Each row's stored served text is the one its columns give (the batch built it for the right row).
+            let mismatched = try await h.withDatabase { client in
+                try await client.query(
+                    """
+                    SELECT count(*)::int FROM sync.changes WHERE served IS DISTINCT FROM
+                        sync.change_json(table_name, record_id, op, data, fields, deleted_at, sync.extra_out(space_id, extra), event_id)
+                    """, logger: TestDatabase.logger
+                ).decode(Int.self).reduce(0) { $0 + $1 }
+            }
+            #expect(mismatched == 0)
             for user in users {
                 let pulled = try await h.pull("batch", as: user, collection: "items", since: Self.epoch, limit: 5_000)
                 let ids = pulled.body["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } ?? []

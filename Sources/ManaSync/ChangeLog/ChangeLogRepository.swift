@@ -137,7 +137,7 @@ struct ChangeLogRepository: Sendable {
     struct PushBatchStatement: PostgresPreparedStatement {
         static let sql = """
             SELECT n, stored, changes, returned, synced_until, has_more FROM sync.push_batch(
-                $1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb, $6::int[], $7::bigint[], $8::int[])
+                $1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb, $6::bigint[], $7::int[])
             """
         typealias Row = (Int, Int, ByteBuffer, Int, Int64, Bool)
 
@@ -151,13 +151,12 @@ struct ChangeLogRepository: Sendable {
                 batches.append(contentsOf: push.batch.bytes)
             }
             batches.append(UInt8(ascii: "]"))
-            var bindings = PostgresBindings(capacity: 8)
+            var bindings = PostgresBindings(capacity: 7)
             bindings.append(pushes.map(\.userID))
             bindings.append(pushes.map(\.appID))
             bindings.append(pushes.map(\.clientID))
             bindings.append(pushes.map { $0.idempotencyKey ?? "" })
             bindings.append(JSONTextParameter(batches))
-            bindings.append(pushes.map(\.count))
             bindings.append(pushes.map(\.since))
             bindings.append(pushes.map(\.limit))
             return bindings
