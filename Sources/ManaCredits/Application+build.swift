@@ -26,14 +26,7 @@ func buildApplication(
     chassis.addService(auth.refreshService)
     let ledger = LedgerRepository(
         client: chassis.database, logger: chassis.logger, lanes: configuration.ledger.debitLanes,
-        batched: { size, refused in
-            if refused {
-                metrics.count("credits_debit_batches_refused_total")
-            } else {
-                metrics.count("credits_debit_batches_total")
-                metrics.count("credits_debits_batched_total", by: size)
-            }
-        })
+        batched: metrics.batchCounter("credits_debit", items: "credits_debits_batched_total"))
     let packages = PackageRepository(client: chassis.database, logger: chassis.logger)
     LedgerController(ledger: ledger, packages: packages)
         .addRoutes(to: chassis.router.group("api/v1/credits").add(middleware: auth.userMiddleware()))

@@ -40,14 +40,7 @@ func buildApplication(
     chassis.addService(auth.refreshService)
     let changeLog = ChangeLogRepository(
         client: chassis.database, logger: chassis.logger, lanes: configuration.push.lanes,
-        batched: { size, refused in
-            if refused {
-                metrics.count("sync_push_batches_refused_total")
-            } else {
-                metrics.count("sync_push_batches_total")
-                metrics.count("sync_pushes_batched_total", by: size)
-            }
-        })
+        batched: metrics.batchCounter("sync_push", items: "sync_pushes_batched_total"))
     let gate = BillingGate(
         settings: configuration.billing, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
     let memberships = MembershipDirectory(

@@ -9,16 +9,10 @@ import TestSupport
 /// live service with one debit lane: each debit's outcome (200 or 402, a repeat) is its own,
 /// balances never overdraw, metadata is stored as sent, and the ledger audit stays clean.
 @Suite(.timeLimit(.minutes(3))) struct DebitBatchTests {
-    static func counter(_ name: String, _ h: CreditsHarness) async throws -> Int {
-        let metrics = try await h.caller.sendText(.get, "/metrics").text
-        let line = metrics.split(separator: "\n").first { $0.hasPrefix("\(name) ") }
-        return line.flatMap { Double($0.split(separator: " ")[1]) }.map { Int($0) } ?? 0
-    }
-
     @Test func debitsThatWentTogetherHaveEachTheirOwnOutcome() async throws {
         try await CreditsHarness.run(ledger: { $0.debitLanes = 1 }) { (h: CreditsHarness) async throws in
             var round = 0
-            while try await Self.counter("credits_debit_batches_total", h) < 3, round < 20 {
+            while try await h.caller.counter("credits_debit_batches_total") < 3, round < 20 {
                 round += 1
                 let users = (0..<4).map { "r\(round)-u\($0)" }
                 for user in users { try await h.fund(user, 10) }
@@ -53,8 +47,8 @@ import TestSupport
                     }
                 }
             }
-            #expect(try await Self.counter("credits_debit_batches_total", h) >= 3)
-            #expect(try await Self.counter("credits_debit_batches_refused_total", h) == 0)
+            #expect(try await h.caller.counter("credits_debit_batches_total") >= 3)
+            #expect(try await h.caller.counter("credits_debit_batches_refused_total") == 0)
             #expect(try await h.audit().isEmpty)
         }
     }

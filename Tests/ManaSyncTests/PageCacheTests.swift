@@ -45,11 +45,7 @@ extension JSONValue {
                 #expect(answer.status == .ok)
                 return answer.text
             }
-            @Sendable func hits() async throws -> Int {
-                let metrics = try await h.caller.sendText(.get, "/metrics").text
-                let line = metrics.split(separator: "\n").first { $0.hasPrefix("sync_page_cache_hits_total ") }
-                return line.flatMap { Double($0.split(separator: " ")[1]) }.map { Int($0) } ?? 0
-            }
+            @Sendable func hits() async throws -> Int { try await h.caller.counter("sync_page_cache_hits_total") }
             // Built by PostgreSQL: nothing is held yet.
             let pulled = try await pull(since: Self.epoch, client: "C", limit: 100)
             let ownLeftOut = try await pull(since: Self.epoch, client: "A", limit: 300)

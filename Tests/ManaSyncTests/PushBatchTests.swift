@@ -13,19 +13,13 @@ import TestSupport
 @Suite(.timeLimit(.minutes(3))) struct PushBatchTests {
     static let epoch = "1970-01-01T00:00:00.000000Z"
 
-    static func counter(_ name: String, _ h: SyncHarness) async throws -> Int {
-        let metrics = try await h.caller.sendText(.get, "/metrics").text
-        let line = metrics.split(separator: "\n").first { $0.hasPrefix("\(name) ") }
-        return line.flatMap { Double($0.split(separator: " ")[1]) }.map { Int($0) } ?? 0
-    }
-
     @Test func pushesThatWentTogetherAreStoredOnceEachInTheirOwnLogs() async throws {
         try await SyncHarness.run(limits: { $0.lanes = 1 }) { (h: SyncHarness) async throws in
             let users = ["ann", "ben", "cy", "dot"]
             var expected: [String: Set<String>] = [:]
             var round = 0
             // Concurrent pushes until some went together (with one lane nearly every round).
-            while try await Self.counter("sync_push_batches_total", h) < 3, round < 20 {
+            while try await h.caller.counter("sync_push_batches_total") < 3, round < 20 {
                 round += 1
                 let round = round
                 let answers = try await withThrowingTaskGroup(of: (String, Int, JSONValue).self) { group in
@@ -54,9 +48,9 @@ import TestSupport
                     #expect(ids.allSatisfy { $0.hasPrefix("\(user)-") }, "\(user): \(ids)")
                 }
             }
-            #expect(try await Self.counter("sync_push_batches_total", h) >= 3)
-            #expect(try await Self.counter("sync_pushes_batched_total", h) >= 6)
-            #expect(try await Self.counter("sync_push_batches_refused_total", h) == 0)
+            #expect(try await h.caller.counter("sync_push_batches_total") >= 3)
+            #expect(try await h.caller.counter("sync_pushes_batched_total") >= 6)
+            #expect(try await h.caller.counter("sync_push_batches_refused_total") == 0)
             // Each row's stored served text is the one its columns give (the batch built it for the right row).
             let mismatched = try await h.withDatabase { client in
                 try await client.query(
@@ -98,7 +92,7 @@ import TestSupport
             }
             var round = 0
             var stored: Set<String> = []
-            while try await Self.counter("sync_push_batches_refused_total", h) < 2, round < 20 {
+            while try await h.caller.counter("sync_push_batches_refused_total") < 2, round < 20 {
                 round += 1
                 let round = round
                 let statuses = try await withThrowingTaskGroup(of: (String, Int).self) { group in
@@ -115,7 +109,7 @@ import TestSupport
                     if id.hasPrefix("ok-") { stored.insert(id) }
                 }
             }
-            #expect(try await Self.counter("sync_push_batches_refused_total", h) >= 2)
+            #expect(try await h.caller.counter("sync_push_batches_refused_total") >= 2)
             let pulled = try await h.pull("refuse", as: "u", collection: "items", since: Self.epoch, limit: 5_000)
             let ids = pulled.body["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } ?? []
             #expect(ids.count == stored.count)

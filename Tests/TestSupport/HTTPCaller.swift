@@ -52,6 +52,13 @@ package final class HTTPCaller: Sendable {
         return (HTTPResponse.Status(code: Int(response.status.code)), response.headers, String(buffer: bytes))
     }
 
+    /// A counter's value on `GET /metrics` (0 while it has none).
+    package func counter(_ name: String) async throws -> Int {
+        let metrics = try await sendText(.get, "/metrics").text
+        let line = metrics.split(separator: "\n").first { $0.hasPrefix("\(name) ") }
+        return line.flatMap { Double($0.split(separator: " ")[1]) }.map { Int($0) } ?? 0
+    }
+
     /// Sends a request and decodes the JSON answer (`null` for an empty body).
     package func send(_ method: HTTPRequest.Method, _ uri: String, headers: HTTPFields = [:], body: String? = nil) async throws
         -> (status: HTTPResponse.Status, body: JSONValue)

@@ -24,6 +24,20 @@ package struct ServiceMetrics: Sendable {
         registry.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels).increment(by: Int64(amount))
     }
 
+    /// Counts the batches a ``StatementBatches`` sent: `<prefix>_batches_total` and
+    /// `<items>` (what went in them) for the batches PostgreSQL took,
+    /// `<prefix>_batches_refused_total` for those it rolled back.
+    package func batchCounter(_ prefix: String, items: String) -> @Sendable (_ size: Int, _ refused: Bool) -> Void {
+        { size, refused in
+            if refused {
+                count("\(prefix)_batches_refused_total")
+            } else {
+                count("\(prefix)_batches_total")
+                count(items, by: size)
+            }
+        }
+    }
+
     /// Sets a gauge.
     package func set(_ name: String, _ labels: [(String, String)] = [], to value: Double) {
         registry.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: ""), labels: labels).set(value)

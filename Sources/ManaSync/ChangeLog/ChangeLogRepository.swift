@@ -13,7 +13,7 @@ struct ChangeLogRepository: Sendable {
     /// Pushes of own rows that arrive while PostgreSQL is busy go to it together (`sync.push_batch`).
     let batches: StatementBatches<OwnPush, (page: PageText, stored: Int)>
 
-    /// A push of own rows (no shared space written or read): what may go in a batch.
+    /// A push's values but its spaces (a push of own rows has none): what may go in a batch.
     struct OwnPush: Sendable {
         let userID: String
         let appID: String
@@ -28,19 +28,16 @@ struct ChangeLogRepository: Sendable {
     /// - Parameters:
     ///   - lanes: push statements at once (`SYNC_PUSH_LANES`); pushes arriving meanwhile go together.
     ///   - batched: told of each batch of pushes PostgreSQL answered: its size, and whether it refused it (metrics).
-    init(client: PostgresClient, logger: Logger, lanes: Int = 2, batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }) {
+    init(
+        client: PostgresClient, logger: Logger, lanes: Int = 2,
+        batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }
+    ) {
         self.client = client
         self.logger = logger
         batches = StatementBatches(
             settings: .init(lanes: lanes), size: { $0.batch.bytes.count },
             precedes: { ($0.userID, $0.appID) < ($1.userID, $1.appID) },
-            alone: { push in
-                try await Self.push(
-                    PushStatement(
-                        userID: push.userID, appID: push.appID, clientID: push.clientID, idempotencyKey: push.idempotencyKey,
-                        batch: push.batch, count: push.count, tables: [], since: push.since, limit: push.limit, writeSpaces: [], readSpaces: []),
-                    client: client, logger: logger)
-            },
+            alone: { try await Self.push(PushStatement(push: $0, tables: [], writeSpaces: [], readSpaces: []), client: client, logger: logger) },
             together: { try await Self.push(batch: $0, client: client, logger: logger) },
             batched: batched)
     }
@@ -77,26 +74,21 @@ struct ChangeLogRepository: Sendable {
         userID: String, appID: String, clientID: String, changes: [Change], tables: [String], since: Int64, idempotencyKey: String?,
         limit: Int, writeSpaces: [String] = [], readSpaces: [String] = []
     ) async throws -> (page: PageText, stored: Int) {
-        let batch = JSONTextParameter(Change.storageJSON(changes, capacity: 256 * changes.count))
-        if writeSpaces.isEmpty, readSpaces.isEmpty {
-            // A push of own rows may wait to go with others (``StatementBatches``).
-            let push = OwnPush(
-                userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey, batch: batch, count: changes.count,
-                since: since, limit: limit)
-            if batches.admits(push) { return try await batches.run(push) }
-        }
+        let push = OwnPush(
+            userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey,
+            batch: JSONTextParameter(Change.storageJSON(changes, capacity: 256 * changes.count)), count: changes.count, since: since,
+            limit: limit)
+        // A push of own rows may wait to go with others (``StatementBatches``).
+        if writeSpaces.isEmpty, readSpaces.isEmpty, batches.admits(push) { return try await batches.run(push) }
         // The heads of the spaces written and read are locked and read too (migration 0008).
         return try await Self.push(
-            PushStatement(
-                userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey, batch: batch, count: changes.count,
-                tables: tables, since: since, limit: limit, writeSpaces: writeSpaces, readSpaces: readSpaces),
-            client: client, logger: logger)
+            PushStatement(push: push, tables: tables, writeSpaces: writeSpaces, readSpaces: readSpaces), client: client, logger: logger)
     }
 
     /// One push in its own transaction.
     static func push(_ statement: PushStatement, client: PostgresClient, logger: Logger) async throws -> (page: PageText, stored: Int) {
         // A large batch grows the connection's send buffer for good: close it after use.
-        let large = statement.batch.bytes.count > Self.largeMessage
+        let large = statement.push.batch.bytes.count > Self.largeMessage
         return try await client.withGuardedConnection(retire: { _ in large }) { connection in
             do {
                 for try await (stored, text, count, syncedUntil, hasMore) in try await connection.execute(statement, logger: logger) {
@@ -174,29 +166,22 @@ struct ChangeLogRepository: Sendable {
             """
         typealias Row = (Int, ByteBuffer, Int, Int64, Bool)
 
-        let userID: String
-        let appID: String
-        let clientID: String
-        let idempotencyKey: String?
-        let batch: JSONTextParameter
-        let count: Int
+        let push: OwnPush
         let tables: [String]
-        let since: Int64
-        let limit: Int
         let writeSpaces: [String]
         let readSpaces: [String]
 
         func makeBindings() throws -> PostgresBindings {
             var bindings = PostgresBindings(capacity: 11)
-            bindings.append(userID)
-            bindings.append(appID)
-            bindings.append(clientID)
-            bindings.append(idempotencyKey)
-            bindings.append(batch)
-            bindings.append(count)
+            bindings.append(push.userID)
+            bindings.append(push.appID)
+            bindings.append(push.clientID)
+            bindings.append(push.idempotencyKey)
+            bindings.append(push.batch)
+            bindings.append(push.count)
             bindings.append(tables)
-            bindings.append(since)
-            bindings.append(limit)
+            bindings.append(push.since)
+            bindings.append(push.limit)
             bindings.append(writeSpaces)
             bindings.append(readSpaces)
             return bindings
