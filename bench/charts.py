@@ -74,7 +74,16 @@ def bar_chart(title, subtitle, rows, series, unit, scale="linear", reference=Non
     width = 900
     plot = width - left - right
     group = bar * len(series) + gap
-    height = top + group * len(rows) + 56
+    legend = legend or [(colour, name) for _, colour, name in series]
+    # The legend runs on along one line while it fits the width, then on the next.
+    places, x, line = [], left, 0
+    for _, name in legend:
+        size = 24 + 7 * len(name)
+        if x > left and x + size > width:
+            x, line = left, line + 1
+        places.append((x, line))
+        x += size
+    height = top + group * len(rows) + 56 + 18 * line
     values = [figures[key] for _, figures in rows for key, _, _ in series if figures.get(key) is not None and figures[key] > 0]
     high = max(values + ([reference] if reference else [])) if values else 1
     if scale == "log":
@@ -113,12 +122,11 @@ def bar_chart(title, subtitle, rows, series, unit, scale="linear", reference=Non
             out.append(f"<rect x='{left}' y='{y + offset * bar}' width='{w:.1f}' height='{bar - 2}' fill='{colour}'/>")
             out.append(f"<text x='{left + w + 4:.1f}' y='{y + offset * bar + bar / 2:.1f}' dominant-baseline='middle' "
                        f"font-size='10' fill='#333'>{escape(number(value))}</text>")
-    legend = legend or [(colour, name) for _, colour, name in series]
-    x = left
-    for colour, name in legend:
-        out.append(f"<rect x='{x}' y='{height - 16}' width='10' height='10' fill='{colour}'/>")
-        out.append(f"<text x='{x + 14}' y='{height - 7}' font-size='11'>{escape(name)}</text>")
-        x += 24 + 7 * len(name)
+    lines = places[-1][1] if places else 0
+    for (colour, name), (x, line) in zip(legend, places):
+        y = height - 16 - 18 * (lines - line)
+        out.append(f"<rect x='{x}' y='{y}' width='10' height='10' fill='{colour}'/>")
+        out.append(f"<text x='{x + 14}' y='{y + 9}' font-size='11'>{escape(name)}</text>")
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
