@@ -122,6 +122,22 @@ import Testing
         #expect(!byBytes.batches(.init(lanes: 0)).admits(Item(owner: "u", number: 1)))
     }
 
+    @Test func anItemCancelledWhileWaitingLeavesTheQueueUnsent() async throws {
+        let recorder = Recorder(holding: true)
+        let batches = recorder.batches(.init(lanes: 1))
+        let first = Task { try await batches.run(Item(owner: "first", number: 0)) }
+        while recorder.calls.withLockedValue({ $0.count }) == 0 { try await Task.sleep(for: .milliseconds(1)) }
+        let waiting = Task { try await batches.run(Item(owner: "gave-up", number: 1)) }
+        while batches.waitingCount < 1 { try await Task.sleep(for: .milliseconds(1)) }
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        #expect(batches.waitingCount == 0)
+        recorder.release()
+        #expect(try await first.value == 0)
+        #expect(try await batches.run(Item(owner: "later", number: 2)) == 2)
+        #expect(recorder.calls.withLockedValue { $0 } == [[0], [2]])
+    }
+
     @Test func aRefusedBatchRunsEachItemAloneWithItsOwnOutcome() async throws {
         let recorder = Recorder(holding: true, failing: [2], refuse: true)
         let results = try await Self.whileTheLaneIsHeld(recorder, settings: .init(lanes: 1), (1...3).map { Item(owner: "u\($0)", number: $0) })

@@ -96,9 +96,11 @@ package final class StatementBatches<Item: Sendable, Outcome: Sendable>: Sendabl
             return false
         }
         guard now else {
-            // Cancelled while waiting (the request's deadline): the answer is not waited for;
-            // the item still goes with its batch, as a statement already sent would.
-            return try await outcome.value(resumingOnCancel: true) {}
+            // Cancelled while waiting (the request's deadline): it leaves the queue unsent, so
+            // requests that gave up never pile up behind a lane that cannot get a connection.
+            return try await outcome.value(resumingOnCancel: true) {
+                self.state.withLockedValue { $0.waiting.removeAll { $0.outcome === outcome } }
+            }
         }
         let result: Result<Outcome, any Error>
         do {

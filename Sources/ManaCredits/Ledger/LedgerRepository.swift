@@ -15,7 +15,10 @@ struct LedgerRepository: Sendable {
     /// - Parameters:
     ///   - lanes: debit statements at once (`CREDITS_DEBIT_LANES`); debits arriving meanwhile go together.
     ///   - batched: told of each batch of debits PostgreSQL answered: its size, and whether it refused it (metrics).
-    init(client: PostgresClient, logger: Logger, lanes: Int = 2, batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }) {
+    init(
+        client: PostgresClient, logger: Logger, lanes: Int = 2,
+        batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }
+    ) {
         self.client = client
         self.logger = logger
         batches = StatementBatches(
@@ -51,7 +54,6 @@ struct LedgerRepository: Sendable {
         var systemKey: String? = nil
         /// The named service key behind an internal call.
         var caller: String? = nil
-
     }
 
     /// A debit with its metadata's text, as a batch sends it.
@@ -109,8 +111,8 @@ struct LedgerRepository: Sendable {
 
     /// Debits `amount` ("use"). 402 when the balance is short; with an idempotency key, a
     /// repeat returns the first transaction and a different amount is 409. One statement, so
-    /// one round trip and its own transaction.
-    /// A debit that finds every lane busy waits to go with others (``StatementBatches``).
+    /// one round trip and its own transaction, or, when every debit lane is busy, a place in
+    /// the next batch (``StatementBatches``, `credits.debit_batch`).
     func debit(_ request: DebitRequest) async throws -> Debit {
         let debit = PreparedDebit(request)
         guard batches.admits(debit) else {
@@ -158,8 +160,8 @@ struct LedgerRepository: Sendable {
                 if index > 0 { metadata += "," }
                 metadata += debit.metadataText.map { #"{"m":"# + $0 + "}" } ?? "{}"
             }
-            let requests = debits.map(\.request)
             metadata += "]"
+            let requests = debits.map(\.request)
             var bindings = PostgresBindings(capacity: 9)
             bindings.append(requests.map(\.userID))
             bindings.append(requests.map(\.amount))

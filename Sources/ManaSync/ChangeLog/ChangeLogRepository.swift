@@ -37,7 +37,9 @@ struct ChangeLogRepository: Sendable {
         batches = StatementBatches(
             settings: .init(lanes: lanes), size: { $0.batch.bytes.count },
             precedes: { ($0.userID, $0.appID) < ($1.userID, $1.appID) },
-            alone: { try await Self.push(PushStatement(push: $0, tables: [], writeSpaces: [], readSpaces: []), client: client, logger: logger) },
+            alone: { push in
+                try await Self.push(PushStatement(push: push, tables: [], writeSpaces: [], readSpaces: []), client: client, logger: logger)
+            },
             together: { try await Self.push(batch: $0, client: client, logger: logger) },
             batched: batched)
     }
@@ -69,7 +71,8 @@ struct ChangeLogRepository: Sendable {
     /// `since` (all tables), in one round trip: `sync.push_spaces` runs the receipt, the head
     /// locks and advance, the insert with each change's served text and the answer page as one
     /// transaction (migration 0012; the caller announces the push after it). A push whose idempotency key was seen
-    /// stores nothing.
+    /// stores nothing. A push of own rows that finds every push lane busy goes in the next
+    /// batch instead (``StatementBatches``, `sync.push_batch`), with the same outcome.
     func push(
         userID: String, appID: String, clientID: String, changes: [Change], tables: [String], since: Int64, idempotencyKey: String?,
         limit: Int, writeSpaces: [String] = [], readSpaces: [String] = []
