@@ -58,6 +58,8 @@ ALL_LOADS = {
     "pull": ("pull 1,000×32", "sync-pull.js", {"BASE": SYNC, "TOKEN": tokens.mint("puller"), "FIRST": FIRST, "COUNT": COUNT}),
     "debit": ("debit ×32", "credits-use.js", {"BASE": f"http://127.0.0.1:{bench.CREDITS_PORT}", "TOKENS": use_tokens}),
 }
+BATCH_COUNTERS = {"sync": ("sync_push_batches_total", "sync_pushes_batched_total"),
+                  "credits": ("credits_debit_batches_total", "credits_debits_batched_total")}
 results = {}
 for round_ in range(ROUNDS):
     for name, (release, settings, load_environment) in BUILDS.items():
@@ -70,18 +72,17 @@ for round_ in range(ROUNDS):
         for load, script, env in (ALL_LOADS[key] for key in LOADS):
             service = credits if script.startswith("credits") else sync
             cpu = service.cpu_seconds()
-            batched = [service.metric(name) for name in ("sync_push_batches_total", "sync_pushes_batched_total")] if service is sync else [0, 0]
+            # Requests that went to PostgreSQL together (StatementBatches): batches and what went in them.
+            counters = BATCH_COUNTERS["sync" if service is sync else "credits"]
+            batched = [service.metric(name) for name in counters]
             metrics, passed = bench.k6(script, f"ab-{name}", k6_environment=load_environment, **{"VUS": 32, "DURATION": DURATION, **env})
             cpu = service.cpu_seconds() - cpu
             requests = metrics["http_reqs"]["count"]
             row = {"req/s": metrics["http_reqs"]["rate"], "p95 ms": metrics["http_req_duration"]["p(95)"],
                    "service CPU µs/req": cpu / max(requests, 1) * 1e6, "k6 CPU s": bench.LAST_K6_CPU[0]}
-            if service is sync:
-                # Pushes that went to PostgreSQL together (PushBatches): their share and the mean batch.
-                batches, pushes = (service.metric(name) - before for name, before in
-                                   zip(("sync_push_batches_total", "sync_pushes_batched_total"), batched))
-                row["batched %"] = pushes / max(requests, 1) * 100
-                row["pushes/batch"] = pushes / batches if batches else 0
+            batches, items = (service.metric(name) - before for name, before in zip(counters, batched))
+            row["batched %"] = items / max(requests, 1) * 100
+            row["per batch"] = items / batches if batches else 0
             for key, value in row.items():
                 results.setdefault((load, name, key), []).append(value)
             print(round_, load, name, {k: round(v, 1) for k, v in row.items()}, "thresholds", passed, flush=True)

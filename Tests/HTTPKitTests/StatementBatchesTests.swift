@@ -48,7 +48,7 @@ import Testing
 
         func together(_ items: [Item]) async throws -> [Int] {
             calls.withLockedValue { $0.append(items.map(\.number)) }
-            if refuse { throw Batches.Refused(error: Failed(number: -1)) }
+            if refuse { throw BatchRefused(error: Failed(number: -1)) }
             if breakBatches { throw Failed(number: -2) }
             return items.map(\.number)
         }

@@ -116,4 +116,39 @@ import TestSupport
             #expect(Set(ids) == stored)
         }
     }
+
+    @Test func pushesIntoASharedSpaceNeverGoInABatch() async throws {
+        try await SyncHarness.run(limits: { $0.lanes = 1 }) { (h: SyncHarness) async throws in
+            h.auth.set("member", ["org_fam": "member"])
+            var round = 0
+            var spaced = 0
+            // Pushes into the space beside pushes of own rows, until some of the latter went together.
+            while try await h.caller.counter("sync_push_batches_total") < 2, round < 20 {
+                round += 1
+                let round = round
+                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for n in 0..<16 {
+                        group.addTask {
+                            let (user, data): (String, JSONValue) =
+                                n % 2 == 0 ? ("member", ["spaceId": "org_fam"]) : ("own-\(n)", ["n": .number(Double(n))])
+                            return try await h.push("space", as: user, client: "c\(n)", changes: [Changes.insert("items", "r\(round)-\(n)", data)])
+                                .status.code
+                        }
+                    }
+                    return try await group.reduce(into: [Int]()) { $0.append($1) }
+                }
+                #expect(statuses.allSatisfy { $0 == 200 })
+                spaced += 8
+            }
+            #expect(try await h.caller.counter("sync_push_batches_total") >= 2)
+            // Only the pushes of own rows went together: each space push ran alone, through
+            // sync.push_spaces, which records each record's space (a batch records none).
+            #expect(try await h.caller.counter("sync_pushes_batched_total") <= spaced)
+            let recorded = try await h.withDatabase { client in
+                try await client.query("SELECT count(*)::int FROM sync.record_spaces WHERE space_id = 'org_fam'", logger: TestDatabase.logger)
+                    .decode(Int.self).reduce(0) { $0 + $1 }
+            }
+            #expect(recorded == spaced)
+        }
+    }
 }

@@ -62,11 +62,7 @@ package final class OneShot<T: Sendable>: Sendable {
 extension OneShot {
     /// Resumes with what `body` returns or throws.
     package func resume(from body: () async throws -> T) async {
-        do {
-            resume(with: .success(try await body()))
-        } catch {
-            resume(with: .failure(error))
-        }
+        resume(with: await Result(awaiting: body))
     }
 }
 

@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import PostgresNIO
 
 /// Requests that arrive while PostgreSQL is busy with others go to it together.
 ///
@@ -10,7 +11,7 @@ import NIOConcurrencyHelpers
 ///
 /// A batch is ordered by `precedes` (arrival order among equals), so that batches take their
 /// row locks in one order and never deadlock one another. When PostgreSQL refuses a batch
-/// (``Refused``: it rolled all of it back) each item runs alone and gets its own outcome; when
+/// (``BatchRefused``: it rolled all of it back) each item runs alone and gets its own outcome; when
 /// the connection fails under it, each item gets that error (whether it committed is unknown,
 /// as for an item alone).
 ///
@@ -20,21 +21,15 @@ package final class StatementBatches<Item: Sendable, Outcome: Sendable>: Sendabl
         /// Statements (each an item alone or a batch) at once; 0: every item alone, no lanes.
         package var lanes: Int
         /// Most items in one batch.
-        package var items = 64
+        package var items: Int
         /// Most bytes (as `size` counts them) in one batch; an item larger than a quarter of it runs alone.
-        package var bytes = 256 * 1024
+        package var bytes: Int
 
         package init(lanes: Int, items: Int = 64, bytes: Int = 256 * 1024) {
             self.lanes = lanes
             self.items = items
             self.bytes = bytes
         }
-    }
-
-    /// PostgreSQL answered a batch with an error: it rolled all of it back, nothing is stored.
-    package struct Refused: Error {
-        package let error: any Error
-        package init(error: any Error) { self.error = error }
     }
 
     private struct Waiting: Sendable {
@@ -61,7 +56,7 @@ package final class StatementBatches<Item: Sendable, Outcome: Sendable>: Sendabl
     ///   - precedes: the order of items in a batch (the order its statement locks rows in).
     ///   - alone: runs one item in its own statement.
     ///   - together: runs items, ordered, in one statement and returns their outcomes in that
-    ///     order; throws ``Refused`` when PostgreSQL rolled the batch back.
+    ///     order; throws ``BatchRefused`` when PostgreSQL rolled the batch back (``refusedAsBatch(_:)``).
     ///   - batched: told of each batch PostgreSQL answered: its size, and whether it refused it (metrics).
     package init(
         settings: Settings, size: @escaping @Sendable (Item) -> Int, precedes: @escaping @Sendable (Item, Item) -> Bool,
@@ -102,12 +97,7 @@ package final class StatementBatches<Item: Sendable, Outcome: Sendable>: Sendabl
                 self.state.withLockedValue { $0.waiting.removeAll { $0.outcome === outcome } }
             }
         }
-        let result: Result<Outcome, any Error>
-        do {
-            result = .success(try await alone(item))
-        } catch {
-            result = .failure(error)
-        }
+        let result = await Result(awaiting: { try await alone(item) })
         next()
         return try result.get()
     }
@@ -142,15 +132,14 @@ package final class StatementBatches<Item: Sendable, Outcome: Sendable>: Sendabl
             await batch[0].outcome.resume { try await alone(batch[0].item) }
             return
         }
+        // Swift's sort is stable: arrival order among equals.
         let precedes = self.precedes
-        let ordered = batch.enumerated().sorted {
-            precedes($0.element.item, $1.element.item) || (!precedes($1.element.item, $0.element.item) && $0.offset < $1.offset)
-        }.map(\.element)
+        let ordered = batch.sorted { precedes($0.item, $1.item) }
         do {
             let outcomes = try await together(ordered.map(\.item))
             batched(ordered.count, false)
             for (waiting, outcome) in zip(ordered, outcomes) { waiting.outcome.resume(with: .success(outcome)) }
-        } catch is Refused {
+        } catch is BatchRefused {
             // PostgreSQL rolled all of the batch back: each item alone.
             batched(ordered.count, true)
             await withTaskGroup(of: Void.self) { group in
@@ -161,5 +150,21 @@ package final class StatementBatches<Item: Sendable, Outcome: Sendable>: Sendabl
         } catch {
             for waiting in ordered { waiting.outcome.resume(with: .failure(error)) }
         }
+    }
+}
+
+/// PostgreSQL answered a batch with an error: it rolled all of it back, nothing is stored.
+package struct BatchRefused: Error {
+    package let error: any Error
+    package init(error: any Error) { self.error = error }
+}
+
+/// Runs a batch's statement: an error PostgreSQL answered (not a lost connection) becomes
+/// ``BatchRefused``, so ``StatementBatches`` runs each item alone.
+package func refusedAsBatch<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as PSQLError where error.serverInfo != nil {
+        throw BatchRefused(error: error)
     }
 }

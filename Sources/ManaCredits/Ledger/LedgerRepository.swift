@@ -16,20 +16,14 @@ struct LedgerRepository: Sendable {
     ///   - lanes: debit statements at once (`CREDITS_DEBIT_LANES`); debits arriving meanwhile go together.
     ///   - batched: told of each batch of debits PostgreSQL answered: its size, and whether it refused it (metrics).
     init(
-        client: PostgresClient, logger: Logger, lanes: Int = 2,
+        client: PostgresClient, logger: Logger, lanes: Int = LedgerSettings().debitLanes,
         batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }
     ) {
         self.client = client
         self.logger = logger
         batches = StatementBatches(
             settings: .init(lanes: lanes), size: { $0.size }, precedes: { $0.request.userID < $1.request.userID },
-            alone: { debit in
-                await Result(awaiting: {
-                    try await client.withGuardedConnection { connection in
-                        try await Self.debit(debit.request, metadataText: debit.metadataText, on: connection, logger: logger)
-                    }
-                })
-            },
+            alone: { debit in await Result(awaiting: { try await Self.debit(alone: debit, client: client, logger: logger) }) },
             together: { try await Self.debit(batch: $0, client: client, logger: logger) },
             batched: batched)
     }
@@ -115,12 +109,15 @@ struct LedgerRepository: Sendable {
     /// the next batch (``StatementBatches``, `credits.debit_batch`).
     func debit(_ request: DebitRequest) async throws -> Debit {
         let debit = PreparedDebit(request)
-        guard batches.admits(debit) else {
-            return try await client.withGuardedConnection { connection in
-                try await Self.debit(request, metadataText: debit.metadataText, on: connection, logger: logger)
-            }
-        }
+        guard batches.admits(debit) else { return try await Self.debit(alone: debit, client: client, logger: logger) }
         return try await batches.run(debit).get()
+    }
+
+    /// One debit in its own statement.
+    static func debit(alone debit: PreparedDebit, client: PostgresClient, logger: Logger) async throws -> Debit {
+        try await client.withGuardedConnection { connection in
+            try await Self.debit(debit.request, metadataText: debit.metadataText, on: connection, logger: logger)
+        }
     }
 
     /// Debits ordered by user in one call of `credits.debit_batch` (migration 0011): each one's
@@ -129,14 +126,12 @@ struct LedgerRepository: Sendable {
         try await client.withGuardedConnection { connection in
             var outcomes: [Result<Debit, any Error>] = []
             outcomes.reserveCapacity(debits.count)
-            do {
+            try await refusedAsBatch {
                 for try await row in try await connection.execute(DebitBatchStatement(debits: debits), logger: logger) {
                     let n = try row.makeRandomAccess()["n"].decode(Int.self)
                     guard n == outcomes.count + 1 else { throw DatabaseConnectionLost() }
                     outcomes.append(Result { try Self.debit(debits[n - 1].request, row: row) })
                 }
-            } catch let error as PSQLError where error.serverInfo != nil {
-                throw StatementBatches<PreparedDebit, Result<Debit, any Error>>.Refused(error: error)
             }
             guard outcomes.count == debits.count else { throw DatabaseConnectionLost() }
             return outcomes

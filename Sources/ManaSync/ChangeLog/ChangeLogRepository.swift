@@ -11,7 +11,10 @@ struct ChangeLogRepository: Sendable {
     let client: PostgresClient
     let logger: Logger
     /// Pushes of own rows that arrive while PostgreSQL is busy go to it together (`sync.push_batch`).
-    let batches: StatementBatches<OwnPush, (page: PageText, stored: Int)>
+    let batches: StatementBatches<OwnPush, PushOutcome>
+
+    /// A push's answer page and how many changes it stored.
+    typealias PushOutcome = (page: PageText, stored: Int)
 
     /// A push's values but its spaces (a push of own rows has none): what may go in a batch.
     struct OwnPush: Sendable {
@@ -29,7 +32,7 @@ struct ChangeLogRepository: Sendable {
     ///   - lanes: push statements at once (`SYNC_PUSH_LANES`); pushes arriving meanwhile go together.
     ///   - batched: told of each batch of pushes PostgreSQL answered: its size, and whether it refused it (metrics).
     init(
-        client: PostgresClient, logger: Logger, lanes: Int = 2,
+        client: PostgresClient, logger: Logger, lanes: Int = PushLimits().lanes,
         batched: @escaping @Sendable (_ size: Int, _ refused: Bool) -> Void = { _, _ in }
     ) {
         self.client = client
@@ -76,7 +79,7 @@ struct ChangeLogRepository: Sendable {
     func push(
         userID: String, appID: String, clientID: String, changes: [Change], tables: [String], since: Int64, idempotencyKey: String?,
         limit: Int, writeSpaces: [String] = [], readSpaces: [String] = []
-    ) async throws -> (page: PageText, stored: Int) {
+    ) async throws -> PushOutcome {
         let push = OwnPush(
             userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey,
             batch: JSONTextParameter(Change.storageJSON(changes, capacity: 256 * changes.count)), count: changes.count, since: since,
@@ -89,7 +92,7 @@ struct ChangeLogRepository: Sendable {
     }
 
     /// One push in its own transaction.
-    static func push(_ statement: PushStatement, client: PostgresClient, logger: Logger) async throws -> (page: PageText, stored: Int) {
+    static func push(_ statement: PushStatement, client: PostgresClient, logger: Logger) async throws -> PushOutcome {
         // A large batch grows the connection's send buffer for good: close it after use.
         let large = statement.push.batch.bytes.count > Self.largeMessage
         return try await client.withGuardedConnection(retire: { _ in large }) { connection in
@@ -108,19 +111,17 @@ struct ChangeLogRepository: Sendable {
 
     /// Pushes of own rows, ordered by (user, app), in one transaction (`sync.push_batch`,
     /// migration 0016): their outcomes in the same order.
-    static func push(batch pushes: [OwnPush], client: PostgresClient, logger: Logger) async throws -> [(page: PageText, stored: Int)] {
+    static func push(batch pushes: [OwnPush], client: PostgresClient, logger: Logger) async throws -> [PushOutcome] {
         try await client.withGuardedConnection { connection in
-            var outcomes: [(page: PageText, stored: Int)] = []
+            var outcomes: [PushOutcome] = []
             outcomes.reserveCapacity(pushes.count)
-            do {
+            try await refusedAsBatch {
                 for try await (n, stored, text, count, syncedUntil, hasMore) in try await connection.execute(
                     PushBatchStatement(pushes: pushes), logger: logger)
                 {
                     guard n == outcomes.count + 1 else { throw DatabaseConnectionLost() }
                     outcomes.append((PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored))
                 }
-            } catch let error as PSQLError where error.serverInfo != nil {
-                throw StatementBatches<OwnPush, (page: PageText, stored: Int)>.Refused(error: error)
             }
             guard outcomes.count == pushes.count else { throw DatabaseConnectionLost() }
             return outcomes
