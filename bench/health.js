@@ -2,12 +2,13 @@
 // (router, middleware, metrics) without PostgreSQL, to set beside the hot paths' CPU.
 //   k6 run -e BASE=http://127.0.0.1:3250 -e VUS=32 bench/health.js
 import http from 'k6/http';
-import { check } from 'k6';
-import { loadOptions } from './k6-options.js';
+import { expectOK, loadOptions } from './k6-options.js';
 
 export const options = loadOptions(2000);
 
+const url = `${__ENV.BASE}/health`;
+const params = { responseType: 'none' };
+
 export default function () {
-  const res = http.get(`${__ENV.BASE}/health`, { responseType: 'none' });
-  check(res, { 'status 200': (r) => r.status === 200 });
+  expectOK(http.get(url, params));
 }

@@ -6,6 +6,9 @@
 // tag set to build and index per sample. Only `status` is kept: the summary and thresholds use
 // none of the others. A/B of one build (docs/benchmarks.md, session 36): one-change pushes +11 %,
 // debits +24 %, ahead in each of three rounds.
+import http from 'k6/http';
+import { check } from 'k6';
+
 export function loadOptions(p99Ms) {
   return {
     vus: parseInt(__ENV.VUS || '1'),
@@ -14,4 +17,21 @@ export function loadOptions(p99Ms) {
     systemTags: ['status'],
     thresholds: { http_req_failed: ['rate<0.001'], checks: ['rate>0.999'], http_req_duration: [`p(99)<${p99Ms}`] },
   };
+}
+
+// The lean load (the default; docs/benchmarks.md, session 39): every answer but a 200 counts as
+// a failed request, decided by k6 itself (`http_req_failed`, threshold: none) instead of a
+// JavaScript check per request, and the scripts build each request's options and body once
+// where they can. K6_LEAN=0 puts back the per-request JavaScript (checks, options, bodies),
+// for an A/B of the load generator: the requests sent are the same bytes either way.
+export const lean = __ENV.K6_LEAN !== '0';
+if (lean) {
+  http.setResponseCallback(http.expectedStatuses(200));
+}
+
+/** A 200, checked in JavaScript under K6_LEAN=0 (the lean load has k6 count it). */
+export function expectOK(response) {
+  if (!lean) {
+    check(response, { 'status 200': (r) => r.status === 200 });
+  }
 }
