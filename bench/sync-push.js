@@ -20,21 +20,33 @@ const params = tokens.map((token) => ({
 // each push joins its prefix in with one native call instead of building BATCH objects and
 // stringifying them in JavaScript, which cost k6 about 1 ms of CPU per 100-change push on the
 // cores the service shares (docs/benchmarks.md, session 39). The bytes are JSON.stringify's.
+const change = (prefix, i) => ({ table: 'items', id: `${prefix}${i}`, op: 'insert', data: { n: i, text: 'benchmark row' } });
 const MARK = '\u0000';
-const pieces = JSON.stringify(Array.from({ length: batch }, (_, i) =>
-  ({ table: 'items', id: `${MARK}${i}`, op: 'insert', data: { n: i, text: 'benchmark row' } })))
+const pieces = JSON.stringify(Array.from({ length: batch }, (_, i) => change(MARK, i)))
   .split(JSON.stringify(MARK).slice(1, -1));
+
+// The body as the old script built it: BATCH objects stringified per push (K6_LEAN=0).
+function stringifiedBody(prefix, since) {
+  const changes = [];
+  for (let i = 0; i < batch; i++) {
+    changes.push(change(prefix, i));
+  }
+  return JSON.stringify({ clientId: `vu-${__VU}`, since, changes });
+}
+
+function joinedBody(prefix, since) {
+  return `{"clientId":"vu-${__VU}","since":"${since}","changes":${pieces.join(prefix)}}`;
+}
+
+// Both ways send the same bytes: checked once per virtual user, before any request.
+const sample = new Date().toISOString();
+if (joinedBody('1-2-', sample) !== stringifiedBody('1-2-', sample)) {
+  throw new Error('sync-push.js: the joined body differs from JSON.stringify of the same push');
+}
 
 function pushBody(since) {
   const prefix = `${__VU}-${__ITER}-`;
-  if (lean) {
-    return `{"clientId":"vu-${__VU}","since":"${since}","changes":${pieces.join(prefix)}}`;
-  }
-  const changes = [];
-  for (let i = 0; i < batch; i++) {
-    changes.push({ table: 'items', id: `${prefix}${i}`, op: 'insert', data: { n: i, text: 'benchmark row' } });
-  }
-  return JSON.stringify({ clientId: `vu-${__VU}`, since, changes });
+  return lean ? joinedBody(prefix, since) : stringifiedBody(prefix, since);
 }
 
 export default function () {
