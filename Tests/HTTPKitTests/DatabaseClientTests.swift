@@ -40,4 +40,27 @@ import TestSupport
         }
         #expect(jit == "off")
     }
+
+    /// A `text[]` written element by element arrives as the texts it holds, in order: empty
+    /// ones, characters an array literal would quote, long ones; an array of none is empty.
+    @Test func aTextArrayParameterArrivesAsTheTextsItHolds() async throws {
+        let texts = ["", "a", "é😀\"\\,{} NULL", String(repeating: "x", count: 70_000), "{\"k\":[1,2]}"]
+        var array = TextArrayParameter()
+        for text in texts.dropLast() { array.append(text) }
+        array.append { $0.append(contentsOf: texts.last!.utf8) }
+        let bound = array
+        let (received, none) = try await TestDatabase.withFreshDatabase { client, _ in
+            var bindings = PostgresBindings()
+            bindings.append(bound)
+            bindings.append(TextArrayParameter())
+            let rows = try await client.query(
+                PostgresQuery(unsafeSQL: "SELECT $1::text[], cardinality($2::text[])", binds: bindings), logger: TestDatabase.logger)
+            var result: ([String], Int) = ([], -1)
+            for try await row in rows.decode(([String], Int).self) { result = row }
+            return result
+        }
+        #expect(received == texts)
+        #expect(none == 0)
+        #expect(array.count == texts.count && array.textBytes == texts.reduce(0) { $0 + $1.utf8.count })
+    }
 }

@@ -51,12 +51,13 @@ import TestSupport
             #expect(try await h.caller.counter("sync_push_batches_total") >= 3)
             #expect(try await h.caller.counter("sync_pushes_batched_total") >= 6)
             #expect(try await h.caller.counter("sync_push_batches_refused_total") == 0)
-            // Each row's stored served text is the one its columns give (the batch built it for the right row).
+            // Each row's stored served text is the one its columns give (the batch built it for the
+            // right row): the same JSON as PostgreSQL builds from them, its event id the row's.
             let mismatched = try await h.withDatabase { client in
                 try await client.query(
                     """
-                    SELECT count(*)::int FROM sync.changes WHERE served IS DISTINCT FROM
-                        sync.change_json(table_name, record_id, op, data, fields, deleted_at, sync.extra_out(space_id, extra), event_id)
+                    SELECT count(*)::int FROM sync.changes WHERE served::jsonb IS DISTINCT FROM
+                        sync.change_json(table_name, record_id, op, data, fields, deleted_at, sync.extra_out(space_id, extra), event_id)::jsonb
                     """, logger: TestDatabase.logger
                 ).decode(Int.self).reduce(0) { $0 + $1 }
             }

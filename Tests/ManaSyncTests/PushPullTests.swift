@@ -68,7 +68,9 @@ import TestSupport
     }
 
     /// A push stores each change's served text (migration 0012), and rows without it (stored
-    /// before, or imported) are built on the fly: both give the same page, byte for byte.
+    /// before, or imported) are built on the fly: both give the same page. The same JSON, not
+    /// the same bytes: since migration 0017 the service writes a push's served text (compact,
+    /// its own key order), while PostgreSQL builds the text of older rows from jsonb.
     @Test func storedServedTextAndTheTextBuiltOnTheFlyAreTheSame() async throws {
         try await SyncHarness.run { (h: SyncHarness) async throws in
             let awkward = "q\"b\\n\nr\u{01}é😀/"
@@ -104,7 +106,7 @@ import TestSupport
                 for try await count in cleared.decode(Int.self) { #expect(count == changes.count) }
                 return try await page()
             }
-            #expect(rebuilt == stored)
+            #expect(try JSONDecoder().decode(JSONValue.self, from: Data(rebuilt.utf8)) == decoded)
         }
     }
 

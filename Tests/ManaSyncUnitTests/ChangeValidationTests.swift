@@ -116,3 +116,73 @@ import Testing
         #expect(try Self.stored([odd]) == [["table": "t", "id": "1", "op": "insert", "data": ["spaceId": "inner"], "s": "inner", "x": ["spaceId": 7]]])
     }
 }
+
+/// A push's rows as `sync.push_rows` takes them (migration 0017): one text per column and row,
+/// `''` for an absent value, and the served text up to the event id that PostgreSQL closes.
+@Suite struct PushRowsTests {
+    /// The elements of a column, read back from the array's body.
+    static func elements(_ column: TextArrayParameter) -> [String] {
+        var out: [String] = []
+        var index = 0
+        let body = column.body
+        while index < body.count {
+            let length = body[index..<index + 4].reduce(0) { $0 << 8 | Int($1) }
+            out.append(String(decoding: body[index + 4..<index + 4 + length], as: UTF8.self))
+            index += 4 + length
+        }
+        return out
+    }
+
+    static func json(_ text: String) throws -> JSONValue { try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)) }
+
+    @Test func eachColumnHoldsItsValueOrNothingAndTheServedTextIsTheChangeAsServed() throws {
+        let changes = try [
+            Change(validating: ["table": "t", "id": "a\"b", "op": "insert", "data": ["n": .number(1.5), "s": "line\nbreak é"],
+                                "actor": "device 7"], index: 0),
+            Change(validating: ["table": "t", "id": "1", "op": "update", "spaceId": "_personal:u",
+                                "fields": ["title": ["value": "ü ✓", "updatedAt": "2026-01-01T00:00:00Z"], "gone": ["at": "2026-01-01T00:00:00Z"]]],
+                   index: 1),
+            Change(validating: ["table": "t", "id": "2", "op": "delete", "deletedAt": "2026-01-01T00:00:00Z", "spaceId": "", "x": 1], index: 2),
+            Change(validating: ["table": "t", "id": "3", "op": "insert", "data": ["spaceId": "_personal:u", "k": .null]], index: 3),
+        ]
+        let rows = PushRows(changes)
+        #expect(rows.count == 4)
+        #expect(rows.columns.allSatisfy { $0.count == 4 })
+        #expect(Self.elements(rows.tables) == ["t", "t", "t", "t"])
+        #expect(Self.elements(rows.records) == ["a\"b", "1", "2", "3"])
+        #expect(Self.elements(rows.ops) == ["insert", "update", "delete", "insert"])
+        let data = Self.elements(rows.data)
+        #expect(try Self.json(data[0]) == ["n": .number(1.5), "s": "line\nbreak é"])
+        #expect(data[1] == "" && data[2] == "")
+        #expect(try Self.json(Self.elements(rows.fields)[1])
+            == ["title": ["value": "ü ✓", "updatedAt": "2026-01-01T00:00:00Z"], "gone": ["at": "2026-01-01T00:00:00Z", "value": .null]])
+        #expect(Self.elements(rows.deleted) == ["", "", "2026-01-01T00:00:00Z", ""])
+        // A top-level spaceId the space came from goes to the space column, not the extras.
+        let extras = Self.elements(rows.extras)
+        #expect(try Self.json(extras[0]) == ["actor": "device 7"])
+        #expect(extras[1] == "")
+        #expect(try Self.json(extras[2]) == ["spaceId": "", "x": 1])
+        #expect(extras[3] == "")
+        #expect(Self.elements(rows.spaces) == ["", "_personal:u", "", "_personal:u"])
+        // The served text, closed as PostgreSQL closes it: the change as served (sync.change_json).
+        let served = try Self.elements(rows.served).map { try Self.json($0 + #"e-1"}"#) }
+        #expect(served[0] == ["table": "t", "id": "a\"b", "op": "insert", "data": ["n": .number(1.5), "s": "line\nbreak é"], "actor": "device 7",
+                              "eventId": "e-1"])
+        #expect(served[1] == ["table": "t", "id": "1", "op": "update", "spaceId": "_personal:u", "eventId": "e-1",
+                              "fields": ["title": ["value": "ü ✓", "updatedAt": "2026-01-01T00:00:00Z"], "gone": ["at": "2026-01-01T00:00:00Z", "value": .null]]])
+        #expect(served[2] == ["table": "t", "id": "2", "op": "delete", "deletedAt": "2026-01-01T00:00:00Z", "spaceId": "", "x": 1, "eventId": "e-1"])
+        #expect(served[3] == ["table": "t", "id": "3", "op": "insert", "data": ["spaceId": "_personal:u", "k": .null], "spaceId": "_personal:u",
+                              "eventId": "e-1"])
+    }
+
+    @Test func pushesOfABatchSendTheirRowsOneAfterAnother() throws {
+        let first = PushRows([try Change(validating: ["table": "a", "id": "1", "op": "delete"], index: 0)])
+        var both = first
+        both.append(contentsOf: PushRows([try Change(validating: ["table": "b", "id": "2", "op": "delete"], index: 0),
+                                          try Change(validating: ["table": "c", "id": "3", "op": "delete"], index: 1)]))
+        #expect(both.count == 3)
+        #expect(Self.elements(both.tables) == ["a", "b", "c"])
+        #expect(Self.elements(both.records) == ["1", "2", "3"])
+        #expect(both.bytes == both.columns.reduce(0) { $0 + $1.body.count } && both.bytes > first.bytes)
+    }
+}

@@ -66,13 +66,54 @@ struct Change: Sendable, Equatable {
             out.append(contentsOf: #","s":"#.utf8)
             JSONText.appendString(space, to: &out)
         }
-        let kept = space != nil && extra["spaceId"]?.stringValue == space ? extra.filter { $0.key != "spaceId" } : extra
+        let kept = storedExtras(space: space)
         if !kept.isEmpty {
             out.append(contentsOf: #","x":{"#.utf8)
             JSONText.appendMembers(kept, to: &out)
             out.append(UInt8(ascii: "}"))
         }
         out.append(UInt8(ascii: "}"))
+    }
+
+    /// The extras kept in the `extra` column: all of them, but a top-level `spaceId` that the
+    /// change's space came from (the `space_id` column holds it).
+    func storedExtras(space: String?) -> [String: JSONValue] {
+        space != nil && extra["spaceId"]?.stringValue == space ? extra.filter { $0.key != "spaceId" } : extra
+    }
+
+    /// Appends the change's served text up to its event id, `{"table":…,…,"eventId":"`, which
+    /// `sync.push_rows` (migration 0017) closes with the id it draws: the members
+    /// `sync.change_json` serves (migration 0006), compact: the known keys, then the space as
+    /// `spaceId` and the other extras (`sync.extra_out`), then the event id.
+    /// `data` and `fields` are the JSON text of the change's data and fields, as written for
+    /// their columns (nil when absent).
+    func appendServedHead(
+        data: ArraySlice<UInt8>?, fields: ArraySlice<UInt8>?, space: String?, extras: [String: JSONValue], to out: inout [UInt8]
+    ) {
+        Change.appendHead(table: table, id: id, op: op, to: &out)
+        if let data {
+            out.append(contentsOf: #","data":"#.utf8)
+            out.append(contentsOf: data)
+        }
+        if let fields {
+            out.append(contentsOf: #","fields":"#.utf8)
+            out.append(contentsOf: fields)
+        }
+        if let deletedAt {
+            out.append(contentsOf: #","deletedAt":"#.utf8)
+            JSONText.appendString(deletedAt, to: &out)
+        }
+        if let space {
+            out.append(contentsOf: #","spaceId":"#.utf8)
+            JSONText.appendString(space, to: &out)
+        }
+        for (name, value) in extras where space == nil || name != "spaceId" {
+            out.append(UInt8(ascii: ","))
+            JSONText.appendString(name, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONText.append(value, to: &out)
+        }
+        out.append(contentsOf: #","eventId":""#.utf8)
     }
 
     /// `{"table":…,"id":…,"op":"…"`: the opening every change's JSON text shares.

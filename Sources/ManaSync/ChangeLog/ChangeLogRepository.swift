@@ -10,20 +10,19 @@ import PostgresNIO
 struct ChangeLogRepository: Sendable {
     let client: PostgresClient
     let logger: Logger
-    /// Pushes of own rows that arrive while PostgreSQL is busy go to it together (`sync.push_batch`).
+    /// Pushes of own rows that arrive while PostgreSQL is busy go to it together (`sync.push_rows`).
     let batches: StatementBatches<OwnPush, PushOutcome>
 
     /// A push's answer page and how many changes it stored.
     typealias PushOutcome = (page: PageText, stored: Int)
 
-    /// A push's values but its spaces (a push of own rows has none): what may go in a batch.
+    /// A push of own rows (no shared space written or read): what may go in a batch.
     struct OwnPush: Sendable {
         let userID: String
         let appID: String
         let clientID: String
         let idempotencyKey: String?
-        let batch: JSONTextParameter
-        let count: Int
+        let rows: PushRows
         let since: Int64
         let limit: Int
     }
@@ -38,12 +37,10 @@ struct ChangeLogRepository: Sendable {
         self.client = client
         self.logger = logger
         batches = StatementBatches(
-            settings: .init(lanes: lanes), size: { $0.batch.bytes.count },
+            settings: .init(lanes: lanes), size: { $0.rows.bytes },
             precedes: { ($0.userID, $0.appID) < ($1.userID, $1.appID) },
-            alone: { push in
-                try await Self.push(PushStatement(push: push, tables: [], writeSpaces: [], readSpaces: []), client: client, logger: logger)
-            },
-            together: { try await Self.push(batch: $0, client: client, logger: logger) },
+            alone: { push in try await Self.push(rows: [push], asBatch: false, client: client, logger: logger)[0] },
+            together: { try await Self.push(rows: $0, asBatch: true, client: client, logger: logger) },
             batched: batched)
     }
 
@@ -74,27 +71,34 @@ struct ChangeLogRepository: Sendable {
     /// `since` (all tables), in one round trip: `sync.push_spaces` runs the receipt, the head
     /// locks and advance, the insert with each change's served text and the answer page as one
     /// transaction (migration 0012; the caller announces the push after it). A push whose idempotency key was seen
-    /// stores nothing. A push of own rows that finds every push lane busy goes in the next
-    /// batch instead (``StatementBatches``, `sync.push_batch`), with the same outcome.
+    /// stores nothing. A push of own rows goes as columns (`sync.push_rows`, migration 0017), the
+    /// same push; when it finds every push lane busy it goes in the next batch
+    /// (``StatementBatches``), with the same outcome.
     func push(
         userID: String, appID: String, clientID: String, changes: [Change], tables: [String], since: Int64, idempotencyKey: String?,
         limit: Int, writeSpaces: [String] = [], readSpaces: [String] = []
     ) async throws -> PushOutcome {
-        let push = OwnPush(
-            userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey,
-            batch: JSONTextParameter(Change.storageJSON(changes, capacity: 256 * changes.count)), count: changes.count, since: since,
-            limit: limit)
-        // A push of own rows may wait to go with others (``StatementBatches``).
-        if writeSpaces.isEmpty, readSpaces.isEmpty, batches.admits(push) { return try await batches.run(push) }
+        if writeSpaces.isEmpty, readSpaces.isEmpty {
+            let push = OwnPush(
+                userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey, rows: PushRows(changes), since: since,
+                limit: limit)
+            // A push of own rows may wait to go with others (``StatementBatches``).
+            if batches.admits(push) { return try await batches.run(push) }
+            return try await Self.push(rows: [push], asBatch: false, client: client, logger: logger)[0]
+        }
         // The heads of the spaces written and read are locked and read too (migration 0008).
         return try await Self.push(
-            PushStatement(push: push, tables: tables, writeSpaces: writeSpaces, readSpaces: readSpaces), client: client, logger: logger)
+            PushStatement(
+                userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey,
+                batch: JSONTextParameter(Change.storageJSON(changes, capacity: 256 * changes.count)), count: changes.count,
+                tables: tables, since: since, limit: limit, writeSpaces: writeSpaces, readSpaces: readSpaces),
+            client: client, logger: logger)
     }
 
     /// One push in its own transaction.
     static func push(_ statement: PushStatement, client: PostgresClient, logger: Logger) async throws -> PushOutcome {
         // A large batch grows the connection's send buffer for good: close it after use.
-        let large = statement.push.batch.bytes.count > Self.largeMessage
+        let large = statement.batch.bytes.count > Self.largeMessage
         return try await client.withGuardedConnection(retire: { _ in large }) { connection in
             do {
                 for try await (stored, text, count, syncedUntil, hasMore) in try await connection.execute(statement, logger: logger) {
@@ -109,60 +113,62 @@ struct ChangeLogRepository: Sendable {
         }
     }
 
-    /// Pushes of own rows, ordered by (user, app), in one transaction (`sync.push_batch`,
-    /// migration 0016): their outcomes in the same order.
-    static func push(batch pushes: [OwnPush], client: PostgresClient, logger: Logger) async throws -> [PushOutcome] {
-        try await client.withGuardedConnection { connection in
+    /// Pushes of own rows, ordered by (user, app), in one transaction (`sync.push_rows`,
+    /// migration 0017): their outcomes in the same order. `asBatch`: PostgreSQL's refusal is
+    /// the batch's (``refusedAsBatch(_:)``: each push is then run alone), not a push's own error.
+    static func push(rows pushes: [OwnPush], asBatch: Bool, client: PostgresClient, logger: Logger) async throws -> [PushOutcome] {
+        // A large batch grows the connection's send buffer for good: close it after use.
+        let large = pushes.reduce(0) { $0 + $1.rows.bytes } > Self.largeMessage
+        return try await client.withGuardedConnection(retire: { _ in large }) { connection in
             var outcomes: [PushOutcome] = []
             outcomes.reserveCapacity(pushes.count)
-            try await refusedAsBatch {
+            func run() async throws {
                 for try await (n, stored, text, count, syncedUntil, hasMore) in try await connection.execute(
-                    PushBatchStatement(pushes: pushes), logger: logger)
+                    PushRowsStatement(pushes: pushes), logger: logger)
                 {
                     guard n == outcomes.count + 1 else { throw DatabaseConnectionLost() }
                     outcomes.append((PageText(changes: text, count: count, syncedUntil: syncedUntil, hasMore: hasMore), stored))
                 }
             }
+            if asBatch { try await refusedAsBatch(run) } else { try await run() }
             guard outcomes.count == pushes.count else { throw DatabaseConnectionLost() }
             return outcomes
         }
     }
 
-    /// Several pushes without spaces in one call of `sync.push_batch`, prepared once per
-    /// connection: per push its values in parallel arrays, and their change arrays in one JSON array.
-    struct PushBatchStatement: PostgresPreparedStatement {
+    /// Pushes without spaces in one call of `sync.push_rows`, prepared once per connection: per
+    /// push its values in parallel arrays, and the rows of all of them one column per array.
+    struct PushRowsStatement: PostgresPreparedStatement {
         static let sql = """
-            SELECT n, stored, changes, returned, synced_until, has_more FROM sync.push_batch(
-                $1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb, $6::bigint[], $7::int[])
+            SELECT n, stored, changes, returned, synced_until, has_more FROM sync.push_rows(
+                $1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::int[],
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
             """
         typealias Row = (Int, Int, ByteBuffer, Int, Int64, Bool)
 
         let pushes: [OwnPush]
 
         func makeBindings() throws -> PostgresBindings {
-            var batches: [UInt8] = [UInt8(ascii: "[")]
-            batches.reserveCapacity(pushes.reduce(2) { $0 + $1.batch.bytes.count + 1 })
-            for (index, push) in pushes.enumerated() {
-                if index > 0 { batches.append(UInt8(ascii: ",")) }
-                batches.append(contentsOf: push.batch.bytes)
-            }
-            batches.append(UInt8(ascii: "]"))
-            var bindings = PostgresBindings(capacity: 7)
+            var bindings = PostgresBindings(capacity: 16)
             bindings.append(pushes.map(\.userID))
             bindings.append(pushes.map(\.appID))
             bindings.append(pushes.map(\.clientID))
             bindings.append(pushes.map { $0.idempotencyKey ?? "" })
-            bindings.append(JSONTextParameter(batches))
+            bindings.append(pushes.map(\.rows.count))
             bindings.append(pushes.map(\.since))
             bindings.append(pushes.map(\.limit))
+            var rows = pushes[0].rows
+            for push in pushes.dropFirst() { rows.append(contentsOf: push.rows) }
+            for column in rows.columns { bindings.append(column) }
             return bindings
         }
 
         func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
     }
 
-    /// The push, prepared once per connection: a push sends only its values (Bind, Execute),
-    /// and PostgreSQL neither parses nor plans the statement again.
+    /// A push that writes or reads shared spaces (`sync.push_spaces`), prepared once per
+    /// connection: a push sends only its values (Bind, Execute), and PostgreSQL neither parses
+    /// nor plans the statement again.
     struct PushStatement: PostgresPreparedStatement {
         static let sql = """
             SELECT stored, changes, returned, synced_until, has_more FROM sync.push_spaces(
@@ -170,22 +176,29 @@ struct ChangeLogRepository: Sendable {
             """
         typealias Row = (Int, ByteBuffer, Int, Int64, Bool)
 
-        let push: OwnPush
+        let userID: String
+        let appID: String
+        let clientID: String
+        let idempotencyKey: String?
+        let batch: JSONTextParameter
+        let count: Int
         let tables: [String]
+        let since: Int64
+        let limit: Int
         let writeSpaces: [String]
         let readSpaces: [String]
 
         func makeBindings() throws -> PostgresBindings {
             var bindings = PostgresBindings(capacity: 11)
-            bindings.append(push.userID)
-            bindings.append(push.appID)
-            bindings.append(push.clientID)
-            bindings.append(push.idempotencyKey)
-            bindings.append(push.batch)
-            bindings.append(push.count)
+            bindings.append(userID)
+            bindings.append(appID)
+            bindings.append(clientID)
+            bindings.append(idempotencyKey)
+            bindings.append(batch)
+            bindings.append(count)
             bindings.append(tables)
-            bindings.append(push.since)
-            bindings.append(push.limit)
+            bindings.append(since)
+            bindings.append(limit)
             bindings.append(writeSpaces)
             bindings.append(readSpaces)
             return bindings

@@ -1,0 +1,71 @@
+import HTTPKit
+
+/// A push's changes as `sync.push_rows` (migration 0017) takes them: one `text[]` per column,
+/// `''` for an absent value, and each change's served text up to its event id (PostgreSQL draws
+/// the id and closes the text). Built once per push, in one pass over the validated changes;
+/// a batch of pushes sends their columns one after another.
+struct PushRows: Sendable {
+    private(set) var tables = TextArrayParameter()
+    private(set) var records = TextArrayParameter()
+    private(set) var ops = TextArrayParameter()
+    private(set) var data = TextArrayParameter()
+    private(set) var fields = TextArrayParameter()
+    private(set) var deleted = TextArrayParameter()
+    private(set) var extras = TextArrayParameter()
+    private(set) var spaces = TextArrayParameter()
+    private(set) var served = TextArrayParameter()
+
+    init() {}
+
+    init(_ changes: [Change]) {
+        served.reserveCapacity(160 * changes.count)
+        data.reserveCapacity(64 * changes.count)
+        for change in changes { append(change) }
+    }
+
+    /// The rows.
+    var count: Int { tables.count }
+
+    /// The bytes the rows take in a bind message.
+    var bytes: Int { columns.reduce(0) { $0 + $1.body.count } }
+
+    /// The columns in `sync.push_rows`' order of parameters.
+    var columns: [TextArrayParameter] { [tables, records, ops, data, fields, deleted, extras, spaces, served] }
+
+    mutating func append(_ change: Change) {
+        let space = change.spaceID
+        let kept = change.storedExtras(space: space)
+        tables.append(change.table)
+        records.append(change.id)
+        ops.append(change.op.rawValue)
+        // The data and fields are written once, into their columns, and copied into the served text.
+        let dataText = data.append { out in if let value = change.data { JSONText.append(value, to: &out) } }
+        let fieldsText = fields.append { out in if let value = change.fields { JSONText.append(value, to: &out) } }
+        deleted.append(change.deletedAt ?? "")
+        extras.append { out in
+            guard !kept.isEmpty else { return }
+            out.append(UInt8(ascii: "{"))
+            JSONText.appendMembers(kept, to: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        spaces.append(space ?? "")
+        let (dataBody, fieldsBody) = (data.body, fields.body)
+        served.append { out in
+            change.appendServedHead(
+                data: dataText.isEmpty ? nil : dataBody[dataText], fields: fieldsText.isEmpty ? nil : fieldsBody[fieldsText], space: space,
+                extras: kept, to: &out)
+        }
+    }
+
+    mutating func append(contentsOf other: PushRows) {
+        tables.append(contentsOf: other.tables)
+        records.append(contentsOf: other.records)
+        ops.append(contentsOf: other.ops)
+        data.append(contentsOf: other.data)
+        fields.append(contentsOf: other.fields)
+        deleted.append(contentsOf: other.deleted)
+        extras.append(contentsOf: other.extras)
+        spaces.append(contentsOf: other.spaces)
+        served.append(contentsOf: other.served)
+    }
+}
