@@ -72,10 +72,12 @@ func buildApplication(
     let folding = Compactor(client: chassis.database, logger: chassis.logger, metrics: metrics, status: compaction)
     if configuration.compaction.enabled {
         let after = configuration.compaction.after
+        // Without a page cache in this process, nothing here needs young changes left unfolded.
+        let floor = configuration.pages.cacheBytes > 0 ? Compactor.minimumAge : .zero
         chassis.addService(
             PeriodicService(every: configuration.compaction.interval) {
                 do {
-                    try await folding.run(horizon: Compactor.horizon(olderThan: after))
+                    try await folding.run(horizon: Compactor.horizon(olderThan: after, floor: floor))
                 } catch {
                     log.error("history compaction failed", metadata: ["error": "\(String(reflecting: error))"])
                 }

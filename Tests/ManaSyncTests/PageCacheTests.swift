@@ -17,7 +17,10 @@ extension JSONValue {
 /// the pages PostgreSQL builds, for pulls and push answers, with tables and clients filtered, and
 /// a catch-up through them misses no change pushed after the stretch was read.
 @Suite(.timeLimit(.minutes(3))) struct PageCacheTests {
-    static let epoch = "1970-01-01T00:00:00.000000Z"
+    /// A `since` before every change of a test (which takes seconds) and recent enough for the
+    /// page cache, which cuts pages only after recent cursors (``LogSegments/Settings/recent``:
+    /// compaction never folds those).
+    static var epoch: String { Timestamp.format(microseconds: Timestamp.nowMicroseconds() - 30_000_000) }
 
     @Test func pagesFromMemoryAreThePagesPostgreSQLBuilds() async throws {
         try await SyncHarness.run(pages: { $0.pushAnswer = 100 }) { (h: SyncHarness) async throws in

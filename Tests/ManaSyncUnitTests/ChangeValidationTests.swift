@@ -164,8 +164,13 @@ import Testing
         #expect(try Self.json(extras[2]) == ["spaceId": "", "x": 1])
         #expect(extras[3] == "")
         #expect(Self.elements(rows.spaces) == ["", "_personal:u", "", "_personal:u"])
-        // The served text, closed as PostgreSQL closes it: the change as served (sync.change_json).
-        let served = try Self.elements(rows.served).map { try Self.json($0 + #"e-1"}"#) }
+        // The served text, put together as PostgreSQL does: the change as served (sync.change_json).
+        let (heads, fields, tails) = (Self.elements(rows.heads), Self.elements(rows.fields), Self.elements(rows.tails))
+        let served = try (0..<rows.count).map { row in
+            let text = heads[row] + (data[row].isEmpty ? "" : #","data":"# + data[row])
+                + (fields[row].isEmpty ? "" : #","fields":"# + fields[row]) + tails[row] + #"e-1"}"#
+            return try Self.json(text)
+        }
         #expect(served[0] == ["table": "t", "id": "a\"b", "op": "insert", "data": ["n": .number(1.5), "s": "line\nbreak é"], "actor": "device 7",
                               "eventId": "e-1"])
         #expect(served[1] == ["table": "t", "id": "1", "op": "update", "spaceId": "_personal:u", "eventId": "e-1",

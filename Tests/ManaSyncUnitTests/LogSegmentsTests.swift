@@ -77,7 +77,7 @@ extension LogSegments.Cut {
     }
 
     @Test func aSegmentIsReadOnlyWhenAPageOverlapsThreeRecentOnes() {
-        let cache = LogSegments(settings: .init())
+        let cache = LogSegments(settings: .init(recent: nil))
         let key = LogSegments.Key(user: "u", app: "a")
         let start = ContinuousClock.now
         // Pages from random points of a long history: no overlap, no read.
@@ -100,7 +100,7 @@ extension LogSegments.Cut {
     }
 
     @Test func theNextStretchIsReadBeforeTheHeldOneRunsOut() throws {
-        let cache = LogSegments(settings: .init())
+        let cache = LogSegments(settings: .init(recent: nil))
         let key = LogSegments.Key(user: "u", app: "a")
         cache.store(key, Self.segment(from: 0, (1...100).map { Row(cursor: Int64($0), table: "t", client: "A") }))
         // Pages from the first half: nothing to read (asked from one point, a page never reads again).
@@ -119,7 +119,7 @@ extension LogSegments.Cut {
     }
 
     @Test func aPageAHeldStretchCoversIsNoDemand() {
-        let cache = LogSegments(settings: .init())
+        let cache = LogSegments(settings: .init(recent: nil))
         let key = LogSegments.Key(user: "u", app: "a")
         cache.store(key, Self.segment(from: 0, (1...100).map { Row(cursor: Int64($0), table: "t", client: "A") }))
         // Built by PostgreSQL while the stretch was being read: covered, not counted.
@@ -134,7 +134,7 @@ extension LogSegments.Cut {
     @Test func heldSegmentsStayWithinTheBudgetAndTheirAge() {
         let rows = (1...100).map { Row(cursor: Int64($0), table: "t", client: "A") }
         let one = Self.segment(from: 0, rows)
-        let cache = LogSegments(settings: .init(budget: one.bytes * 2 + one.bytes / 2, maximumAge: .seconds(30)))
+        let cache = LogSegments(settings: .init(budget: one.bytes * 2 + one.bytes / 2, maximumAge: .seconds(30), recent: nil))
         let start = ContinuousClock.now
         let keys = (0..<3).map { LogSegments.Key(user: "u\($0)", app: "a") }
         cache.store(keys[0], one, now: start)
@@ -152,5 +152,29 @@ extension LogSegments.Cut {
         #expect(cache.fullPage(keys[0], table: nil, excludingClient: nil, since: 0, limit: 10, now: start + .seconds(31)) == nil)
         #expect(cache.fullPage(keys[2], table: nil, excludingClient: nil, since: 0, limit: 10, now: start + .seconds(31)) == nil)
         #expect(cache.bytes == 0)
+    }
+
+    /// Pages are cut only after recent cursors, and compaction never folds changes that young:
+    /// a page cut from a segment read before a fold could otherwise lack the updates folded
+    /// away (their values moved into a row the stale segment holds as it was).
+    @Test func pagesAreCutOnlyAfterCursorsCompactionNeverFolds() throws {
+        let settings = LogSegments.Settings()
+        let cache = LogSegments(settings: settings)
+        let key = LogSegments.Key(user: "u", app: "a")
+        let now: Int64 = 1_800_000_000_000_000
+        let window = try #require(settings.recent).microseconds
+        cache.store(key, Self.segment(from: now - 2 * window, (1...100).map {
+            Row(cursor: now - 2 * window + Int64($0) * window / 50, table: "t", client: "A")
+        }))
+        // A since older than the window: from PostgreSQL, though the segment holds the page.
+        #expect(cache.fullPage(key, table: nil, excludingClient: nil, since: now - 2 * window, limit: 10, wallClock: now) == nil)
+        #expect(cache.fullPage(key, table: nil, excludingClient: nil, since: now - window - 1, limit: 10, wallClock: now) == nil)
+        // Within it: cut from memory.
+        let cut = try #require(cache.fullPage(key, table: nil, excludingClient: nil, since: now - window, limit: 10, wallClock: now))
+        #expect(cut.syncedUntil == now - window + window / 5)
+        // The compaction floor lies below every since the cache serves, for as long as a segment is held.
+        let horizon = Compactor.horizon(olderThan: .zero, now: now)
+        #expect(horizon < now - window - settings.maximumAge.microseconds)
+        #expect(Compactor.horizon(olderThan: .seconds(3600), now: now) == now - 3_600_000_000)
     }
 }

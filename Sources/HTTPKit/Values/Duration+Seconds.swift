@@ -4,6 +4,11 @@ extension Duration {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 
+    /// The duration in whole microseconds (the unit of change cursors): `.seconds(2).microseconds == 2_000_000`.
+    package var microseconds: Int64 {
+        components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000
+    }
+
     /// Seconds as short text for messages: "30", "1.5".
     package var secondsText: String {
         let seconds = self.inSeconds

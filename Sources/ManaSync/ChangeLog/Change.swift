@@ -81,24 +81,13 @@ struct Change: Sendable, Equatable {
         space != nil && extra["spaceId"]?.stringValue == space ? extra.filter { $0.key != "spaceId" } : extra
     }
 
-    /// Appends the change's served text up to its event id, `{"table":…,…,"eventId":"`, which
-    /// `sync.push_rows` (migration 0017) closes with the id it draws: the members
-    /// `sync.change_json` serves (migration 0006), compact: the known keys, then the space as
-    /// `spaceId` and the other extras (`sync.extra_out`), then the event id.
-    /// `data` and `fields` are the JSON text of the change's data and fields, as written for
-    /// their columns (nil when absent).
-    func appendServedHead(
-        data: ArraySlice<UInt8>?, fields: ArraySlice<UInt8>?, space: String?, extras: [String: JSONValue], to out: inout [UInt8]
-    ) {
-        Change.appendHead(table: table, id: id, op: op, to: &out)
-        if let data {
-            out.append(contentsOf: #","data":"#.utf8)
-            out.append(contentsOf: data)
-        }
-        if let fields {
-            out.append(contentsOf: #","fields":"#.utf8)
-            out.append(contentsOf: fields)
-        }
+    /// Appends the end of the change's served text after its data and fields, up to its event
+    /// id: `,"deletedAt":…` when there is one, the space as `spaceId` and the other extras
+    /// (`sync.extra_out`), then `,"eventId":"`. `sync.push_rows` (migration 0017) puts the
+    /// text together: ``appendHead(table:id:op:to:)``'s opening, `,"data":` and `,"fields":`
+    /// with their columns' text, this, the event id it draws and `"}`: the members
+    /// `sync.change_json` serves (migration 0006), compact.
+    func appendServedTail(space: String?, extras: [String: JSONValue], to out: inout [UInt8]) {
         if let deletedAt {
             out.append(contentsOf: #","deletedAt":"#.utf8)
             JSONText.appendString(deletedAt, to: &out)

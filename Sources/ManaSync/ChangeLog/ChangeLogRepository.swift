@@ -142,14 +142,15 @@ struct ChangeLogRepository: Sendable {
         static let sql = """
             SELECT n, stored, changes, returned, synced_until, has_more FROM sync.push_rows(
                 $1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bigint[], $7::int[],
-                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+                $17::text[])
             """
         typealias Row = (Int, Int, ByteBuffer, Int, Int64, Bool)
 
         let pushes: [OwnPush]
 
         func makeBindings() throws -> PostgresBindings {
-            var bindings = PostgresBindings(capacity: 16)
+            var bindings = PostgresBindings(capacity: 17)
             bindings.append(pushes.map(\.userID))
             bindings.append(pushes.map(\.appID))
             bindings.append(pushes.map(\.clientID))

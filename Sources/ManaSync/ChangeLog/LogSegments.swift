@@ -1,3 +1,4 @@
+import HTTPKit
 import NIOCore
 import Synchronization
 
@@ -13,8 +14,12 @@ import Synchronization
 /// is the one PostgreSQL would build: the same changes, `syncedUntil` the last one's cursor,
 /// `hasMore` true. A page that is not full ends at the head, which moves: it always comes from
 /// PostgreSQL. Compaction (docs/sync.md) rewrites old rows in place and removes the updates it
-/// folded; a segment read before it gives the same state once folded, and lives at most
-/// ``Settings/maximumAge``.
+/// folded: a reader that pages through a folded range from PostgreSQL and then cuts the next
+/// page from a segment read before the fold would miss the removed updates (their values are in
+/// the rewritten row, which the stale segment holds as it was). So pages are cut only after a
+/// `since` within ``Settings/recent`` of now, and compaction never folds changes younger than
+/// ``Compactor/minimumAge``, longer than that plus ``Settings/maximumAge``: no row of a page cut
+/// from memory can have been folded since its segment was read.
 ///
 /// When a segment is read: only where pages overlap. Each full page PostgreSQL builds is noted
 /// (its `since` and last cursor); when a page overlaps three others noted in the last two seconds
@@ -32,6 +37,10 @@ final class LogSegments: Sendable {
         var maximumAge: Duration = .seconds(30)
         /// Full pages overlapping one another within this long count as shared demand.
         var demandWindow: Duration = .seconds(2)
+        /// Pages are cut only after a `since` at most this old (cursors are microseconds of
+        /// the wall clock); see ``Compactor/minimumAge``. nil: any (unit tests of cursors
+        /// that are not times).
+        var recent: Duration? = .seconds(60)
     }
 
     struct Key: Hashable, Sendable {
@@ -222,9 +231,10 @@ final class LogSegments: Sendable {
 
     /// A full page found in a held segment, or nil (PostgreSQL builds it).
     func fullPage(
-        _ key: Key, table: String?, excludingClient: String?, since: Int64, limit: Int, now: ContinuousClock.Instant = .now
+        _ key: Key, table: String?, excludingClient: String?, since: Int64, limit: Int, now: ContinuousClock.Instant = .now,
+        wallClock: Int64 = Timestamp.nowMicroseconds()
     ) -> Cut? {
-        guard enabled else { return nil }
+        guard enabled, settings.recent.map({ since >= wallClock - $0.microseconds }) ?? true else { return nil }
         let candidates: [Segment] = state.withLock { state in
             guard var list = state.held[key] else { return [] }
             list.removeAll { held in

@@ -1,9 +1,10 @@
 import HTTPKit
 
 /// A push's changes as `sync.push_rows` (migration 0017) takes them: one `text[]` per column,
-/// `''` for an absent value, and each change's served text up to its event id (PostgreSQL draws
-/// the id and closes the text). Built once per push, in one pass over the validated changes;
-/// a batch of pushes sends their columns one after another.
+/// `''` for an absent value, and the two ends of each change's served text, which PostgreSQL
+/// joins around the data and fields columns' text and closes with the event id it draws. Built
+/// once per push, in one pass over the validated changes, each value written once; a batch of
+/// pushes sends their columns one after another.
 struct PushRows: Sendable {
     private(set) var tables = TextArrayParameter()
     private(set) var records = TextArrayParameter()
@@ -13,12 +14,16 @@ struct PushRows: Sendable {
     private(set) var deleted = TextArrayParameter()
     private(set) var extras = TextArrayParameter()
     private(set) var spaces = TextArrayParameter()
-    private(set) var served = TextArrayParameter()
+    /// `{"table":…,"id":…,"op":"…"`
+    private(set) var heads = TextArrayParameter()
+    /// `,"deletedAt":…,"spaceId":…,…,"eventId":"`
+    private(set) var tails = TextArrayParameter()
 
     init() {}
 
     init(_ changes: [Change]) {
-        served.reserveCapacity(160 * changes.count)
+        heads.reserveCapacity(64 * changes.count)
+        tails.reserveCapacity(24 * changes.count)
         data.reserveCapacity(64 * changes.count)
         for change in changes { append(change) }
     }
@@ -30,7 +35,7 @@ struct PushRows: Sendable {
     var bytes: Int { columns.reduce(0) { $0 + $1.body.count } }
 
     /// The columns in `sync.push_rows`' order of parameters.
-    var columns: [TextArrayParameter] { [tables, records, ops, data, fields, deleted, extras, spaces, served] }
+    var columns: [TextArrayParameter] { [tables, records, ops, data, fields, deleted, extras, spaces, heads, tails] }
 
     mutating func append(_ change: Change) {
         let space = change.spaceID
@@ -38,9 +43,8 @@ struct PushRows: Sendable {
         tables.append(change.table)
         records.append(change.id)
         ops.append(change.op.rawValue)
-        // The data and fields are written once, into their columns, and copied into the served text.
-        let dataText = data.append { out in if let value = change.data { JSONText.append(value, to: &out) } }
-        let fieldsText = fields.append { out in if let value = change.fields { JSONText.append(value, to: &out) } }
+        data.append { out in if let value = change.data { JSONText.append(value, to: &out) } }
+        fields.append { out in if let value = change.fields { JSONText.append(value, to: &out) } }
         deleted.append(change.deletedAt ?? "")
         extras.append { out in
             guard !kept.isEmpty else { return }
@@ -49,12 +53,8 @@ struct PushRows: Sendable {
             out.append(UInt8(ascii: "}"))
         }
         spaces.append(space ?? "")
-        let (dataBody, fieldsBody) = (data.body, fields.body)
-        served.append { out in
-            change.appendServedHead(
-                data: dataText.isEmpty ? nil : dataBody[dataText], fields: fieldsText.isEmpty ? nil : fieldsBody[fieldsText], space: space,
-                extras: kept, to: &out)
-        }
+        heads.append { Change.appendHead(table: change.table, id: change.id, op: change.op, to: &$0) }
+        tails.append { change.appendServedTail(space: space, extras: kept, to: &$0) }
     }
 
     mutating func append(contentsOf other: PushRows) {
@@ -66,6 +66,7 @@ struct PushRows: Sendable {
         deleted.append(contentsOf: other.deleted)
         extras.append(contentsOf: other.extras)
         spaces.append(contentsOf: other.spaces)
-        served.append(contentsOf: other.served)
+        heads.append(contentsOf: other.heads)
+        tails.append(contentsOf: other.tails)
     }
 }

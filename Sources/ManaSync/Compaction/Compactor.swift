@@ -89,9 +89,18 @@ struct Compactor: Sendable {
     ]
 
     /// The horizon `age` before now, as a cursor (microseconds since the epoch).
-    static func horizon(olderThan age: Duration, now: Int64 = Timestamp.nowMicroseconds()) -> Int64 {
-        now - age.components.seconds * 1_000_000 - age.components.attoseconds / 1_000_000_000_000
+    static func horizon(olderThan age: Duration, floor: Duration = minimumAge, now: Int64 = Timestamp.nowMicroseconds()) -> Int64 {
+        now - max(age, floor).microseconds
     }
+
+    /// Changes younger than this are not folded, whatever age is asked for (the `floor` of
+    /// ``horizon(olderThan:floor:now:)``; the background compaction of a process without a
+    /// page cache, `SYNC_PAGE_CACHE_BYTES=0`, uses none, and so should every replica then): the page cache
+    /// (``LogSegments``) cuts pages only after a `since` at most ``LogSegments/Settings/recent``
+    /// old from segments at most ``LogSegments/Settings/maximumAge`` old, and a page cut from a
+    /// segment read before a fold of its rows would miss the updates folded away. Two minutes
+    /// cover both (90 s) with room for clocks of different machines.
+    static let minimumAge: Duration = .seconds(120)
 
     /// Folds every (user, app), or one user's, up to `horizon`.
     @discardableResult

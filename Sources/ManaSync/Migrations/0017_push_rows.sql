@@ -3,20 +3,21 @@
 -- parsed all of it to jsonb, took each change apart (`->>` per key), gathered ten arrays with
 -- `array_agg … ORDER BY`, and built each change's served text from the jsonb (`jsonb` to text,
 -- a dozen concatenations). The service had parsed and validated the same changes already. Here
--- it sends them as one text array per column, the served text of each change written by the
--- service up to its event id, and PostgreSQL only casts the JSON values (data, fields, extras)
--- to jsonb and stores the rows. pgbench, batches of ten 100-change pushes at 2 clients, three
--- interleaved rounds (literal arrays, which PostgreSQL parses more slowly than the binary
--- arrays the service binds): 81,000-104,000 changes a second through sync.push_batch,
--- 110,000-125,000 through this function's shape.
+-- it sends them as one text array per column, and PostgreSQL only casts the JSON values (data,
+-- fields, extras) to jsonb and stores the rows. pgbench, batches of ten 100-change pushes at 2
+-- clients, three interleaved rounds (literal arrays, which PostgreSQL parses more slowly than
+-- the binary arrays the service binds): 81,000-104,000 changes a second through
+-- sync.push_batch, 110,000-125,000 through this function's shape.
 --
 -- Each push is still what sync.push_spaces does for a push with no shared space (receipt, head
 -- upsert, insert, answer page, under its user's row-level security), and the pushes of a batch
 -- come ordered by (user, app) as before. An absent value is '' (nullif below): a change's
 -- table, id and op are never empty (the service refuses empty ones), data, fields and extras
--- are JSON objects when present, deletedAt an RFC 3339 time. The event id is drawn here, per
--- row, and closes the served text: p_served holds `{"table":…,…,"eventId":"` (the keys in the
--- shape sync.change_json gives, the JSON compact). The OFFSET 0 keeps the subquery from being
+-- are JSON objects when present, deletedAt an RFC 3339 time. The served text is put together
+-- from the service's two ends of it (p_heads: `{"table":…,"id":…,"op":"…"`; p_tails: deletedAt,
+-- spaceId and extras, up to `,"eventId":"`) around the data and fields text as sent (not their
+-- jsonb, whose rendering would cost what this saves), closed with the event id drawn here per
+-- row: the members sync.change_json gives, compact. The OFFSET 0 keeps the subquery from being
 -- flattened, so that each row's id is drawn once and the column and the text carry the same.
 --
 -- The answer page of a push that stored rows is read below them (sync.page_json_before): every
@@ -58,7 +59,7 @@ $$;
 CREATE FUNCTION sync.push_rows(
     p_users text[], p_apps text[], p_clients text[], p_keys text[], p_counts int[], p_since bigint[], p_limits int[],
     p_tables text[], p_records text[], p_ops text[], p_data text[], p_fields text[], p_deleted text[], p_extras text[],
-    p_spaces text[], p_served text[]
+    p_spaces text[], p_heads text[], p_tails text[]
 ) RETURNS TABLE (n int, stored int, changes text, returned int, synced_until bigint, has_more boolean)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -95,12 +96,15 @@ BEGIN
                 user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id, extra, space_id, event_id, served)
             SELECT p_users[i], p_apps[i], v_base + r.n - 1, r.table_name, r.record_id, r.op, nullif(r.data, '')::jsonb,
                 nullif(r.fields, '')::jsonb, nullif(r.deleted_at, ''), p_clients[i], nullif(r.extra, '')::jsonb, nullif(r.space_id, ''),
-                r.event_id, r.served || r.event_id::text || '"}'
+                r.event_id,
+                r.head || CASE WHEN r.data <> '' THEN ',"data":' || r.data ELSE '' END
+                    || CASE WHEN r.fields <> '' THEN ',"fields":' || r.fields ELSE '' END || r.tail || r.event_id::text || '"}'
             FROM (
                 SELECT u.*, gen_random_uuid() AS event_id
                 FROM unnest(p_tables[v_from:v_to], p_records[v_from:v_to], p_ops[v_from:v_to], p_data[v_from:v_to],
-                    p_fields[v_from:v_to], p_deleted[v_from:v_to], p_extras[v_from:v_to], p_spaces[v_from:v_to], p_served[v_from:v_to])
-                    WITH ORDINALITY AS u(table_name, record_id, op, data, fields, deleted_at, extra, space_id, served, n)
+                    p_fields[v_from:v_to], p_deleted[v_from:v_to], p_extras[v_from:v_to], p_spaces[v_from:v_to], p_heads[v_from:v_to],
+                    p_tails[v_from:v_to])
+                    WITH ORDINALITY AS u(table_name, record_id, op, data, fields, deleted_at, extra, space_id, head, tail, n)
                 OFFSET 0
             ) r;
             v_last := v_base + v_count - 1;
@@ -128,14 +132,14 @@ $$;
 
 -- Every statement reads and writes by key: planned once per connection (migration 0013).
 ALTER FUNCTION sync.push_rows(text[], text[], text[], text[], int[], bigint[], int[], text[], text[], text[], text[], text[], text[],
-    text[], text[], text[]) SET plan_cache_mode = force_generic_plan;
+    text[], text[], text[], text[]) SET plan_cache_mode = force_generic_plan;
 
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_sync_rls') THEN
         GRANT EXECUTE ON FUNCTION sync.page_json_before(text, text, bigint, bigint, text, int) TO mana_sync_rls;
         GRANT EXECUTE ON FUNCTION sync.push_rows(text[], text[], text[], text[], int[], bigint[], int[], text[], text[], text[], text[],
-            text[], text[], text[], text[], text[]) TO mana_sync_rls;
+            text[], text[], text[], text[], text[], text[]) TO mana_sync_rls;
     END IF;
 END
 $$;
