@@ -148,24 +148,24 @@ import Testing
         let rows = PushRows(changes)
         #expect(rows.count == 4)
         #expect(rows.columns.allSatisfy { $0.count == 4 })
-        #expect(Self.elements(rows.tables) == ["t", "t", "t", "t"])
-        #expect(Self.elements(rows.records) == ["a\"b", "1", "2", "3"])
-        #expect(Self.elements(rows.ops) == ["insert", "update", "delete", "insert"])
-        let data = Self.elements(rows.data)
+        #expect(Self.elements(rows[.tables]) == ["t", "t", "t", "t"])
+        #expect(Self.elements(rows[.records]) == ["a\"b", "1", "2", "3"])
+        #expect(Self.elements(rows[.ops]) == ["insert", "update", "delete", "insert"])
+        let data = Self.elements(rows[.data])
         #expect(try Self.json(data[0]) == ["n": .number(1.5), "s": "line\nbreak é"])
         #expect(data[1] == "" && data[2] == "")
-        #expect(try Self.json(Self.elements(rows.fields)[1])
+        #expect(try Self.json(Self.elements(rows[.fields])[1])
             == ["title": ["value": "ü ✓", "updatedAt": "2026-01-01T00:00:00Z"], "gone": ["at": "2026-01-01T00:00:00Z", "value": .null]])
-        #expect(Self.elements(rows.deleted) == ["", "", "2026-01-01T00:00:00Z", ""])
+        #expect(Self.elements(rows[.deleted]) == ["", "", "2026-01-01T00:00:00Z", ""])
         // A top-level spaceId the space came from goes to the space column, not the extras.
-        let extras = Self.elements(rows.extras)
+        let extras = Self.elements(rows[.extras])
         #expect(try Self.json(extras[0]) == ["actor": "device 7"])
         #expect(extras[1] == "")
         #expect(try Self.json(extras[2]) == ["spaceId": "", "x": 1])
         #expect(extras[3] == "")
-        #expect(Self.elements(rows.spaces) == ["", "_personal:u", "", "_personal:u"])
+        #expect(Self.elements(rows[.spaces]) == ["", "_personal:u", "", "_personal:u"])
         // The served text, put together as PostgreSQL does: the change as served (sync.change_json).
-        let (heads, fields, tails) = (Self.elements(rows.heads), Self.elements(rows.fields), Self.elements(rows.tails))
+        let (heads, fields, tails) = (Self.elements(rows[.heads]), Self.elements(rows[.fields]), Self.elements(rows[.tails]))
         let served = try (0..<rows.count).map { row in
             let text = heads[row] + (data[row].isEmpty ? "" : #","data":"# + data[row])
                 + (fields[row].isEmpty ? "" : #","fields":"# + fields[row]) + tails[row] + #"e-1"}"#
@@ -186,8 +186,8 @@ import Testing
         both.append(contentsOf: PushRows([try Change(validating: ["table": "b", "id": "2", "op": "delete"], index: 0),
                                           try Change(validating: ["table": "c", "id": "3", "op": "delete"], index: 1)]))
         #expect(both.count == 3)
-        #expect(Self.elements(both.tables) == ["a", "b", "c"])
-        #expect(Self.elements(both.records) == ["1", "2", "3"])
+        #expect(Self.elements(both[.tables]) == ["a", "b", "c"])
+        #expect(Self.elements(both[.records]) == ["1", "2", "3"])
         #expect(both.bytes == both.columns.reduce(0) { $0 + $1.body.count } && both.bytes > first.bytes)
     }
 }

@@ -172,6 +172,12 @@ extension LogSegments.Cut {
         // Within it: cut from memory.
         let cut = try #require(cache.fullPage(key, table: nil, excludingClient: nil, since: now - window, limit: 10, wallClock: now))
         #expect(cut.syncedUntil == now - window + window / 5)
+        // Nor is a page from before the window demand for a read: overlapping recent pages are.
+        let reads = LogSegments(settings: settings)
+        let old = (0..<6).map { _ in reads.noteFullPage(key, since: now - 2 * window, last: now - window, wallClock: now) }
+        #expect(!old.contains(true))
+        let recent = (0..<6).map { _ in reads.noteFullPage(key, since: now - window / 2, last: now, wallClock: now) }
+        #expect(recent.contains(true))
         // The compaction floor lies below every since the cache serves, for as long as a segment is held.
         let horizon = Compactor.horizon(olderThan: .zero, now: now)
         #expect(horizon < now - window - settings.maximumAge.microseconds)

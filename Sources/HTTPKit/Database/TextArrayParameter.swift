@@ -26,10 +26,8 @@ package struct TextArrayParameter: PostgresNonThrowingEncodable, Sendable {
     /// The bytes of the elements alone (without their length words).
     package var textBytes: Int { body.count - 4 * count }
 
-    /// Appends an element written by `write` (which must write UTF-8 text); returns where its
-    /// bytes are in ``body``.
-    @discardableResult
-    package mutating func append(_ write: (inout [UInt8]) -> Void) -> Range<Int> {
+    /// Appends an element written by `write` (which must write UTF-8 text).
+    package mutating func append(_ write: (inout [UInt8]) -> Void) {
         let start = body.count
         for _ in 0..<4 { body.append(0) }
         write(&body)
@@ -39,7 +37,6 @@ package struct TextArrayParameter: PostgresNonThrowingEncodable, Sendable {
         body[start + 2] = UInt8(truncatingIfNeeded: length >> 8)
         body[start + 3] = UInt8(truncatingIfNeeded: length)
         count += 1
-        return start + 4..<body.count
     }
 
     /// Appends `text` as an element.

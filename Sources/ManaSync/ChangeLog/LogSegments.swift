@@ -229,12 +229,17 @@ final class LogSegments: Sendable {
     /// Bytes of the segments held.
     var bytes: Int { state.withLock { $0.bytes } }
 
+    /// Whether pages after `since` may be cut from memory (``Settings/recent``).
+    private func isRecent(_ since: Int64, wallClock: Int64) -> Bool {
+        settings.recent.map { since >= wallClock - $0.microseconds } ?? true
+    }
+
     /// A full page found in a held segment, or nil (PostgreSQL builds it).
     func fullPage(
         _ key: Key, table: String?, excludingClient: String?, since: Int64, limit: Int, now: ContinuousClock.Instant = .now,
         wallClock: Int64 = Timestamp.nowMicroseconds()
     ) -> Cut? {
-        guard enabled, settings.recent.map({ since >= wallClock - $0.microseconds }) ?? true else { return nil }
+        guard enabled, isRecent(since, wallClock: wallClock) else { return nil }
         let candidates: [Segment] = state.withLock { state in
             guard var list = state.held[key] else { return [] }
             list.removeAll { held in
@@ -276,8 +281,11 @@ final class LogSegments: Sendable {
     /// Notes a full page PostgreSQL built (`since` to its last cursor); true when the caller
     /// should read the segment from `since` (and then call ``store(_:_:now:)`` or ``abandon(_:)``).
     /// A page a held segment now covers (looked up before that segment arrived) is not demand.
-    func noteFullPage(_ key: Key, since: Int64, last: Int64, now: ContinuousClock.Instant = .now) -> Bool {
-        guard enabled else { return false }
+    /// A page from before ``Settings/recent`` is never cut, so it is no demand for a read either.
+    func noteFullPage(
+        _ key: Key, since: Int64, last: Int64, now: ContinuousClock.Instant = .now, wallClock: Int64 = Timestamp.nowMicroseconds()
+    ) -> Bool {
+        guard enabled, isRecent(since, wallClock: wallClock) else { return false }
         return state.withLock { state in
             if state.held[key]?.contains(where: { $0.segment.from <= since && last < $0.segment.to }) == true { return false }
             if state.demand.count > 4_096 && state.demand[key] == nil {

@@ -6,67 +6,61 @@ import HTTPKit
 /// once per push, in one pass over the validated changes, each value written once; a batch of
 /// pushes sends their columns one after another.
 struct PushRows: Sendable {
-    private(set) var tables = TextArrayParameter()
-    private(set) var records = TextArrayParameter()
-    private(set) var ops = TextArrayParameter()
-    private(set) var data = TextArrayParameter()
-    private(set) var fields = TextArrayParameter()
-    private(set) var deleted = TextArrayParameter()
-    private(set) var extras = TextArrayParameter()
-    private(set) var spaces = TextArrayParameter()
-    /// `{"table":…,"id":…,"op":"…"`
-    private(set) var heads = TextArrayParameter()
-    /// `,"deletedAt":…,"spaceId":…,…,"eventId":"`
-    private(set) var tails = TextArrayParameter()
+    /// The columns, in `sync.push_rows`' order of parameters.
+    enum Column: Int, CaseIterable {
+        case tables, records, ops, data, fields, deleted, extras, spaces
+        /// `{"table":…,"id":…,"op":"…"`
+        case heads
+        /// `,"deletedAt":…,"spaceId":…,…,"eventId":"`
+        case tails
+    }
 
-    init() {}
+    private(set) var columns = [TextArrayParameter](repeating: TextArrayParameter(), count: Column.allCases.count)
 
     init(_ changes: [Change]) {
-        heads.reserveCapacity(64 * changes.count)
-        tails.reserveCapacity(24 * changes.count)
-        data.reserveCapacity(64 * changes.count)
+        columns[Column.heads.rawValue].reserveCapacity(64 * changes.count)
+        columns[Column.tails.rawValue].reserveCapacity(24 * changes.count)
+        columns[Column.data.rawValue].reserveCapacity(64 * changes.count)
         for change in changes { append(change) }
     }
 
+    subscript(column: Column) -> TextArrayParameter { columns[column.rawValue] }
+
     /// The rows.
-    var count: Int { tables.count }
+    var count: Int { columns[Column.tables.rawValue].count }
 
     /// The bytes the rows take in a bind message.
     var bytes: Int { columns.reduce(0) { $0 + $1.body.count } }
 
-    /// The columns in `sync.push_rows`' order of parameters.
-    var columns: [TextArrayParameter] { [tables, records, ops, data, fields, deleted, extras, spaces, heads, tails] }
+    private mutating func append(_ column: Column, _ write: (inout [UInt8]) -> Void) {
+        columns[column.rawValue].append(write)
+    }
+
+    private mutating func append(_ column: Column, _ text: String) {
+        columns[column.rawValue].append(text)
+    }
 
     mutating func append(_ change: Change) {
         let space = change.spaceID
         let kept = change.storedExtras(space: space)
-        tables.append(change.table)
-        records.append(change.id)
-        ops.append(change.op.rawValue)
-        data.append { out in if let value = change.data { JSONText.append(value, to: &out) } }
-        fields.append { out in if let value = change.fields { JSONText.append(value, to: &out) } }
-        deleted.append(change.deletedAt ?? "")
-        extras.append { out in
+        append(.tables, change.table)
+        append(.records, change.id)
+        append(.ops, change.op.rawValue)
+        append(.data) { out in if let value = change.data { JSONText.append(value, to: &out) } }
+        append(.fields) { out in if let value = change.fields { JSONText.append(value, to: &out) } }
+        append(.deleted, change.deletedAt ?? "")
+        append(.extras) { out in
             guard !kept.isEmpty else { return }
             out.append(UInt8(ascii: "{"))
             JSONText.appendMembers(kept, to: &out)
             out.append(UInt8(ascii: "}"))
         }
-        spaces.append(space ?? "")
-        heads.append { Change.appendHead(table: change.table, id: change.id, op: change.op, to: &$0) }
-        tails.append { change.appendServedTail(space: space, extras: kept, to: &$0) }
+        append(.spaces, space ?? "")
+        append(.heads) { Change.appendHead(table: change.table, id: change.id, op: change.op, to: &$0) }
+        append(.tails) { change.appendServedTail(space: space, extras: kept, to: &$0) }
     }
 
     mutating func append(contentsOf other: PushRows) {
-        tables.append(contentsOf: other.tables)
-        records.append(contentsOf: other.records)
-        ops.append(contentsOf: other.ops)
-        data.append(contentsOf: other.data)
-        fields.append(contentsOf: other.fields)
-        deleted.append(contentsOf: other.deleted)
-        extras.append(contentsOf: other.extras)
-        spaces.append(contentsOf: other.spaces)
-        heads.append(contentsOf: other.heads)
-        tails.append(contentsOf: other.tails)
+        for index in columns.indices { columns[index].append(contentsOf: other.columns[index]) }
     }
 }
