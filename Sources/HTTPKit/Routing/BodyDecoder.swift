@@ -55,6 +55,15 @@ package struct BodyDecoder: RequestDecoder, Sendable {
         try Self.json(from: try await collect(request))
     }
 
+    /// The body's bytes, checked as ``json(from:)-(ByteBuffer)`` checks them before parsing (not
+    /// empty, UTF-8): for a route that reads its common bodies its own way and the others with
+    /// ``json(from:)-(ByteBuffer)``.
+    package func jsonText(from request: Request) async throws -> ByteBuffer {
+        let buffer = try await collect(request)
+        try Self.checkJSONText(buffer.readableBytesView)
+        return buffer
+    }
+
     /// JSON bytes as a JSON value, with ``decode(_:from:)``'s 400s.
     package static func json(from buffer: ByteBuffer) throws -> JSONValue {
         let bytes = buffer.readableBytesView

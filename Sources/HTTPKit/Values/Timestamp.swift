@@ -71,7 +71,12 @@ package enum Timestamp {
     /// Returns microseconds since the Unix epoch (digits past the sixth are truncated),
     /// or nil when the text is not RFC 3339.
     package static func parseMicroseconds(_ text: String) -> Int64? {
-        let bytes = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { parseMicroseconds(utf8: $0) }
+    }
+
+    /// ``parseMicroseconds(_:)`` of UTF-8 bytes, read in place.
+    package static func parseMicroseconds(utf8 bytes: UnsafeBufferPointer<UInt8>) -> Int64? {
         var index = 0
         func number(_ count: Int) -> Int64? {
             guard index + count <= bytes.count else { return nil }
@@ -83,14 +88,14 @@ package enum Timestamp {
             index += count
             return value
         }
-        func expect(_ allowed: Set<UInt8>) -> Bool {
-            guard index < bytes.count, allowed.contains(bytes[index]) else { return false }
+        func expect(_ first: UInt8, _ second: UInt8? = nil, _ third: UInt8? = nil) -> Bool {
+            guard index < bytes.count, bytes[index] == first || bytes[index] == second || bytes[index] == third else { return false }
             index += 1
             return true
         }
-        guard let year = number(4), expect([45]), let month = number(2), expect([45]), let day = number(2),
-            expect([84, 116, 32]),  // T, t or a space
-            let hour = number(2), expect([58]), let minute = number(2), expect([58]), let second = number(2)
+        guard let year = number(4), expect(45), let month = number(2), expect(45), let day = number(2),
+            expect(84, 116, 32),  // T, t or a space
+            let hour = number(2), expect(58), let minute = number(2), expect(58), let second = number(2)
         else { return nil }
         guard (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
             hour <= 23, minute <= 59, second <= 60
@@ -108,11 +113,11 @@ package enum Timestamp {
             if digits < 6 { for _ in digits..<6 { micros *= 10 } }
         }
         var offsetSeconds: Int64 = 0
-        if expect([90, 122]) {  // Z or z
+        if expect(90, 122) {  // Z or z
         } else if index < bytes.count, bytes[index] == 43 || bytes[index] == 45 {
             let sign: Int64 = bytes[index] == 45 ? -1 : 1
             index += 1
-            guard let offsetHours = number(2), expect([58]), let offsetMinutes = number(2),
+            guard let offsetHours = number(2), expect(58), let offsetMinutes = number(2),
                 offsetHours <= 23, offsetMinutes <= 59
             else { return nil }
             offsetSeconds = sign * (offsetHours * 3600 + offsetMinutes * 60)

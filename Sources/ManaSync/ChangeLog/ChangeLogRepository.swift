@@ -79,12 +79,10 @@ struct ChangeLogRepository: Sendable {
         limit: Int, writeSpaces: [String] = [], readSpaces: [String] = []
     ) async throws -> PushOutcome {
         if writeSpaces.isEmpty, readSpaces.isEmpty {
-            let push = OwnPush(
-                userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey, rows: PushRows(changes), since: since,
-                limit: limit)
-            // A push of own rows may wait to go with others (``StatementBatches``).
-            if batches.admits(push) { return try await batches.run(push) }
-            return try await Self.push(rows: [push], asBatch: false, client: client, logger: logger)[0]
+            return try await push(
+                OwnPush(
+                    userID: userID, appID: appID, clientID: clientID, idempotencyKey: idempotencyKey, rows: PushRows(changes), since: since,
+                    limit: limit))
         }
         // The heads of the spaces written and read are locked and read too (migration 0008).
         return try await Self.push(
@@ -93,6 +91,12 @@ struct ChangeLogRepository: Sendable {
                 batch: JSONTextParameter(Change.storageJSON(changes, capacity: 256 * changes.count)), count: changes.count,
                 tables: tables, since: since, limit: limit, writeSpaces: writeSpaces, readSpaces: readSpaces),
             client: client, logger: logger)
+    }
+
+    /// A push of own rows: it may wait to go with others (``StatementBatches``).
+    func push(_ push: OwnPush) async throws -> PushOutcome {
+        if batches.admits(push) { return try await batches.run(push) }
+        return try await Self.push(rows: [push], asBatch: false, client: client, logger: logger)[0]
     }
 
     /// One push in its own transaction.

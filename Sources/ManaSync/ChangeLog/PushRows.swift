@@ -17,6 +17,8 @@ struct PushRows: Sendable {
 
     private(set) var columns = [TextArrayParameter](repeating: TextArrayParameter(), count: Column.allCases.count)
 
+    init() {}
+
     init(_ changes: [Change]) {
         columns[Column.heads.rawValue].reserveCapacity(64 * changes.count)
         columns[Column.tails.rawValue].reserveCapacity(24 * changes.count)
@@ -58,6 +60,50 @@ struct PushRows: Sendable {
         append(.spaces, space ?? "")
         append(.heads) { Change.appendHead(table: change.table, id: change.id, op: change.op, to: &$0) }
         append(.tails) { change.appendServedTail(space: space, extras: kept, to: &$0) }
+    }
+
+    /// Appends a change read as text (``PushScan``): `table`, `id` and `deletedAt` are string
+    /// contents without escapes, `data` and `fields` JSON text or empty for none, `extras` the
+    /// members of the extras object (`"name":value,…`) or empty; no space. The same row
+    /// ``append(_:)`` writes for that change.
+    mutating func append(
+        table: Slice<UnsafeBufferPointer<UInt8>>, id: Slice<UnsafeBufferPointer<UInt8>>, op: Change.Operation, data: ArraySlice<UInt8>,
+        fields: ArraySlice<UInt8>, deletedAt: Slice<UnsafeBufferPointer<UInt8>>?, extras: [UInt8]
+    ) {
+        append(.tables) { $0.append(contentsOf: table) }
+        append(.records) { $0.append(contentsOf: id) }
+        append(.ops, op.rawValue)
+        append(.data) { $0.append(contentsOf: data) }
+        append(.fields) { $0.append(contentsOf: fields) }
+        append(.deleted) { out in if let deletedAt { out.append(contentsOf: deletedAt) } }
+        append(.extras) { out in
+            guard !extras.isEmpty else { return }
+            out.append(UInt8(ascii: "{"))
+            out.append(contentsOf: extras)
+            out.append(UInt8(ascii: "}"))
+        }
+        append(.spaces, "")
+        append(.heads) { out in
+            out.append(contentsOf: #"{"table":""#.utf8)
+            out.append(contentsOf: table)
+            out.append(contentsOf: #"","id":""#.utf8)
+            out.append(contentsOf: id)
+            out.append(contentsOf: #"","op":""#.utf8)
+            out.append(contentsOf: op.rawValue.utf8)
+            out.append(UInt8(ascii: "\""))
+        }
+        append(.tails) { out in
+            if let deletedAt {
+                out.append(contentsOf: #","deletedAt":""#.utf8)
+                out.append(contentsOf: deletedAt)
+                out.append(UInt8(ascii: "\""))
+            }
+            if !extras.isEmpty {
+                out.append(UInt8(ascii: ","))
+                out.append(contentsOf: extras)
+            }
+            out.append(contentsOf: #","eventId":""#.utf8)
+        }
     }
 
     mutating func append(contentsOf other: PushRows) {

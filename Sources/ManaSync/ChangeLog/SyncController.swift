@@ -45,13 +45,108 @@ struct SyncController: Sendable {
         }
     }
 
+    /// A push as read from its body: whose, since when, and what to store.
+    struct PushInput {
+        let clientID: String
+        let since: Int64
+        /// The tables of the changes stored, sorted.
+        let tables: [String]
+        let stored: Stored
+
+        enum Stored {
+            /// Own rows, read straight into columns (``PushScan``).
+            case rows(PushRows)
+            /// Validated changes with their index in the push, and the shared spaces they write.
+            case changes([(index: Int, change: Change)], writeSpaces: [String])
+        }
+
+        var writeSpaces: [String] {
+            if case .changes(_, let spaces) = stored { return spaces }
+            return []
+        }
+    }
+
     /// `POST :appId`: stores a batch of changes and answers with the page the client missed.
     @Sendable func push(_ request: Request, context: AppRequestContext) async throws -> JSONResponse {
         let user = try context.requireUser()
         let appID = try SyncRequest.appID(context)
         try await gate.check(userID: user.id)
-        let body = try PushBody(try await context.requestDecoder.json(from: request))
-        let clientID = try SyncRequest.clientID(header: request.headers[.clientID], body: body.clientId)
+        let body = try await context.requestDecoder.jsonText(from: request)
+        let lookup = await memberships.lookup(userID: user.id)
+        let scope = ReadScope(lookup)
+        // A plain push of a user in no space is read straight into columns; anything else (and
+        // every body to refuse, so that the 400 names its field) as a tree of JSON values.
+        let scanned = scope == .own ? body.readableBytesView.withContiguousStorageIfAvailable {
+            PushScan($0, maximumChanges: maximumChanges)
+        } ?? nil : nil
+        let input: PushInput
+        if let scanned {
+            let clientID = try SyncRequest.clientID(header: request.headers[.clientID], body: scanned.clientID.map(JSONValue.string))
+            let since = try SyncRequest.cursor(scanned.since.map(JSONValue.string))
+            input = PushInput(clientID: clientID, since: since, tables: scanned.tables, stored: .rows(scanned.rows))
+        } else {
+            input = try readPush(body, request: request, userID: user.id, lookup: lookup)
+        }
+        let key = request.headers[.idempotencyKey]
+        if let key, key.isEmpty || key.count > 200 {
+            throw APIError.badRequest("Idempotency-Key must be 1 to 200 characters", field: "Idempotency-Key")
+        }
+        let (clientID, since, tables) = (input.clientID, input.since, input.tables)
+        let writeSpaces = input.writeSpaces
+        // A user in no space: the answer may come from a held stretch of the log (the push then
+        // asks PostgreSQL for no page; a full page of older changes is the same before and after it).
+        let own = scope == .own && writeSpaces.isEmpty ? LogSegments.Key(user: user.id, app: appID) : nil
+        let cached = own.flatMap {
+            segments.fullPage($0, table: nil, excludingClient: clientID, since: since, limit: pages.pushAnswer)
+        }
+        let limit = cached == nil ? pages.pushAnswer : 0
+        let (page, stored): (Answer, Int)
+        let built: ChangeLogRepository.PageText
+        let count: Int
+        switch input.stored {
+        case .rows(let rows):
+            (built, count) = try await changeLog.push(
+                .init(userID: user.id, appID: appID, clientID: clientID, idempotencyKey: key, rows: rows, since: since, limit: limit))
+        case .changes(let indexed, let writeSpaces):
+            do {
+                (built, count) = try await changeLog.push(
+                    userID: user.id, appID: appID, clientID: clientID, changes: indexed.map(\.change), tables: tables, since: since,
+                    idempotencyKey: key, limit: limit, writeSpaces: writeSpaces, readSpaces: scope.spaces)
+            } catch let moved as SpaceAuthorization.RecordMoved where indexed.indices.contains(moved.index) {
+                let (index, change) = indexed[moved.index]
+                throw SpaceAuthorization.conflict(index: index, recorded: moved.recorded, wanted: change.spaceID ?? "")
+            }
+        }
+        (page, stored) = (cached.map(Answer.cut) ?? .built(built), count)
+        if stored > 0 {
+            metrics.count("sync_changes_stored_total", by: stored)
+            notifier.announce(userID: user.id, appID: appID, clientID: clientID, tables: tables, spaces: writeSpaces)
+        }
+        if let own { noteAnswer(own, since: since, page: page) }
+        metrics.count("sync_changes_returned_total", by: page.count)
+        return Self.response(page, scope: scope, since: since)
+    }
+
+    /// Reads a push body as JSON values, member by member and change by change, each error
+    /// naming its field (``Change/init(validating:index:)``), and authorizes the spaces it writes.
+    func readPush(_ body: ByteBuffer, request: Request, userID: String, lookup: MembershipDirectory.Lookup) throws -> PushInput {
+        let (clientID, body, indexed) = try Self.readChanges(
+            try BodyDecoder.json(from: body), maximumChanges: maximumChanges, clientIDHeader: request.headers[.clientID])
+        let tables = Array(Set(indexed.map(\.change.table))).sorted()
+        let spaces = try SpaceAuthorization.spacesToCheck(indexed, userID: userID)
+        try SpaceAuthorization.check(spaces, lookup: lookup, writeRoles: memberships.settings.writeRoles)
+        let writeSpaces = Array(Set(spaces.map(\.space))).sorted()
+        let since = try SyncRequest.cursor(body.since)
+        return PushInput(clientID: clientID, since: since, tables: tables, stored: .changes(indexed, writeSpaces: writeSpaces))
+    }
+
+    /// A push body's client id, members and changes to store (with their index in the push),
+    /// each checked with the 400 that names it, in the order the original checked them.
+    static func readChanges(
+        _ value: JSONValue, maximumChanges: Int, clientIDHeader: String?
+    ) throws -> (clientID: String, body: PushBody, changes: [(index: Int, change: Change)]) {
+        let body = try PushBody(value)
+        let clientID = try SyncRequest.clientID(header: clientIDHeader, body: body.clientId)
         guard case .array(let rawChanges)? = body.changes else {
             throw APIError.badRequest("changes must be an array", field: "changes")
         }
@@ -64,41 +159,7 @@ struct SyncController: Sendable {
         // Updates of internal keys only change nothing: accepted, not stored.
         let indexed = try rawChanges.enumerated().map { (index: $0, change: try Change(validating: $1, index: $0)) }
             .filter { !$0.change.changesNothing }
-        let changes = indexed.map(\.change)
-        let tables = Array(Set(changes.map(\.table))).sorted()
-        let spaces = try SpaceAuthorization.spacesToCheck(indexed, userID: user.id)
-        let lookup = await memberships.lookup(userID: user.id)
-        try SpaceAuthorization.check(spaces, lookup: lookup, writeRoles: memberships.settings.writeRoles)
-        let scope = ReadScope(lookup)
-        let writeSpaces = Array(Set(spaces.map(\.space))).sorted()
-        let since = try SyncRequest.cursor(body.since)
-        let key = request.headers[.idempotencyKey]
-        if let key, key.isEmpty || key.count > 200 {
-            throw APIError.badRequest("Idempotency-Key must be 1 to 200 characters", field: "Idempotency-Key")
-        }
-        // A user in no space: the answer may come from a held stretch of the log (the push then
-        // asks PostgreSQL for no page; a full page of older changes is the same before and after it).
-        let own = scope == .own && writeSpaces.isEmpty ? LogSegments.Key(user: user.id, app: appID) : nil
-        let cached = own.flatMap {
-            segments.fullPage($0, table: nil, excludingClient: clientID, since: since, limit: pages.pushAnswer)
-        }
-        let (page, stored): (Answer, Int)
-        do {
-            let (built, count) = try await changeLog.push(
-                userID: user.id, appID: appID, clientID: clientID, changes: changes, tables: tables, since: since, idempotencyKey: key,
-                limit: cached == nil ? pages.pushAnswer : 0, writeSpaces: writeSpaces, readSpaces: scope.spaces)
-            (page, stored) = (cached.map(Answer.cut) ?? .built(built), count)
-        } catch let moved as SpaceAuthorization.RecordMoved where indexed.indices.contains(moved.index) {
-            let (index, change) = indexed[moved.index]
-            throw SpaceAuthorization.conflict(index: index, recorded: moved.recorded, wanted: change.spaceID ?? "")
-        }
-        if stored > 0 {
-            metrics.count("sync_changes_stored_total", by: stored)
-            notifier.announce(userID: user.id, appID: appID, clientID: clientID, tables: tables, spaces: writeSpaces)
-        }
-        if let own { noteAnswer(own, since: since, page: page) }
-        metrics.count("sync_changes_returned_total", by: page.count)
-        return Self.response(page, scope: scope, since: since)
+        return (clientID, body, indexed)
     }
 
     /// `GET :appId/pull?collection&since`: one page of a table's changes.
