@@ -100,16 +100,14 @@ struct SyncController: Sendable {
             segments.fullPage($0, table: nil, excludingClient: clientID, since: since, limit: pages.pushAnswer)
         }
         let limit = cached == nil ? pages.pushAnswer : 0
-        let (page, stored): (Answer, Int)
-        let built: ChangeLogRepository.PageText
-        let count: Int
+        let (built, stored): ChangeLogRepository.PushOutcome
         switch input.stored {
         case .rows(let rows):
-            (built, count) = try await changeLog.push(
+            (built, stored) = try await changeLog.push(
                 .init(userID: user.id, appID: appID, clientID: clientID, idempotencyKey: key, rows: rows, since: since, limit: limit))
         case .changes(let indexed, let writeSpaces):
             do {
-                (built, count) = try await changeLog.push(
+                (built, stored) = try await changeLog.push(
                     userID: user.id, appID: appID, clientID: clientID, changes: indexed.map(\.change), tables: tables, since: since,
                     idempotencyKey: key, limit: limit, writeSpaces: writeSpaces, readSpaces: scope.spaces)
             } catch let moved as SpaceAuthorization.RecordMoved where indexed.indices.contains(moved.index) {
@@ -117,7 +115,7 @@ struct SyncController: Sendable {
                 throw SpaceAuthorization.conflict(index: index, recorded: moved.recorded, wanted: change.spaceID ?? "")
             }
         }
-        (page, stored) = (cached.map(Answer.cut) ?? .built(built), count)
+        let page = cached.map(Answer.cut) ?? .built(built)
         if stored > 0 {
             metrics.count("sync_changes_stored_total", by: stored)
             notifier.announce(userID: user.id, appID: appID, clientID: clientID, tables: tables, spaces: writeSpaces)
