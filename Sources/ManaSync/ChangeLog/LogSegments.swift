@@ -39,8 +39,10 @@ final class LogSegments: Sendable {
         var demandWindow: Duration = .seconds(2)
         /// Pages are cut only after a `since` at most this old (cursors are microseconds of
         /// the wall clock); see ``Compactor/minimumAge``. nil: any (unit tests of cursors
-        /// that are not times).
-        var recent: Duration? = .seconds(60)
+        /// that are not times). Half an hour: clients that were away for minutes catch up
+        /// from a `since` several minutes old (the original's load test pushes from one minute
+        /// ago and pulls from five and ten; a one-minute window cut no page of it, session 41).
+        var recent: Duration? = .seconds(30 * 60)
     }
 
     struct Key: Hashable, Sendable {

@@ -98,9 +98,10 @@ struct Compactor: Sendable {
     /// page cache, `SYNC_PAGE_CACHE_BYTES=0`, uses none, and so should every replica then): the page cache
     /// (``LogSegments``) cuts pages only after a `since` at most ``LogSegments/Settings/recent``
     /// old from segments at most ``LogSegments/Settings/maximumAge`` old, and a page cut from a
-    /// segment read before a fold of its rows would miss the updates folded away. Two minutes
-    /// cover both (90 s) with room for clocks of different machines.
-    static let minimumAge: Duration = .seconds(120)
+    /// segment read before a fold of its rows would miss the updates folded away. An hour
+    /// covers both (30 min 30 s) with room for clocks of different machines; compaction is for
+    /// history days old (`SYNC_COMPACT_AFTER`, 7 days).
+    static let minimumAge: Duration = .seconds(3600)
 
     /// Folds every (user, app), or one user's, up to `horizon`.
     @discardableResult
