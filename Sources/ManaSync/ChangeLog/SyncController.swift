@@ -25,9 +25,9 @@ struct SyncController: Sendable {
         group.get(":appId/pull", use: pull)
     }
 
-    /// `POST :appId`: `{clientId, changes, since?, schemaVersion?}`. Members are read as JSON
-    /// values and checked one by one (each change by ``Change/init(validating:index:)``), so
-    /// every error names its field.
+    /// `POST :appId`: `{clientId, changes, since?, schemaVersion?}`, as the tree path reads it
+    /// (every push ``PushScan`` leaves to it): members read as JSON values and checked one by
+    /// one (each change by ``Change/init(validating:index:)``), so every error names its field.
     struct PushBody {
         let clientId: JSONValue?
         let changes: JSONValue?
