@@ -224,6 +224,29 @@ import TestSupport
         }
     }
 
+    /// PostgresNIO prepares a statement once per connection with the types of the values it
+    /// first binds: a debit without metadata first must not make the metadata of the next
+    /// debit on that connection unreadable (it was a 500, `unsupported jsonb version number`).
+    @Test func debitsWithAndWithoutMetadataShareAConnection() async throws {
+        try await CreditsHarness.run { (h: CreditsHarness) async throws in
+            try await h.fund("meta", 10)
+            let metadata = try await h.withDatabase { client in
+                try await client.withConnection { connection in
+                    var stored: [JSONValue?] = []
+                    for (n, metadata) in [nil, ["k": "v"], nil, ["n": 1]].enumerated() as EnumeratedSequence<[JSONValue?]> {
+                        let request = LedgerRepository.DebitRequest(
+                            userID: "meta", amount: 1, appID: "a", description: "d\(n)", idempotencyKey: nil, metadata: metadata)
+                        let debit = try await LedgerRepository.debit(request, on: connection, logger: TestDatabase.logger)
+                        stored.append(debit.transaction.metadata)
+                    }
+                    return stored
+                }
+            }
+            #expect(metadata == [nil, ["k": "v"], nil, ["n": 1]])
+            #expect(try await h.call(.get, "/api/v1/credits/balance", as: "meta").body["balance"] == 6)
+        }
+    }
+
     @Test func theAuditFindsAPlantedViolation() async throws {
         try await CreditsHarness.run { (h: CreditsHarness) async throws in
             try await h.fund("victim", 50)

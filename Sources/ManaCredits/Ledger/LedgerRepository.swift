@@ -177,6 +177,11 @@ struct LedgerRepository: Sendable {
     /// and PostgreSQL neither parses nor plans the statement again.
     struct DebitStatement: PostgresPreparedStatement {
         static let sql = "SELECT * FROM credits.debit($1::text, $2::bigint, $3::text, $4::text, $5::text, $6::jsonb, $7::text, $8::text, $9::text)"
+        /// Named, not taken from the first debit's values: PostgresNIO prepares a statement
+        /// with the types of the values it first binds, and a debit without metadata binds
+        /// `$6` as an untyped NULL, so PostgreSQL would read `$6` as jsonb and refuse the
+        /// metadata text of every later debit on that connection (`jsonb_recv`, a 500).
+        static let bindingDataTypes: [PostgresDataType] = [.text, .int8, .text, .text, .text, .text, .text, .text, .text]
         typealias Row = PostgresRow
 
         let request: DebitRequest
