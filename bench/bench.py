@@ -58,7 +58,8 @@ class Cluster:
         subprocess.run(as_postgres([f"{self.bin}/initdb", "-D", f"{self.dir}/data", "-U", "mana", "--auth=trust", "-E", "UTF8",
                                     "--locale=C"]), check=True, stdout=subprocess.DEVNULL)
         options = f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} -c max_connections=300 " \
-                  f"-c shared_buffers=512MB -c fsync={'on' if fsync else 'off'} -c synchronous_commit={'on' if fsync else 'off'}"
+                  f"-c shared_buffers=512MB -c fsync={'on' if fsync else 'off'} -c synchronous_commit={'on' if fsync else 'off'} " \
+                  + os.environ.get("BENCH_PG_OPTIONS", "")
         subprocess.run(as_postgres([f"{self.bin}/pg_ctl", "start", "-D", f"{self.dir}/data", "-w", "-l", f"{self.dir}/server.log",
                                     "-o", options]), check=True, stdout=subprocess.DEVNULL)
         for name in ["mana_sync", "mana_credits"]:
@@ -723,10 +724,23 @@ def bench_mixed(cluster, sync, tokens):
     """The original server's mixed load test: one user ramping to 200 virtual users."""
     log("sync mixed scenario (ramping to 200 virtual users)")
     cpu = sync.cpu_seconds()
+    # BENCH_PG_OPTIONS="-c shared_preload_libraries=pg_stat_statements": the scenario's
+    # statements by time, the buffer writers and temp files, logged after it (docs/benchmarks.md).
+    statements = "pg_stat_statements" in os.environ.get("BENCH_PG_OPTIONS", "")
+    if statements:
+        cluster.sql("mana_sync", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset(); SELECT pg_stat_reset_shared('bgwriter'); SELECT pg_stat_reset()")
     hits, reads = sync.metric("sync_page_cache_hits_total"), sync.metric("sync_page_cache_reads_total")
     metrics, passed = k6("sync-mixed.js", "mixed", BASE=f"http://127.0.0.1:{SYNC_PORT}", TOKEN=tokens.mint("mixed"),
                          RAMP=os.environ.get("RAMP", "3m30s"), VUS=os.environ.get("MIXED_VUS", "200"))
     cpu = sync.cpu_seconds() - cpu
+    if statements:
+        log(cluster.value("mana_sync", """
+            SELECT string_agg(format('%s calls, %s ms total, %s ms mean, read %s hit %s dirtied %s written %s temp %s: %s', calls,
+                round(total_exec_time), round(mean_exec_time::numeric, 3), shared_blks_read, shared_blks_hit, shared_blks_dirtied,
+                shared_blks_written, temp_blks_written, left(regexp_replace(query, '\\s+', ' ', 'g'), 160)), E'\n' ORDER BY total_exec_time DESC)
+            FROM (SELECT * FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15) s"""))
+        log(cluster.value("mana_sync", "SELECT row_to_json(b)::text FROM pg_stat_bgwriter b"))
+        log(cluster.value("mana_sync", "SELECT format('temp files %s, %s MB; blks read %s hit %s', temp_files, temp_bytes / 1048576, blks_read, blks_hit) FROM pg_stat_database WHERE datname = 'mana_sync'"))
     # Pages cut from held stretches of the log (docs/sync.md, "Page cache"), and stretches read.
     hits, reads = sync.metric("sync_page_cache_hits_total") - hits, sync.metric("sync_page_cache_reads_total") - reads
     trend = lambda name: metrics.get(name, {})
