@@ -230,10 +230,11 @@ import TestSupport
     @Test func debitsWithAndWithoutMetadataShareAConnection() async throws {
         try await CreditsHarness.run { (h: CreditsHarness) async throws in
             try await h.fund("meta", 10)
-            let metadata = try await h.withDatabase { client in
+            let sent: [JSONValue?] = [nil, ["k": "v"], nil, ["n": 1]]
+            let stored = try await h.withDatabase { client in
                 try await client.withConnection { connection in
                     var stored: [JSONValue?] = []
-                    for (n, metadata) in [nil, ["k": "v"], nil, ["n": 1]].enumerated() as EnumeratedSequence<[JSONValue?]> {
+                    for (n, metadata) in sent.enumerated() {
                         let request = LedgerRepository.DebitRequest(
                             userID: "meta", amount: 1, appID: "a", description: "d\(n)", idempotencyKey: nil, metadata: metadata)
                         let debit = try await LedgerRepository.debit(request, on: connection, logger: TestDatabase.logger)
@@ -242,7 +243,7 @@ import TestSupport
                     return stored
                 }
             }
-            #expect(metadata == [nil, ["k": "v"], nil, ["n": 1]])
+            #expect(stored == sent)
             #expect(try await h.call(.get, "/api/v1/credits/balance", as: "meta").body["balance"] == 6)
         }
     }

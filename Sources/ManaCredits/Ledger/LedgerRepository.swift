@@ -180,7 +180,9 @@ struct LedgerRepository: Sendable {
         /// Named, not taken from the first debit's values: PostgresNIO prepares a statement
         /// with the types of the values it first binds, and a debit without metadata binds
         /// `$6` as an untyped NULL, so PostgreSQL would read `$6` as jsonb and refuse the
-        /// metadata text of every later debit on that connection (`jsonb_recv`, a 500).
+        /// metadata text of every later debit on that connection (`jsonb_recv`, a 500). The
+        /// other prepared statements need no list: each optional value they bind is cast in
+        /// their SQL to the type it is bound as (`$4::text`), which PostgreSQL takes instead.
         static let bindingDataTypes: [PostgresDataType] = [.text, .int8, .text, .text, .text, .text, .text, .text, .text]
         typealias Row = PostgresRow
 

@@ -179,11 +179,6 @@ struct ChangeLogRepository: Sendable {
             SELECT stored, changes, returned, synced_until, has_more FROM sync.push_spaces(
                 $1::text, $2::text, $3::text, $4::text, $5::jsonb, $6::int, $7::text[], $8::bigint, $9::int, $10::text[], $11::text[])
             """
-        /// Named, not taken from the first push's values (an absent idempotency key binds an
-        /// untyped NULL; see `LedgerRepository.DebitStatement`).
-        static let bindingDataTypes: [PostgresDataType] = [
-            .text, .text, .text, .text, .text, .int8, .textArray, .int8, .int8, .textArray, .textArray,
-        ]
         typealias Row = (Int, ByteBuffer, Int, Int64, Bool)
 
         let userID: String
@@ -222,8 +217,6 @@ struct ChangeLogRepository: Sendable {
         static let sql = """
             SELECT changes, returned, synced_until, has_more FROM sync.pull($1::text, $2::text, $3::text, $4::bigint, $5::text, $6::int)
             """
-        /// Named, not taken from the first pull's values (as ``PushStatement``).
-        static let bindingDataTypes: [PostgresDataType] = [.text, .text, .text, .int8, .text, .int8]
         typealias Row = (ByteBuffer, Int, Int64, Bool)
 
         let userID: String
