@@ -45,7 +45,7 @@ func buildApplication(
         settings: configuration.billing, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
     let memberships = MembershipDirectory(
         settings: configuration.memberships, serviceKey: configuration.auth.outgoingServiceKey, metrics: metrics, logger: chassis.logger)
-    let notifier = PushNotifier(client: chassis.database, metrics: metrics, logger: chassis.logger)
+    let notifier = PushNotifier(client: chassis.database, hub: hub, metrics: metrics, logger: chassis.logger)
     chassis.addService(notifier)
     SyncController(
         changeLog: changeLog, gate: gate, memberships: memberships, notifier: notifier, metrics: metrics,
@@ -67,7 +67,7 @@ func buildApplication(
     chassis.addService(
         ChangeFeed(
             client: chassis.database, hub: hub, gate: gate, memberships: memberships, fanOut: fanOut, changeLog: changeLog, retry: configuration.realtime.listenerRetry,
-            metrics: metrics, logger: chassis.logger))
+            replica: notifier.replica, metrics: metrics, logger: chassis.logger))
 
     let folding = Compactor(client: chassis.database, logger: chassis.logger, metrics: metrics, status: compaction)
     if configuration.compaction.enabled {

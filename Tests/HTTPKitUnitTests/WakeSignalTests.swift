@@ -55,4 +55,33 @@ import Testing
         await signal.wait(upTo: .seconds(30))
         #expect(clock.now - early < .seconds(5))
     }
+
+    /// The wait without a limit: a wake-up before it begins ends it at once, one during it
+    /// ends it, and cancellation ends it.
+    @Test func aWaitWithoutLimitEndsOnAWakeUpOrOnCancellation() async {
+        let signal = WakeSignal()
+        signal.wake()
+        await signal.wait()  // the wake-up that came first
+        let woken = Task { await signal.wait() }
+        try? await Task.sleep(for: .milliseconds(50))
+        signal.wake()
+        await woken.value
+        let cancelled = Task { await signal.wait() }
+        try? await Task.sleep(for: .milliseconds(50))
+        cancelled.cancel()
+        await cancelled.value
+        // Nothing was left behind for the next wait: it waits until woken.
+        let next = Task { await signal.wait() }
+        try? await Task.sleep(for: .milliseconds(200))
+        let ended = Mutex(false)
+        let watcher = Task {
+            await next.value
+            ended.withLock { $0 = true }
+        }
+        try? await Task.sleep(for: .milliseconds(100))
+        #expect(!ended.withLock { $0 })
+        signal.wake()
+        await watcher.value
+        #expect(ended.withLock { $0 })
+    }
 }

@@ -190,11 +190,45 @@ import TestSupport
             try await eventually { unified.received.filter(catchUp).count == 2 }
             #expect(Set(unified.received.filter(catchUp).compactMap { $0["appId"]?.stringValue }) == ["todo", "notes"])
             #expect(await legacy.waitFor(catchUp) == ["type": "sync-available", "appId": "todo", "tables": []])
-            // And it listens again: a new push is announced as usual.
-            #expect(try await h.push("todo", as: "erin", client: "A", changes: [Changes.insert("t", "2", [:])]).status == .ok)
+            // And it listens again: another replica's notice reaches its clients (a push here
+            // would not show it: this replica tells its own clients without the channel).
+            try await h.withDatabase { client in
+                let notice = ChangeFeed.pushPayload(replica: "another", userID: "erin", appID: "todo", clientID: "A", tables: ["t"], spaces: [])
+                try await client.query("SELECT pg_notify(\(ChangeFeed.channel), \(notice))", logger: TestDatabase.logger)
+            }
             #expect(await legacy.waitFor { $0["tables"] == ["t"] } != nil)
             let metrics = try await h.caller.sendText(.get, "/metrics").text
             #expect(metrics.contains("sync_listener_reconnects_total 1"), "\(metrics)")
+        }
+    }
+
+    /// A push is told at once to the clients of the replica that stored it, and over the
+    /// channel to the others; that replica's listener hears its own notice back and leaves it
+    /// unread, so its clients are told once, not twice.
+    @Test func aPushIsToldOnceHereAndOnceOnTheOtherReplica() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            try await h.withReplica { second in
+                try await h.listening()
+                try await eventually(within: .seconds(60)) {
+                    ((try? await second.sendText(.get, "/metrics").text) ?? "").contains("sync_listener_connected 1")
+                }
+                let token = try await h.token("gina")
+                let here = try await WSProbe.authenticated(h.ws("/ws"), token: token, clientID: "B")
+                let there = try await WSProbe.authenticated(
+                    second.baseURL.replacingOccurrences(of: "http://", with: "ws://") + "/ws", token: token, clientID: "C")
+                #expect(try await h.push("todo", as: "gina", client: "A", changes: [Changes.insert("t", "1", [:])]).status == .ok)
+                let told: @Sendable (JSONValue) -> Bool = { $0["type"] == "sync-available" }
+                let expected: JSONValue = ["type": "sync-available", "appId": "todo", "tables": ["t"]]
+                #expect(await here.waitFor(told) == expected)
+                #expect(await there.waitFor(told) == expected)
+                // The other replica heard the notice: this one's listener has had it back by
+                // now as well (both listen on the same channel).
+                try await Task.sleep(for: .milliseconds(500))
+                #expect(here.received.filter(told).count == 1)
+                #expect(there.received.filter(told).count == 1)
+                let sent = try await h.caller.sendText(.get, "/metrics").text
+                #expect(sent.contains("sync_notices_sent_total 1"), "\(sent)")
+            }
         }
     }
 

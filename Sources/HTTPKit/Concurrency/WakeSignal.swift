@@ -35,23 +35,36 @@ package final class WakeSignal: Sendable {
                 // unlike `Task.sleep`, nothing is kept until the limit: ``timerSleep(for:)``).
                 if await timerSleep(for: limit) { self.endWait() }
             }
-            await withTaskCancellationHandler {
-                await withCheckedContinuation { continuation in
-                    let now = state.withLock { state -> Bool in
-                        if state.pending || state.ended || Task.isCancelled {
-                            state.pending = false
-                            state.ended = false
-                            return true
-                        }
-                        state.waiter = continuation
-                        return false
-                    }
-                    if now { continuation.resume() }
-                }
-            } onCancel: {
-                endWait()
-            }
+            await waitForWake()
             group.cancelAll()
+        }
+    }
+
+    /// Returns on a wake-up (also one that came while nobody waited) or on cancellation, with
+    /// no timer: for a waiter that a wake-up or its cancellation always ends (the push
+    /// notifier, woken by each push and at shutdown), and that waits many times a second
+    /// under load, where a timer task per wait cost more than the wait.
+    package func wait() async {
+        state.withLock { $0.ended = false }
+        await waitForWake()
+    }
+
+    private func waitForWake() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { state -> Bool in
+                    if state.pending || state.ended || Task.isCancelled {
+                        state.pending = false
+                        state.ended = false
+                        return true
+                    }
+                    state.waiter = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            endWait()
         }
     }
 

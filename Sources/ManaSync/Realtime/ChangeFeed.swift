@@ -21,24 +21,61 @@ struct ChangeFeed: Service {
     let fanOut: MemberFanOut
     let changeLog: ChangeLogRepository
     let retry: Duration
+    /// This replica's tag on its push notices (``PushNotifier/replica``).
+    let replica: String
     let metrics: ServiceMetrics
     let logger: Logger
 
     // MARK: Payloads (well under PostgreSQL's 8,000-byte limit)
 
-    /// A push's notice: user, app, client, tables (null when the notice would be too long for
-    /// NOTIFY's 8,000 bytes: listeners then tell of every table) and the spaces written.
-    /// Replicas still on migration 0008's push function send a cursor range instead of a long
-    /// table list.
-    static func pushPayload(userID: String, appID: String, clientID: String, tables: [String], spaces: [String]) -> String {
-        func payload(_ tables: JSONValue) -> String {
-            encode([
-                "a": .string(appID), "c": .string(clientID), "k": "push", "s": .array(spaces.map(JSONValue.string)), "t": tables,
-                "u": .string(userID),
-            ])
+    /// A push's notice: the replica that sent it, user, app, client, tables (null when the
+    /// notice would be too long for NOTIFY's 8,000 bytes: listeners then tell of every table)
+    /// and the spaces written. Replicas still on migration 0008's push function send a cursor
+    /// range instead of a long table list.
+    ///
+    /// The replica comes first (`{"r":"…",`), so that the sender's own listener knows its
+    /// notice by the first bytes (``ownNoticePrefix(replica:)``) and leaves it unread: that
+    /// replica's clients were told when the push committed (``PushNotifier``). Replicas of
+    /// the previous version read notices as objects and ignore the member.
+    static func pushPayload(replica: String, userID: String, appID: String, clientID: String, tables: [String], spaces: [String]) -> String {
+        func payload(tables: [String]?) -> String {
+            var out: [UInt8] = []
+            out.reserveCapacity(96 + replica.utf8.count + userID.utf8.count + appID.utf8.count + clientID.utf8.count)
+            out.append(contentsOf: #"{"r":"#.utf8)
+            JSONText.appendString(replica, to: &out)
+            out.append(contentsOf: #","k":"push","u":"#.utf8)
+            JSONText.appendString(userID, to: &out)
+            out.append(contentsOf: #","a":"#.utf8)
+            JSONText.appendString(appID, to: &out)
+            out.append(contentsOf: #","c":"#.utf8)
+            JSONText.appendString(clientID, to: &out)
+            out.append(contentsOf: #","t":"#.utf8)
+            appendList(tables, to: &out)
+            out.append(contentsOf: #","s":"#.utf8)
+            appendList(spaces, to: &out)
+            out.append(UInt8(ascii: "}"))
+            return String(decoding: out, as: UTF8.self)
         }
-        let full = payload(.array(tables.map(JSONValue.string)))
-        return full.utf8.count <= 7_000 ? full : payload(.null)
+        let full = payload(tables: tables)
+        return full.utf8.count <= 7_000 ? full : payload(tables: nil)
+    }
+
+    /// The first bytes of every push notice `replica` sends.
+    static func ownNoticePrefix(replica: String) -> String {
+        var out = Array(#"{"r":"#.utf8)
+        JSONText.appendString(replica, to: &out)
+        out.append(UInt8(ascii: ","))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func appendList(_ list: [String]?, to out: inout [UInt8]) {
+        guard let list else { return out.append(contentsOf: "null".utf8) }
+        out.append(UInt8(ascii: "["))
+        for (index, item) in list.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            JSONText.appendString(item, to: &out)
+        }
+        out.append(UInt8(ascii: "]"))
     }
 
     static func invalidationPayload(userID: String) -> String {
@@ -98,8 +135,9 @@ struct ChangeFeed: Service {
                         // Connected from here: listening, and the clients here caught up.
                         metrics.set("sync_listener_connected", to: 1)
                         connectedBefore = true
+                        let ownPrefix = Self.ownNoticePrefix(replica: replica)
                         for try await notification in notifications {
-                            await handle(notification.payload)
+                            await handle(notification.payload, ownPrefix: ownPrefix)
                         }
                     }
                 }
@@ -113,7 +151,9 @@ struct ChangeFeed: Service {
         metrics.set("sync_listener_connected", to: 0)
     }
 
-    private func handle(_ payload: String) async {
+    private func handle(_ payload: String, ownPrefix: String) async {
+        // This replica's own push: its clients were told when it committed.
+        if payload.utf8.starts(with: ownPrefix.utf8) { return }
         guard let body = try? JSONParser.parse(payload), let user = body["u"]?.stringValue else {
             logger.warning("ignoring an unreadable sync notification")
             return

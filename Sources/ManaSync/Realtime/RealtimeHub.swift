@@ -335,10 +335,14 @@ final class RealtimeHub: Sendable {
             return (connections, subscriptions, members.count)
         }
         if !notice.spaces.isEmpty { metrics.observe("sync_space_fanout_users", value: Double(members), buckets: Self.fanOutBuckets) }
-        let message = Self.syncAvailable(appID: notice.appID, tables: notice.tables)
-        for connection in connections { deliver(message, to: connection) }
-        let now = ContinuousClock.now
-        for subscription in subscriptions { subscription.mark(notice.tables, at: now) }
+        if !connections.isEmpty {
+            let message = Self.syncAvailable(appID: notice.appID, tables: notice.tables)
+            for connection in connections { deliver(message, to: connection) }
+        }
+        if !subscriptions.isEmpty {
+            let now = ContinuousClock.now
+            for subscription in subscriptions { subscription.mark(notice.tables, at: now) }
+        }
     }
 
     /// After the listener lost notifications: tells every connection to pull, one
