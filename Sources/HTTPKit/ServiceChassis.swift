@@ -46,7 +46,8 @@ package struct ServiceChassis<Context: BodyDecodingRequestContext> where Context
         let body = BodyDecoder(limit: bodyLimit, timeout: settings.bodyTimeout)
         self.body = body
         self.largeRequests = LargeRequestLimiter(concurrency: settings.largeRequestConcurrency)
-        self.database = settings.database.makeClient(maximumConnections: settings.databasePoolSize, logger: logger)
+        self.database = settings.database.makeClient(
+            maximumConnections: settings.databasePoolSize, minimumConnections: settings.databasePoolMinimum, logger: logger)
         metrics.set("db_pool_connections_max", to: Double(settings.databasePoolSize))
         let router = ServiceRouter<Context>()
         router.add(middleware: BodyDecoderMiddleware(body))

@@ -14,6 +14,27 @@ import Testing
         #expect(settings.corsOrigins.isEmpty)
     }
 
+    /// The pool keeps DATABASE_POOL_MINIMUM connections (4) open, never more than its size.
+    @Test func thePoolMinimumIsReadAndNeverAboveThePoolSize() throws {
+        func read(_ environment: [String: String]) throws -> (settings: Int, client: Int) {
+            var reader = ConfigReader(environment: environment)
+            let settings = ChassisSettings(reading: &reader, serviceName: "s", defaultPort: 3050, defaultDatabase: "mana_sync")
+            try reader.finish()
+            let client = settings.database.clientConfiguration(
+                maximumConnections: settings.databasePoolSize, minimumConnections: settings.databasePoolMinimum)
+            return (settings.databasePoolMinimum, client.options.minimumConnections)
+        }
+        #expect(try read([:]) == (4, 4))
+        #expect(try read(["DATABASE_POOL_MINIMUM": "0"]) == (0, 0))
+        #expect(try read(["DATABASE_POOL_MINIMUM": "9"]) == (9, 9))
+        #expect(try read(["DATABASE_POOL_SIZE": "2"]) == (2, 2))
+        var bad = ConfigReader(environment: ["DATABASE_POOL_MINIMUM": "-1"])
+        _ = ChassisSettings(reading: &bad, serviceName: "s", defaultPort: 3050, defaultDatabase: "mana_sync")
+        #expect(bad.problems.contains { $0.hasPrefix("DATABASE_POOL_MINIMUM") }, "\(bad.problems)")
+        // Built in code (the tests' services): none kept.
+        #expect(ChassisSettings(serviceName: "s", port: 1, database: try DatabaseURL("postgresql://u@h/d")).databasePoolMinimum == 0)
+    }
+
     @Test func everyBadVariableIsReportedTogether() {
         var reader = ConfigReader(environment: [
             "PORT": "abc", "LOG_LEVEL": "loud", "DATABASE_URL": "mysql://x/y", "DATABASE_POOL_SIZE": "0",

@@ -11,6 +11,8 @@ package struct ChassisSettings: Sendable {
     package var isProduction: Bool
     package var database: DatabaseURL
     package var databasePoolSize: Int
+    /// Connections the pool keeps open however idle (``DatabaseURL/clientConfiguration(maximumConnections:minimumConnections:)``).
+    package var databasePoolMinimum = 0
     /// A connection that sends no complete request for this long is closed (slow or idle clients).
     package var idleTimeout: Duration
     /// A request body that has not fully arrived after this long is refused with 408.
@@ -64,6 +66,9 @@ package struct ChassisSettings: Sendable {
                 help: "1 lets production use an sslmode weaker than verify-full (a database on a private network, on purpose)"),
             EnvironmentVariable("DATABASE_POOL_SIZE", default: "20", help: "maximum PostgreSQL connections of this process"),
             EnvironmentVariable(
+                "DATABASE_POOL_MINIMUM", default: "4",
+                help: "PostgreSQL connections kept open however idle, at most DATABASE_POOL_SIZE (the pool closes the others after 10 s idle, with a timer per release)"),
+            EnvironmentVariable(
                 "HTTP_IDLE_TIMEOUT", default: "30", help: "seconds before a connection without a complete request (idle or slow) is closed"),
             EnvironmentVariable("HTTP_BODY_TIMEOUT", default: "30", help: "seconds a request body may take to arrive before 408"),
             EnvironmentVariable(
@@ -94,6 +99,7 @@ package struct ChassisSettings: Sendable {
         let host = reader.string(variables["HOST"]!)
         let port = reader.int(variables["PORT"]!, in: 0...65535)
         let poolSize = reader.int(variables["DATABASE_POOL_SIZE"]!, in: 1...500)
+        let poolMinimum = reader.int(variables["DATABASE_POOL_MINIMUM"]!, in: 0...500)
         let idleTimeout = reader.seconds(variables["HTTP_IDLE_TIMEOUT"]!, in: 0.1...3600)
         let bodyTimeout = reader.seconds(variables["HTTP_BODY_TIMEOUT"]!, in: 0.1...3600)
         let requestTimeout = reader.seconds(variables["HTTP_REQUEST_TIMEOUT"]!, in: 0.1...3600)
@@ -129,6 +135,8 @@ package struct ChassisSettings: Sendable {
             logLevel: Logger.Level(rawValue: levelText) ?? .info, logFormat: format, isProduction: reader.isProduction,
             database: database, databasePoolSize: poolSize, idleTimeout: idleTimeout, bodyTimeout: bodyTimeout,
             requestTimeout: requestTimeout, shutdownTimeout: shutdownTimeout)
+        // A pool smaller than the default minimum keeps all of its connections.
+        databasePoolMinimum = min(poolMinimum, poolSize)
         memoryTrimInterval = trimInterval == .zero ? nil : trimInterval
         largeRequestConcurrency = largeRequests
         connectionOnEventLoop = onEventLoop

@@ -2,23 +2,24 @@ import Logging
 import PostgresNIO
 
 extension DatabaseURL {
-    /// A client for this database with up to `maximumConnections` connections. The caller runs
-    /// it (`run()`, or as a service of the application).
+    /// A client for this database with up to `maximumConnections` connections, of which it
+    /// keeps `minimumConnections` open however idle. The caller runs it (`run()`, or as a
+    /// service of the application).
     ///
     /// Work often starts beside `run()` (the migrations before the server accepts
     /// connections, a command's body): a lease that comes first waits for the pool, but
     /// PostgresNIO logs "Trying to lease connection from `PostgresClient`, but
     /// `PostgresClient.run()` hasn't been called yet" for it. That warning is only noise where
     /// `run()` is certain to follow, so the client's background log drops it.
-    package func makeClient(maximumConnections: Int, logger: Logger) -> PostgresClient {
+    package func makeClient(maximumConnections: Int, minimumConnections: Int = 0, logger: Logger) -> PostgresClient {
         PostgresClient(
-            configuration: clientConfiguration(maximumConnections: maximumConnections),
+            configuration: clientConfiguration(maximumConnections: maximumConnections, minimumConnections: minimumConnections),
             backgroundLogger: PrematureLeaseFilter.wrapping(logger))
     }
 }
 
 /// Forwards everything but PostgresNIO's premature-lease warning (see
-/// ``DatabaseURL/makeClient(maximumConnections:logger:)``).
+/// ``DatabaseURL/makeClient(maximumConnections:minimumConnections:logger:)``).
 package struct PrematureLeaseFilter: LogHandler {
     /// `logger`, without the warning.
     package static func wrapping(_ logger: Logger) -> Logger {

@@ -40,8 +40,9 @@ package struct DatabaseURL: Sendable, Equatable {
         self.sslMode = sslMode
     }
 
-    /// The client configuration for this URL, with `maximumConnections` in the pool.
-    package func clientConfiguration(maximumConnections: Int = 20) -> PostgresClient.Configuration {
+    /// The client configuration for this URL, with `maximumConnections` in the pool, of which
+    /// `minimumConnections` stay open however idle.
+    package func clientConfiguration(maximumConnections: Int = 20, minimumConnections: Int = 0) -> PostgresClient.Configuration {
         var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
         let tls: PostgresClient.Configuration.TLS
         switch sslMode {
@@ -72,6 +73,11 @@ package struct DatabaseURL: Sendable, Equatable {
         // server closed is noticed by the pool at once.
         configuration.options.keepAliveBehavior = nil
         configuration.options.connectionIdleTimeout = .seconds(10)
+        // The first `minimumConnections` connections of the pool get no idle timer at all:
+        // under load, a timer started at each release and cancelled at the next lease (a
+        // task and a sleep each time) cost 8 % of mana-sync's CPU per one-change push
+        // (docs/benchmarks.md, session 43). They stay open, as the busy ones would anyway.
+        configuration.options.minimumConnections = min(minimumConnections, maximumConnections)
         // No JIT compilation: every statement of ours is a short transaction, and PostgreSQL
         // compiles a plan whose estimated cost passes jit_above_cost (100,000; a page plan on a
         // large table can) with LLVM on every execution: 650 ms for a push whose work took
