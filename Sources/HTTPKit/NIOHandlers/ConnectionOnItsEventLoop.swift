@@ -64,3 +64,16 @@ package final class EventLoopTaskExecutor: TaskExecutor {
         eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
+
+extension EventLoopTaskExecutor {
+    /// Runs `body` on `loop`, with the unstructured tasks it starts through
+    /// ``ConnectionExecutor/current``: for background work that talks to PostgreSQL many times
+    /// a second (the push notifier, the notification listener), which on the global pool woke
+    /// one of its threads for each step.
+    package static func run<T: Sendable>(on loop: any EventLoop, _ body: () async throws -> T) async rethrows -> T {
+        let executor = EventLoopTaskExecutor(loop)
+        return try await ConnectionExecutor.$current.withValue(executor) {
+            try await withTaskExecutorPreference(executor) { try await body() }
+        }
+    }
+}

@@ -122,22 +122,25 @@ struct ChangeFeed: Service {
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in
-                    try await connection.listen(on: Self.channel) { notifications in
-                        if connectedBefore {
-                            metrics.count("sync_listener_reconnects_total")
-                            logger.notice("listening for sync notifications again; telling every client to pull")
-                        }
-                        // Also on the first LISTEN: a client that connected before it (the
-                        // server serves once migrations are done, the listener connects
-                        // beside it, later when the database is slow) may have missed a push
-                        // another replica announced meanwhile. Without clients this is a no-op.
-                        await hub.catchUp(apps: apps(of:))
-                        // Connected from here: listening, and the clients here caught up.
-                        metrics.set("sync_listener_connected", to: 1)
-                        connectedBefore = true
-                        let ownPrefix = Self.ownNoticePrefix(replica: replica)
-                        for try await notification in notifications {
-                            await handle(notification.payload, ownPrefix: ownPrefix)
+                    // On the connection's own event loop, where its notifications arrive.
+                    try await EventLoopTaskExecutor.run(on: connection.eventLoop) {
+                        try await connection.listen(on: Self.channel) { notifications in
+                            if connectedBefore {
+                                metrics.count("sync_listener_reconnects_total")
+                                logger.notice("listening for sync notifications again; telling every client to pull")
+                            }
+                            // Also on the first LISTEN: a client that connected before it (the
+                            // server serves once migrations are done, the listener connects
+                            // beside it, later when the database is slow) may have missed a push
+                            // another replica announced meanwhile. Without clients this is a no-op.
+                            await hub.catchUp(apps: apps(of:))
+                            // Connected from here: listening, and the clients here caught up.
+                            metrics.set("sync_listener_connected", to: 1)
+                            connectedBefore = true
+                            let ownPrefix = Self.ownNoticePrefix(replica: replica)
+                            for try await notification in notifications {
+                                await handle(notification.payload, ownPrefix: ownPrefix)
+                            }
                         }
                     }
                 }

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPKit
 import Logging
+import NIOPosix
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
@@ -62,6 +63,11 @@ final class PushNotifier: Service, Sendable {
     }
 
     func run() async throws {
+        // On an event loop: the notifier wakes and sends many times a second under load.
+        await EventLoopTaskExecutor.run(on: MultiThreadedEventLoopGroup.singleton.next()) { await loop() }
+    }
+
+    private func loop() async {
         await withGracefulShutdownHandler {
             while true {
                 let (notices, stopping) = queue.withLock { queue in
