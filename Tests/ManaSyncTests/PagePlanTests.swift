@@ -44,12 +44,19 @@ import TestSupport
                  1, 700),
             ]
             for (call, rows, bound) in calls {
-                var plan = try await explain(call, client: client)  // the first call plans the function's statement
-                plan = try await explain(call, client: client)
-                #expect(plan["Actual Rows"] as? Int == rows, "\(call)")
-                let shared = (plan["Shared Hit Blocks"] as? Int ?? -1) + (plan["Shared Read Blocks"] as? Int ?? 0)
-                #expect((0...bound).contains(shared), "\(call) read \(shared) buffers")
-                #expect(plan["Temp Written Blocks"] as? Int == 0, "\(call) sorted on disk")
+                _ = try await explain(call, client: client)  // the first call plans the function's statements
+                // The fewer buffers of two more calls: a call that plans again reads catalog pages
+                // too, which other tests' DDL on the shared cluster can cause at any moment (CI:
+                // 1,472 buffers once for a page that reads about 600).
+                var fewest = Int.max
+                for _ in 0..<2 {
+                    let plan = try await explain(call, client: client)
+                    #expect(plan["Actual Rows"] as? Int == rows, "\(call)")
+                    #expect(plan["Temp Written Blocks"] as? Int == 0, "\(call) sorted on disk")
+                    let shared = (plan["Shared Hit Blocks"] as? Int ?? -1) + (plan["Shared Read Blocks"] as? Int ?? 0)
+                    fewest = min(fewest, shared)
+                }
+                #expect((0...bound).contains(fewest), "\(call) read \(fewest) buffers")
             }
         }
     }
