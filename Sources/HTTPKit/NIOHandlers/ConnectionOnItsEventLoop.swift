@@ -34,12 +34,7 @@ package struct ConnectionOnItsEventLoop<Inner: ServerChildChannel>: ServerChildC
 
     package func handle(value: Value, logger: Logger) async {
         guard enabled else { return await inner.handle(value: value, logger: logger) }
-        let executor = EventLoopTaskExecutor(value.channel.eventLoop)
-        await ConnectionExecutor.$current.withValue(executor) {
-            await withTaskExecutorPreference(executor) {
-                await inner.handle(value: value, logger: logger)
-            }
-        }
+        await EventLoopTaskExecutor.run(on: value.channel.eventLoop) { await inner.handle(value: value, logger: logger) }
     }
 }
 
@@ -67,9 +62,9 @@ package final class EventLoopTaskExecutor: TaskExecutor {
 
 extension EventLoopTaskExecutor {
     /// Runs `body` on `loop`, with the unstructured tasks it starts through
-    /// ``ConnectionExecutor/current``: for background work that talks to PostgreSQL many times
-    /// a second (the push notifier, the notification listener), which on the global pool woke
-    /// one of its threads for each step.
+    /// ``ConnectionExecutor/current``: an HTTP connection's handling, and background work that
+    /// talks to PostgreSQL many times a second (the push notifier, the notification listener),
+    /// which on the global pool woke one of its threads for each step.
     package static func run<T: Sendable>(on loop: any EventLoop, _ body: () async throws -> T) async rethrows -> T {
         let executor = EventLoopTaskExecutor(loop)
         return try await ConnectionExecutor.$current.withValue(executor) {

@@ -38,44 +38,39 @@ struct ChangeFeed: Service {
     /// replica's clients were told when the push committed (``PushNotifier``). Replicas of
     /// the previous version read notices as objects and ignore the member.
     static func pushPayload(replica: String, userID: String, appID: String, clientID: String, tables: [String], spaces: [String]) -> String {
-        func payload(tables: [String]?) -> String {
+        func payload(tables: JSONValue) -> String {
             var out: [UInt8] = []
             out.reserveCapacity(96 + replica.utf8.count + userID.utf8.count + appID.utf8.count + clientID.utf8.count)
-            out.append(contentsOf: #"{"r":"#.utf8)
-            JSONText.appendString(replica, to: &out)
-            out.append(contentsOf: #","k":"push","u":"#.utf8)
+            appendPrefix(replica: replica, to: &out)
+            out.append(contentsOf: #""k":"push","u":"#.utf8)
             JSONText.appendString(userID, to: &out)
             out.append(contentsOf: #","a":"#.utf8)
             JSONText.appendString(appID, to: &out)
             out.append(contentsOf: #","c":"#.utf8)
             JSONText.appendString(clientID, to: &out)
             out.append(contentsOf: #","t":"#.utf8)
-            appendList(tables, to: &out)
+            JSONText.append(tables, to: &out)
             out.append(contentsOf: #","s":"#.utf8)
-            appendList(spaces, to: &out)
+            JSONText.append(.array(spaces.map(JSONValue.string)), to: &out)
             out.append(UInt8(ascii: "}"))
             return String(decoding: out, as: UTF8.self)
         }
-        let full = payload(tables: tables)
-        return full.utf8.count <= 7_000 ? full : payload(tables: nil)
+        let full = payload(tables: .array(tables.map(JSONValue.string)))
+        return full.utf8.count <= 7_000 ? full : payload(tables: .null)
     }
 
     /// The first bytes of every push notice `replica` sends.
     static func ownNoticePrefix(replica: String) -> String {
-        var out = Array(#"{"r":"#.utf8)
-        JSONText.appendString(replica, to: &out)
-        out.append(UInt8(ascii: ","))
+        var out: [UInt8] = []
+        appendPrefix(replica: replica, to: &out)
         return String(decoding: out, as: UTF8.self)
     }
 
-    private static func appendList(_ list: [String]?, to out: inout [UInt8]) {
-        guard let list else { return out.append(contentsOf: "null".utf8) }
-        out.append(UInt8(ascii: "["))
-        for (index, item) in list.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            JSONText.appendString(item, to: &out)
-        }
-        out.append(UInt8(ascii: "]"))
+    /// `{"r":"<replica>",`: what ``pushPayload`` begins with and ``ownNoticePrefix(replica:)`` says.
+    private static func appendPrefix(replica: String, to out: inout [UInt8]) {
+        out.append(contentsOf: #"{"r":"#.utf8)
+        JSONText.appendString(replica, to: &out)
+        out.append(UInt8(ascii: ","))
     }
 
     static func invalidationPayload(userID: String) -> String {
