@@ -68,6 +68,22 @@ class Cluster:
     def url(self, database):
         return f"postgresql://mana@127.0.0.1:{PG_PORT}/{database}?sslmode=disable"
 
+    def cpu_seconds(self):
+        """CPU seconds (user and system) of the postmaster and the processes it runs now (the
+        backends of connections that are open, the checkpointer, the WAL writer): a difference
+        of two readings over a load whose connections stay open is PostgreSQL's CPU for it."""
+        postmaster = int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                pid, rest = stat.read_text().split(" (", 1)
+            except OSError:
+                continue  # ended meanwhile
+            fields = rest.rsplit(")", 1)[1].split()
+            if int(pid) == postmaster or int(fields[1]) == postmaster:
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def sql(self, database, text):
         subprocess.run([f"{self.bin}/psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(PG_PORT), "-U", "mana",
                         "-d", database, "-c", text], check=True, stdout=subprocess.DEVNULL)
@@ -229,6 +245,16 @@ def ab_setup(release, subscribers_sql):
                    {"DATABASE_URL": cluster.url("mana_sync"), "JWKS_URL": jwks, "MANA_AUTH_URL": ISSUER,
                     "MANA_CREDITS_URL": f"http://127.0.0.1:{CREDITS_PORT}", "MEMBERSHIPS_URL": memberships_stand_in()})
     return cluster, credits, sync, tokens
+
+
+def cpu_probe_ms():
+    """Milliseconds a fixed piece of work (a Python loop) takes now, on an idle machine: the same
+    work took 17 to 43 ms within minutes here, so a run's figures are read next to it."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(200_000):
+        total += i * i
+    return (time.perf_counter() - start) * 1e3
 
 
 def warm(token_file, url):

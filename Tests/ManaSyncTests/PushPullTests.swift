@@ -193,6 +193,92 @@ import TestSupport
         }
     }
 
+    /// A push's answer page holds the other clients' changes between its `since` and its own
+    /// rows, and is `[]` with `syncedUntil` at the push's own last change when there are none
+    /// (migration 0019 reads the page only when some change lies there).
+    @Test func aPushAnswersOthersChangesSinceItsCursorOrNoneUpToItsOwnLastChange() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            func ids(_ answer: JSONValue) -> [String] { answer["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } ?? [] }
+            func head() async throws -> String {
+                let pulled = try await h.pull("answer", as: "amy", collection: "rows", since: Self.epoch, client: "reader")
+                return try #require(pulled.body["syncedUntil"]?.stringValue)
+            }
+            let a1 = try await h.push("answer", as: "amy", client: "A", since: Self.epoch, changes: [
+                Changes.insert("rows", "a1", ["n": 1]), Changes.insert("rows", "a2", ["n": 2]),
+            ])
+            #expect(ids(a1.body) == [])
+            let afterA1 = try #require(a1.body["syncedUntil"]?.stringValue)
+            #expect(afterA1 == (try await head()))
+            // B from the start hears A's two changes; its syncedUntil is its own change.
+            let b1 = try await h.push("answer", as: "amy", client: "B", since: Self.epoch, changes: [Changes.insert("rows", "b1", ["n": 3])])
+            #expect(ids(b1.body) == ["a1", "a2"])
+            let afterB1 = try #require(b1.body["syncedUntil"]?.stringValue)
+            #expect(afterB1 == (try await head()) && afterB1 > afterA1)
+            // A from its last answer hears B's change only.
+            let a2 = try await h.push("answer", as: "amy", client: "A", since: afterA1, changes: [Changes.insert("rows", "a3", ["n": 4])])
+            #expect(ids(a2.body) == ["b1"])
+            let afterA2 = try #require(a2.body["syncedUntil"]?.stringValue)
+            #expect(afterA2 == (try await head()) && afterA2 > afterB1)
+            // Nothing new from others: an empty page, synced up to A's own new change.
+            let a3 = try await h.push("answer", as: "amy", client: "A", since: afterA2, changes: [Changes.insert("rows", "a4", ["n": 5])])
+            #expect(ids(a3.body) == [])
+            #expect(a3.body["hasMore"] == false)
+            let afterA3 = try #require(a3.body["syncedUntil"]?.stringValue)
+            #expect(afterA3 == (try await head()) && afterA3 > afterA2)
+            // A cursor ahead of the log (a client's clock): no page, synced up to the push's change.
+            let a4 = try await h.push("answer", as: "amy", client: "A", since: "2999-01-01T00:00:00.000000Z", changes: [
+                Changes.insert("rows", "a5", ["n": 6]),
+            ])
+            #expect(ids(a4.body) == [])
+            #expect(a4.body["syncedUntil"]?.stringValue == (try await head()))
+            // B from its last answer hears A's three changes since, in order, not its own.
+            let b2 = try await h.push("answer", as: "amy", client: "B", since: afterB1, changes: [Changes.insert("rows", "b2", ["n": 7])])
+            #expect(ids(b2.body) == ["a3", "a4", "a5"])
+        }
+    }
+
+    /// Writers that follow their push answers (each push `since` the last answer's
+    /// `syncedUntil`, as a client that only pushes does) hear every other writer's change exactly
+    /// once and never their own, however their pushes interleave: whether a push's page was read
+    /// or found empty, none is skipped.
+    @Test func writersFollowingTheirPushAnswersHearEveryOtherChangeOnce() async throws {
+        try await SyncHarness.run { (h: SyncHarness) async throws in
+            let writers = 3, pushes = 25, batch = 4
+            let heard = try await withThrowingTaskGroup(of: (Int, [String], String).self) { group in
+                for writer in 0..<writers {
+                    group.addTask {
+                        var since = Self.epoch
+                        var heard: [String] = []
+                        for push in 0..<pushes {
+                            let changes = (0..<batch).map { Changes.insert("rows", "w\(writer)-p\(push)-\($0)", ["w": .number(Double(writer))]) }
+                            let answer = try await h.push("follow", as: "fay", client: "writer-\(writer)", since: since, changes: changes)
+                            #expect(answer.status == .ok)
+                            #expect(answer.body["hasMore"] == false)
+                            heard += answer.body["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } ?? []
+                            let next = try #require(answer.body["syncedUntil"]?.stringValue)
+                            #expect(next > since)
+                            since = next
+                        }
+                        return (writer, heard, since)
+                    }
+                }
+                return try await group.reduce(into: [(Int, [String], String)]()) { $0.append($1) }
+            }
+            for (writer, early, since) in heard {
+                // What the others wrote after this writer's last push: one more push without changes.
+                let last = try await h.push("follow", as: "fay", client: "writer-\(writer)", since: since, changes: [])
+                let all = early + (last.body["serverChanges"]?.array?.compactMap { $0["id"]?.stringValue } ?? [])
+                let expected = (0..<writers).filter { $0 != writer }.flatMap { w in
+                    (0..<pushes).flatMap { p in (0..<batch).map { "w\(w)-p\(p)-\($0)" } }
+                }
+                #expect(all.count == expected.count, "writer \(writer) heard \(all.count) changes")
+                let missed = Set(expected).subtracting(all).sorted()
+                #expect(missed.isEmpty, "writer \(writer) missed \(missed.count), e.g. \(missed.prefix(3))")
+                #expect(Set(all).isSubset(of: expected), "writer \(writer) heard its own or unknown changes")
+            }
+        }
+    }
+
     @Test func noChangeIsEverMissed() async throws {
         try await SyncHarness.run { (h: SyncHarness) async throws in
             // Large batches keep each writer's transaction open a while after its cursors are

@@ -1,0 +1,104 @@
+-- A push's answer page only when there is one (issue 19; docs/benchmarks.md, session 44).
+--
+-- Most pushes come from a client that is caught up: no other client of its user wrote to the
+-- app between the push's `since` and its own rows, and its answer page is empty. sync.push_rows
+-- (migration 0017) still ran sync.page_json_before for it, and PostgreSQL set up that query's
+-- whole plan for every push (the aggregate, two subqueries, the served text's expressions, the
+-- has-more and head lookups): a profile of one-change pushes at 32 clients had PostgreSQL
+-- spending about a third of its time in ExecutorStart, most of it on these pages. Now the
+-- function first asks whether any change of another client lies in that range (one probe of
+-- changes_pkey, the same range and filter the page reads), and reads the page only when one
+-- does. The page it answers otherwise is what sync.page_json_before gives for none: `[]`, no
+-- more, synced up to the head, which this transaction holds at the push's last cursor.
+--
+-- Same signature, same answers: a replica of the previous version calls it as before.
+
+CREATE OR REPLACE FUNCTION sync.push_rows(
+    p_users text[], p_apps text[], p_clients text[], p_keys text[], p_counts int[], p_since bigint[], p_limits int[],
+    p_tables text[], p_records text[], p_ops text[], p_data text[], p_fields text[], p_deleted text[], p_extras text[],
+    p_spaces text[], p_heads text[], p_tails text[]
+) RETURNS TABLE (n int, stored int, changes text, returned int, synced_until bigint, has_more boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_from int := 1;   -- the push's first row in the column arrays
+    v_to int;          -- its last
+    v_count int;       -- rows it stores (0 for a retry)
+    v_base bigint;
+    v_last bigint;
+BEGIN
+    IF cardinality(p_tables) IS DISTINCT FROM (SELECT sum(c)::int FROM unnest(p_counts) AS c) THEN
+        RAISE EXCEPTION 'sync.push_rows: % rows for pushes of % changes', cardinality(p_tables), (SELECT sum(c) FROM unnest(p_counts) AS c);
+    END IF;
+    PERFORM sync.enter_spaces('{}');
+    FOR i IN 1 .. cardinality(p_users) LOOP
+        n := i;
+        PERFORM sync.enter_user(p_users[i]);
+        v_to := v_from + p_counts[i] - 1;
+        v_count := p_counts[i];
+        IF p_keys[i] <> '' THEN
+            INSERT INTO sync.push_receipts (user_id, app_id, client_id, idempotency_key)
+            VALUES (p_users[i], p_apps[i], p_clients[i], p_keys[i]) ON CONFLICT DO NOTHING;
+            IF NOT FOUND THEN
+                v_count := 0;  -- a retry: stored the first time
+            END IF;
+        END IF;
+        v_last := NULL;
+        IF v_count > 0 THEN
+            INSERT INTO sync.heads AS h (user_id, app_id, last_cursor)
+            VALUES (p_users[i], p_apps[i], (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + v_count - 1)
+            ON CONFLICT (user_id, app_id) DO UPDATE SET last_cursor = greatest(
+                (extract(epoch FROM clock_timestamp()) * 1000000)::bigint + v_count - 1, h.last_cursor + v_count)
+            RETURNING h.last_cursor - v_count + 1 INTO v_base;
+            INSERT INTO sync.changes (
+                user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id, extra, space_id, event_id, served)
+            SELECT p_users[i], p_apps[i], v_base + r.n - 1, r.table_name, r.record_id, r.op, nullif(r.data, '')::jsonb,
+                nullif(r.fields, '')::jsonb, nullif(r.deleted_at, ''), p_clients[i], nullif(r.extra, '')::jsonb, nullif(r.space_id, ''),
+                r.event_id,
+                r.head || CASE WHEN r.data <> '' THEN ',"data":' || r.data ELSE '' END
+                    || CASE WHEN r.fields <> '' THEN ',"fields":' || r.fields ELSE '' END || r.tail || r.event_id::text || '"}'
+            FROM (
+                SELECT u.*, gen_random_uuid() AS event_id
+                FROM unnest(p_tables[v_from:v_to], p_records[v_from:v_to], p_ops[v_from:v_to], p_data[v_from:v_to],
+                    p_fields[v_from:v_to], p_deleted[v_from:v_to], p_extras[v_from:v_to], p_spaces[v_from:v_to], p_heads[v_from:v_to],
+                    p_tails[v_from:v_to])
+                    WITH ORDINALITY AS u(table_name, record_id, op, data, fields, deleted_at, extra, space_id, head, tail, n)
+                OFFSET 0
+            ) r;
+            v_last := v_base + v_count - 1;
+        END IF;
+        v_from := v_to + 1;
+        stored := v_count;
+        IF p_limits[i] = 0 THEN
+            -- No page asked for (the service cut it from memory): what page_json answers for none.
+            changes := '[]';
+            returned := 0;
+            has_more := false;
+            synced_until := coalesce(v_last, (SELECT h.last_cursor FROM sync.heads h WHERE h.user_id = p_users[i] AND h.app_id = p_apps[i]), 0);
+        ELSIF v_last IS NULL THEN
+            SELECT p.changes, p.returned, p.synced_until, p.has_more INTO changes, returned, synced_until, has_more
+            FROM sync.page_json(p_users[i], p_apps[i], NULL, p_since[i], p_clients[i], p_limits[i]) AS p;
+        ELSIF EXISTS (
+            SELECT 1 FROM sync.changes c
+            WHERE c.user_id = p_users[i] AND c.app_id = p_apps[i] AND c.cursor > p_since[i] AND c.cursor < v_base
+                AND c.client_id <> p_clients[i]
+        ) THEN
+            -- The same page, read below the push's own rows.
+            SELECT p.changes, p.returned, p.synced_until, p.has_more INTO changes, returned, synced_until, has_more
+            FROM sync.page_json_before(p_users[i], p_apps[i], p_since[i], v_base, p_clients[i], p_limits[i]) AS p;
+        ELSE
+            -- No other client's change between the push's `since` and its own rows: the page
+            -- sync.page_json_before answers for none, its head (held by this transaction) at v_last.
+            changes := '[]';
+            returned := 0;
+            has_more := false;
+            synced_until := v_last;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- CREATE OR REPLACE drops the function's settings (migrations 0017 and 0018): set again.
+ALTER FUNCTION sync.push_rows(text[], text[], text[], text[], int[], bigint[], int[], text[], text[], text[], text[], text[], text[],
+    text[], text[], text[], text[])
+    SET plan_cache_mode = force_generic_plan SET enable_bitmapscan = off SET enable_sort = off;
