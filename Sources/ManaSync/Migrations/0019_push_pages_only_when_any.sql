@@ -1,4 +1,5 @@
--- A push's answer page only when there is one (issue 19; docs/benchmarks.md, session 44).
+-- A push's answer page only when there is one, and its rows read from the columns in place
+-- (issue 19; docs/benchmarks.md, session 44).
 --
 -- Most pushes come from a client that is caught up: no other client of its user wrote to the
 -- app between the push's `since` and its own rows, and its answer page is empty. sync.push_rows
@@ -10,6 +11,13 @@
 -- changes_pkey, the same range and filter the page reads), and reads the page only when one
 -- does. The page it answers otherwise is what sync.page_json_before gives for none: `[]`, no
 -- more, synced up to the head, which this transaction holds at the push's last cursor.
+--
+-- The push's rows are read from the column arrays by position (a series from its first row to
+-- its last) instead of from slices of them unnested together: per push, PostgreSQL copied each
+-- of the ten columns' slice and set up ten function scans, each filling a tuplestore. The
+-- arrays are plpgsql's expanded arrays, read by position in constant time (pgbench, batches of
+-- thirty 100-change pushes: 619 -> 759 pushes a second). Each row's event id is still drawn once
+-- (OFFSET 0 keeps the series' subquery from being flattened), for its column and its text.
 --
 -- Same signature, same answers: a replica of the previous version calls it as before.
 
@@ -51,19 +59,13 @@ BEGIN
             RETURNING h.last_cursor - v_count + 1 INTO v_base;
             INSERT INTO sync.changes (
                 user_id, app_id, cursor, table_name, record_id, op, data, fields, deleted_at, client_id, extra, space_id, event_id, served)
-            SELECT p_users[i], p_apps[i], v_base + r.n - 1, r.table_name, r.record_id, r.op, nullif(r.data, '')::jsonb,
-                nullif(r.fields, '')::jsonb, nullif(r.deleted_at, ''), p_clients[i], nullif(r.extra, '')::jsonb, nullif(r.space_id, ''),
-                r.event_id,
-                r.head || CASE WHEN r.data <> '' THEN ',"data":' || r.data ELSE '' END
-                    || CASE WHEN r.fields <> '' THEN ',"fields":' || r.fields ELSE '' END || r.tail || r.event_id::text || '"}'
-            FROM (
-                SELECT u.*, gen_random_uuid() AS event_id
-                FROM unnest(p_tables[v_from:v_to], p_records[v_from:v_to], p_ops[v_from:v_to], p_data[v_from:v_to],
-                    p_fields[v_from:v_to], p_deleted[v_from:v_to], p_extras[v_from:v_to], p_spaces[v_from:v_to], p_heads[v_from:v_to],
-                    p_tails[v_from:v_to])
-                    WITH ORDINALITY AS u(table_name, record_id, op, data, fields, deleted_at, extra, space_id, head, tail, n)
-                OFFSET 0
-            ) r;
+            SELECT p_users[i], p_apps[i], v_base + r.k - v_from, p_tables[r.k], p_records[r.k], p_ops[r.k],
+                nullif(p_data[r.k], '')::jsonb, nullif(p_fields[r.k], '')::jsonb, nullif(p_deleted[r.k], ''), p_clients[i],
+                nullif(p_extras[r.k], '')::jsonb, nullif(p_spaces[r.k], ''), r.event_id,
+                p_heads[r.k] || CASE WHEN p_data[r.k] <> '' THEN ',"data":' || p_data[r.k] ELSE '' END
+                    || CASE WHEN p_fields[r.k] <> '' THEN ',"fields":' || p_fields[r.k] ELSE '' END
+                    || p_tails[r.k] || r.event_id::text || '"}'
+            FROM (SELECT k, gen_random_uuid() AS event_id FROM generate_series(v_from, v_to) AS k OFFSET 0) r;
             v_last := v_base + v_count - 1;
         END IF;
         v_from := v_to + 1;
