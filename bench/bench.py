@@ -257,6 +257,12 @@ def cpu_probe_ms():
     return (time.perf_counter() - start) * 1e3
 
 
+def machine_times():
+    """(idle, total) clock ticks of the whole machine so far (/proc/stat's first line)."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks)
+
+
 def warm(token_file, url):
     """One GET of `url` with each token of `token_file`, before a measurement: the services
     verify a token once and then cache it, and mana-sync asks mana-credits once per user for

@@ -72,17 +72,18 @@ for round_ in range(ROUNDS):
         for load, script, env in (ALL_LOADS[key] for key in LOADS):
             service = credits if script.startswith("credits") else sync
             probe = bench.cpu_probe_ms()
-            cpu, postgres = service.cpu_seconds(), cluster.cpu_seconds()
+            cpu, postgres, machine = service.cpu_seconds(), cluster.cpu_seconds(), bench.machine_times()
             # Requests that went to PostgreSQL together (StatementBatches): batches and what went in them.
             counters = BATCH_COUNTERS["sync" if service is sync else "credits"]
             batched = [service.metric(name) for name in counters]
             metrics, passed = bench.k6(script, f"ab-{name}", k6_environment=load_environment, **{"VUS": 32, "DURATION": DURATION, **env})
             cpu, postgres = service.cpu_seconds() - cpu, cluster.cpu_seconds() - postgres
+            idle, total = (after - before for after, before in zip(bench.machine_times(), machine))
             requests = metrics["http_reqs"]["count"]
             row = {"req/s": metrics["http_reqs"]["rate"], "p95 ms": metrics["http_req_duration"]["p(95)"],
                    "service CPU µs/req": cpu / max(requests, 1) * 1e6,
                    "PostgreSQL CPU µs/req": postgres / max(requests, 1) * 1e6, "k6 CPU s": bench.LAST_K6_CPU[0],
-                   "probe ms": probe}
+                   "probe ms": probe, "machine idle %": idle / max(total, 1) * 100}
             batches, items = (service.metric(name) - before for name, before in zip(counters, batched))
             row["batched %"] = items / max(requests, 1) * 100
             row["per batch"] = items / batches if batches else 0
