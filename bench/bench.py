@@ -247,16 +247,6 @@ def ab_setup(release, subscribers_sql):
     return cluster, credits, sync, tokens
 
 
-def cpu_probe_ms():
-    """Milliseconds a fixed piece of work (a Python loop) takes now, on an idle machine: the same
-    work took 17 to 43 ms within minutes here, so a run's figures are read next to it."""
-    start = time.perf_counter()
-    total = 0
-    for i in range(200_000):
-        total += i * i
-    return (time.perf_counter() - start) * 1e3
-
-
 def machine_times():
     """(idle, total) clock ticks of the whole machine so far (/proc/stat's first line)."""
     ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]

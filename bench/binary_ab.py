@@ -1,7 +1,8 @@
 """A/B of two builds of the services on the hot paths: pushes of 1 and 100 changes and
 one-credit debits at 32 clients (bench/sync-push.js, bench/credits-use.js), against one cluster. Each
 round runs both loads on build A, then on build B (the services restarted on each build);
-prints every run and the medians, with the services' and PostgreSQL's CPU per request.
+prints every run and the medians, with the services' and PostgreSQL's CPU per request and
+the machine's idle share.
 
     PATH="$PWD/.bench/venv/bin:$(pg_config --bindir):$PATH" .bench/venv/bin/python bench/binary_ab.py A_RELEASE B_RELEASE [rounds]
 
@@ -71,7 +72,6 @@ for round_ in range(ROUNDS):
         bench.warm(use_tokens, bench.CREDITS_WARM_URL.format(port=bench.CREDITS_PORT))
         for load, script, env in (ALL_LOADS[key] for key in LOADS):
             service = credits if script.startswith("credits") else sync
-            probe = bench.cpu_probe_ms()
             cpu, postgres, machine = service.cpu_seconds(), cluster.cpu_seconds(), bench.machine_times()
             # Requests that went to PostgreSQL together (StatementBatches): batches and what went in them.
             counters = BATCH_COUNTERS["sync" if service is sync else "credits"]
@@ -83,7 +83,7 @@ for round_ in range(ROUNDS):
             row = {"req/s": metrics["http_reqs"]["rate"], "p95 ms": metrics["http_req_duration"]["p(95)"],
                    "service CPU µs/req": cpu / max(requests, 1) * 1e6,
                    "PostgreSQL CPU µs/req": postgres / max(requests, 1) * 1e6, "k6 CPU s": bench.LAST_K6_CPU[0],
-                   "probe ms": probe, "machine idle %": idle / max(total, 1) * 100}
+                   "machine idle %": idle / max(total, 1) * 100}
             batches, items = (service.metric(name) - before for name, before in zip(counters, batched))
             row["batched %"] = items / max(requests, 1) * 100
             row["per batch"] = items / batches if batches else 0

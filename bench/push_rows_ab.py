@@ -37,7 +37,7 @@ try:
     old = source[start:source.index("$$;", start) + 3].replace("sync.push_rows(", "sync.push_rows_0017(", 1)
     settings = cluster.value("mana_sync", "SELECT array_to_string(proconfig, ' SET ') FROM pg_proc WHERE proname = 'push_rows'")
     script = bench.WORK / "push_rows_0017.sql"
-    script.write_text(old + f"\nALTER FUNCTION sync.push_rows_0017{SIGNATURE} SET {settings.replace('=', ' = ')};\n")
+    script.write_text(old + f"\nALTER FUNCTION sync.push_rows_0017{SIGNATURE} SET {settings};\n")
     subprocess.run([f"{cluster.bin}/psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(bench.PG_PORT), "-U", "mana",
                     "-d", "mana_sync", "-f", str(script)], check=True)
 

@@ -19,12 +19,20 @@
 -- thirty 100-change pushes: 619 -> 759 pushes a second). Each row's event id is still drawn once
 -- (OFFSET 0 keeps the series' subquery from being flattened), for its column and its text.
 --
--- The settings row-level security reads are set directly: sync.enter_spaces, an SQL function,
--- had its body parsed and planned on every call (3.6 % of PostgreSQL's time under one-change
--- pushes), and sync.enter_user, a plpgsql call per push (4.1 %), takes the role for the whole
--- transaction on the first push; the later pushes of a batch only change mana.user_id.
+-- sync.enter_spaces becomes plpgsql: as an SQL function that returns void (never inlined) its
+-- body was parsed and planned on every call (3.6 % of PostgreSQL's time under one-change
+-- pushes, one call per batch; every pull and push of a space member paid it too); plpgsql
+-- plans its statement once per connection. sync.enter_user, a plpgsql call per push (4.1 %),
+-- takes the role for the whole transaction on a batch's first push; the later pushes of the
+-- batch only change mana.user_id.
 --
 -- Same signature, same answers: a replica of the previous version calls it as before.
+
+CREATE OR REPLACE FUNCTION sync.enter_spaces(p_spaces text[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('mana.space_ids', coalesce(to_json(p_spaces)::text, '[]'), true);
+END
+$$;
 
 CREATE OR REPLACE FUNCTION sync.push_rows(
     p_users text[], p_apps text[], p_clients text[], p_keys text[], p_counts int[], p_since bigint[], p_limits int[],
@@ -42,7 +50,7 @@ BEGIN
     IF cardinality(p_tables) IS DISTINCT FROM (SELECT sum(c)::int FROM unnest(p_counts) AS c) THEN
         RAISE EXCEPTION 'sync.push_rows: % rows for pushes of % changes', cardinality(p_tables), (SELECT sum(c) FROM unnest(p_counts) AS c);
     END IF;
-    PERFORM set_config('mana.space_ids', '[]', true);  -- sync.enter_spaces('{}'), without parsing and planning its body per call
+    PERFORM sync.enter_spaces('{}');
     FOR i IN 1 .. cardinality(p_users) LOOP
         n := i;
         IF i = 1 THEN
@@ -79,16 +87,10 @@ BEGIN
         END IF;
         v_from := v_to + 1;
         stored := v_count;
-        IF p_limits[i] = 0 THEN
-            -- No page asked for (the service cut it from memory): what page_json answers for none.
-            changes := '[]';
-            returned := 0;
-            has_more := false;
-            synced_until := coalesce(v_last, (SELECT h.last_cursor FROM sync.heads h WHERE h.user_id = p_users[i] AND h.app_id = p_apps[i]), 0);
-        ELSIF v_last IS NULL THEN
+        IF p_limits[i] > 0 AND v_last IS NULL THEN
             SELECT p.changes, p.returned, p.synced_until, p.has_more INTO changes, returned, synced_until, has_more
             FROM sync.page_json(p_users[i], p_apps[i], NULL, p_since[i], p_clients[i], p_limits[i]) AS p;
-        ELSIF EXISTS (
+        ELSIF p_limits[i] > 0 AND EXISTS (
             SELECT 1 FROM sync.changes c
             WHERE c.user_id = p_users[i] AND c.app_id = p_apps[i] AND c.cursor > p_since[i] AND c.cursor < v_base
                 AND c.client_id <> p_clients[i]
@@ -97,12 +99,13 @@ BEGIN
             SELECT p.changes, p.returned, p.synced_until, p.has_more INTO changes, returned, synced_until, has_more
             FROM sync.page_json_before(p_users[i], p_apps[i], p_since[i], v_base, p_clients[i], p_limits[i]) AS p;
         ELSE
-            -- No other client's change between the push's `since` and its own rows: the page
-            -- sync.page_json_before answers for none, its head (held by this transaction) at v_last.
+            -- No page asked for (the service cut it from memory), or no other client's change
+            -- between the push's `since` and its own rows: what the page answers for none, synced
+            -- up to the head (which this transaction holds at v_last when the push stored rows).
             changes := '[]';
             returned := 0;
             has_more := false;
-            synced_until := v_last;
+            synced_until := coalesce(v_last, (SELECT h.last_cursor FROM sync.heads h WHERE h.user_id = p_users[i] AND h.app_id = p_apps[i]), 0);
         END IF;
         RETURN NEXT;
     END LOOP;
